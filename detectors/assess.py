@@ -1,0 +1,155 @@
+"""From the ledger to assessments: rules on each platform's windows, pyod over the population, risk, alerts."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.base import SEVERITIES, Finding, PlatformView, registered_detectors
+from detectors.features import FEATURE_NAMES, population_features, segment
+from detectors.risk import disposition, lead_departments, risk_score, strongest_by_detector, tier_of
+from detectors.scoring import OutlierEnsemble, OutlierResult
+from graph.ledger import Ledger
+from graph.windows import Window
+from schemas.records import DAY_MS
+
+__all__ = ["Assessment", "Assessor", "MODEL_VERSION", "alert_id"]
+
+MODEL_VERSION = "fundwatch-0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    platform_id: str
+    name: str
+    kind: str
+    licence: str
+    jurisdiction: str
+    lead_departments: tuple[str, ...]
+    score: float
+    tier: str
+    disposition: str
+    outlier_percentile: float
+    contributions: tuple[tuple[str, float], ...]
+    findings: tuple[Finding, ...]
+    as_of: int
+    first_flagged_at: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"platform_id": self.platform_id, "name": self.name, "kind": self.kind, "licence": self.licence,
+                "jurisdiction": self.jurisdiction, "lead_departments": list(self.lead_departments),
+                "score": self.score, "tier": self.tier, "disposition": self.disposition,
+                "outlier_percentile": round(self.outlier_percentile, 4),
+                "outlier_contributions": {k: v for k, v in self.contributions},
+                "first_flagged_at": self.first_flagged_at, "as_of": self.as_of,
+                "findings": [f.as_dict() for f in self.findings]}
+
+    def record(self) -> dict[str, Any]:
+        """The RiskScore Avro record."""
+        return {"platform_id": self.platform_id, "name": self.name, "kind": self.kind, "licence": self.licence,
+                "jurisdiction": self.jurisdiction, "lead_departments": list(self.lead_departments),
+                "score": self.score, "tier": self.tier, "disposition": self.disposition,
+                "outlier_percentile": self.outlier_percentile,
+                "detectors": sorted({f.detector for f in self.findings}), "finding_count": len(self.findings),
+                "first_flagged_at": self.first_flagged_at, "as_of": self.as_of, "model_version": MODEL_VERSION}
+
+
+def alert_id(platform_id: str, detector: str) -> str:
+    return hashlib.sha1(f"{platform_id}|{detector}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Fit:
+    model: OutlierEnsemble
+    at_ms: int
+    size: int
+
+
+class Assessor:
+    """Settings in the constructor; fitted models and alert state are built as data arrives."""
+
+    def __init__(self, *, windows: tuple[int, ...] = (30, 90), refit_every_days: int = 7, random_state: int = 0,
+                 alert_min_severity: str = "MEDIUM", use_hbos: bool = True) -> None:
+        self.windows = windows
+        self.refit_every_days = refit_every_days
+        self.random_state = random_state
+        self.alert_min_severity = alert_min_severity
+        self.use_hbos = use_hbos
+        self.fits_: dict[str, _Fit] = {}
+        self.first_flagged_: dict[str, int] = {}
+        self.alerted_: dict[tuple[str, str], str] = {}  # (platform, detector) -> severity last alerted
+
+    def findings(self, ledger: Ledger, platform_id: str) -> list[Finding]:
+        """Every detector over every window; per detector, the strongest finding."""
+        found: list[Finding] = []
+        for days in self.windows:
+            view = PlatformView(ledger, platform_id, Window(days, ledger.now_ms))
+            for fn, _ in registered_detectors().values():
+                found.extend(fn(view))
+        best = strongest_by_detector(found)
+        order = {s: i for i, s in enumerate(SEVERITIES)}
+        return sorted(best.values(), key=lambda f: (-order[f.severity], -f.score, f.detector))
+
+    def _outliers(self, ledger: Ledger, pids: list[str], refit: bool) -> dict[str, OutlierResult]:
+        X = population_features(ledger, pids)
+        segs: dict[str, list[int]] = {}
+        for i, pid in enumerate(pids):
+            segs.setdefault(segment(ledger, pid), []).append(i)
+        out: dict[str, OutlierResult] = {}
+        for seg, rows in sorted(segs.items()):
+            fit = self.fits_.get(seg)
+            due = (refit or fit is None or ledger.now_ms - fit.at_ms >= self.refit_every_days * DAY_MS
+                   or abs(len(rows) - fit.size) > 0.1 * max(1, fit.size))
+            if due:
+                model = OutlierEnsemble(FEATURE_NAMES, random_state=self.random_state, use_hbos=self.use_hbos).fit(X[rows])
+                fit = self.fits_[seg] = _Fit(model, ledger.now_ms, len(rows))
+            assert fit is not None
+            for pid, res in zip([pids[i] for i in rows], fit.model.score(X[rows])):
+                out[pid] = res
+        return out
+
+    def assess(self, ledger: Ledger, *, refit: bool = False) -> list[Assessment]:
+        pids = sorted(ledger.platforms)
+        outl = self._outliers(ledger, pids, refit)
+        result = []
+        for pid in pids:
+            p = ledger.platforms[pid]
+            fs = self.findings(ledger, pid)
+            o = outl.get(pid, OutlierResult(0.0, ()))
+            score = risk_score(fs, o.percentile)
+            tier = tier_of(score)
+            if tier in ("HIGH", "CRITICAL") and pid not in self.first_flagged_:
+                self.first_flagged_[pid] = ledger.now_ms
+            result.append(Assessment(
+                pid, p.name, p.kind, p.licence, p.jurisdiction,
+                tuple(lead_departments(p.kind, (f.detector for f in fs))), score, tier,
+                disposition(p.licence, tier, fs), o.percentile, o.contributions, tuple(fs), ledger.now_ms,
+                self.first_flagged_.get(pid)))
+        result.sort(key=lambda a: (-a.score, a.platform_id))
+        return result
+
+    def new_alerts(self, assessments: list[Assessment]) -> list[dict[str, Any]]:
+        """Alert records for findings that are new or more severe than last alerted (one id per platform+detector)."""
+        order = {s: i for i, s in enumerate(SEVERITIES)}
+        floor = order[self.alert_min_severity]
+        out = []
+        for a in assessments:
+            for f in a.findings:
+                if order[f.severity] < floor:
+                    continue
+                key = (a.platform_id, f.detector)
+                prev = self.alerted_.get(key)
+                if prev is not None and order[prev] >= order[f.severity]:
+                    continue
+                self.alerted_[key] = f.severity
+                out.append({
+                    "alert_id": alert_id(a.platform_id, f.detector), "platform_id": a.platform_id,
+                    "platform_name": a.name, "kind": a.kind, "licence": a.licence, "jurisdiction": a.jurisdiction,
+                    "lead_departments": list(a.lead_departments), "detector": f.detector, "severity": f.severity,
+                    "risk_score": a.score, "tier": a.tier, "disposition": a.disposition,
+                    "summary_zh": f.summary_zh, "summary_en": f.summary_en,
+                    "since": f.since_ms if f.since_ms is not None else a.as_of, "raised_at": a.as_of,
+                    "window_days": f.window_days,
+                    "evidence": {"tx_ids": list(f.tx_ids), "account_ids": list(f.account_ids), "amount": f.amount},
+                    "metrics": {k: float(v) for k, v in f.metrics}})
+        return out

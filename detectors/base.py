@@ -1,0 +1,183 @@
+"""What every detector shares: the frozen Finding, the platform window it reads, the registry.
+
+A detector is a pure function `f(view) -> list[Finding]` of one platform's window of the
+ledger. It never writes; the same view gives the same findings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Iterable
+
+from graph import trace
+from graph.ledger import Ledger
+from graph.windows import RoleFlows, Window, edge_amount, edge_origins, role_flows
+from schemas.records import Platform
+
+__all__ = ["Finding", "PlatformView", "Evidence", "SEVERITIES", "SEVERITY_WEIGHT", "DETECTORS", "detector",
+           "yuan_zh", "yuan_en", "pct", "CLIENT_ROLES", "registered_detectors"]
+
+SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+SEVERITY_WEIGHT = {"LOW": 0.15, "MEDIUM": 0.35, "HIGH": 0.6, "CRITICAL": 0.85}
+CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "CLIENT_RESERVE", "RISK_RESERVE")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing the money did that the rules prohibit, with the evidence that shows it."""
+
+    detector: str
+    severity: str
+    score: float  # 0..1 strength within its severity
+    summary_zh: str
+    summary_en: str
+    tx_ids: tuple[str, ...] = ()
+    account_ids: tuple[str, ...] = ()
+    amount: int = 0  # fen involved
+    window_days: int = 0  # 0: lifetime
+    since_ms: int | None = None
+    metrics: tuple[tuple[str, float], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"detector": self.detector, "severity": self.severity, "score": round(self.score, 4),
+                "summary": self.summary_en, "summary_zh": self.summary_zh, "summary_en": self.summary_en,
+                "amount": self.amount, "window_days": self.window_days, "since_ms": self.since_ms,
+                "metrics": {k: v for k, v in self.metrics},
+                "evidence": {"tx_ids": list(self.tx_ids), "account_ids": list(self.account_ids)}}
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    tx_ids: tuple[str, ...]
+    account_ids: tuple[str, ...]
+    amount: int
+    since_ms: int | None
+    origins: tuple[int, ...] = field(default=(0,) * trace.N_ORIGINS)
+
+
+class PlatformView:
+    """One platform seen through one window of the ledger; read-only, cached per view."""
+
+    def __init__(self, ledger: Ledger, platform_id: str, window: Window) -> None:
+        self.ledger = ledger
+        self.platform_id = platform_id
+        self.window = window
+
+    @property
+    def platform(self) -> Platform | None:
+        return self.ledger.platforms.get(self.platform_id)
+
+    @property
+    def window_days(self) -> int:
+        return self.window.days or 0
+
+    @cached_property
+    def flows(self) -> RoleFlows:
+        return role_flows(self.ledger.platform_days.get(self.platform_id, {}), window=self.window,
+                          lifetime=self.ledger.platform_life.get(self.platform_id))
+
+    @cached_property
+    def accounts_by_role(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for a in sorted(self.ledger.platform_accounts.get(self.platform_id, ())):
+            out.setdefault(self.ledger.accounts[a].role, []).append(a)
+        return out
+
+    @cached_property
+    def related_holders(self) -> frozenset[str]:
+        return self.ledger.related.get(self.platform_id, frozenset())
+
+    def holder(self, account_id: str) -> str | None:
+        a = self.ledger.accounts.get(account_id)
+        return a.holder_id if a else None
+
+    def role(self, account_id: str) -> str | None:
+        return self.ledger.role(account_id)
+
+    @cached_property
+    def listings(self) -> list[Any]:
+        """Listing books of this platform with activity inside the window (or listed inside it)."""
+        start = self.window.start_ms
+        out = []
+        for lid in sorted(self.ledger.platform_listings.get(self.platform_id, ())):
+            book = self.ledger.listings[lid]
+            if book.listing is None:
+                continue
+            t = book.first_ts if book.first_ts is not None else book.listing.listed_at
+            if start is None or t >= start:
+                out.append(book)
+        return out
+
+    def edges(self, pred: Callable[[str, str, dict[str, Any]], bool]) -> list[tuple[str, str, dict[str, Any], int]]:
+        """Flow edges out of this platform's accounts that match and carry money inside the window."""
+        G = self.ledger.graph
+        out = []
+        for u in sorted(self.ledger.platform_accounts.get(self.platform_id, ())):
+            for _, v, e in G.out_edges(u, data=True):
+                if e.get("kind") == "flow" and pred(u, v, e):
+                    amt = edge_amount(e, self.window)
+                    if amt > 0:
+                        out.append((u, v, e, amt))
+        out.sort(key=lambda x: (-x[3], x[0], x[1]))
+        return out
+
+    def evidence(self, edges: Iterable[tuple[str, str, dict[str, Any], int]], max_edges: int = 12) -> Evidence:
+        tx: list[str] = []
+        accts: list[str] = []
+        amount = 0
+        since: int | None = None
+        origins = [0] * trace.N_ORIGINS
+        for i, (u, v, e, amt) in enumerate(edges):
+            amount += amt
+            for k, x in enumerate(edge_origins(e, self.window)):
+                origins[k] += x
+            if i >= max_edges:
+                continue
+            tx.extend(e["recent"])
+            for a in (u, v):
+                if a not in accts:
+                    accts.append(a)
+            since = e["first_ts"] if since is None else min(since, e["first_ts"])
+        return Evidence(tuple(dict.fromkeys(tx)), tuple(accts), amount, since, tuple(origins))
+
+
+Detector = Callable[[PlatformView], list[Finding]]
+DETECTORS: dict[str, tuple[Detector, tuple[str, ...]]] = {}
+
+
+def detector(*names: str) -> Callable[[Detector], Detector]:
+    """Register a rule function under the finding names it may emit."""
+
+    def wrap(fn: Detector) -> Detector:
+        DETECTORS[fn.__name__] = (fn, names)
+        return fn
+
+    return wrap
+
+
+def registered_detectors() -> dict[str, tuple[Detector, tuple[str, ...]]]:
+    import detectors.rules  # noqa: F401  (registers the rule modules)
+
+    return DETECTORS
+
+
+def yuan_zh(fen: int) -> str:
+    y = fen / 100
+    if abs(y) >= 1e8:
+        return f"{y / 1e8:.2f}亿元"
+    if abs(y) >= 1e4:
+        return f"{y / 1e4:.1f}万元"
+    return f"{y:.0f}元"
+
+
+def yuan_en(fen: int) -> str:
+    y = fen / 100
+    if abs(y) >= 1e6:
+        return f"CNY {y / 1e6:.2f}m"
+    if abs(y) >= 1e3:
+        return f"CNY {y / 1e3:.1f}k"
+    return f"CNY {y:.0f}"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"

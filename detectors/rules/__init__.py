@@ -1,0 +1,11 @@
+"""One module per prohibition; importing this package registers every rule."""
+from detectors.rules import (  # noqa: F401
+    disclosures,
+    fund_pool,
+    misappropriation,
+    payments,
+    registration,
+    self_financing,
+    typologies,
+    yields,
+)

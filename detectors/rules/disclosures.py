@@ -1,0 +1,66 @@
+"""Findings from operating disclosures (信息披露): all a supervisor has of platforms not yet in custody."""
+from __future__ import annotations
+
+import statistics
+
+from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
+from detectors.rules.yields import LEGAL_CEILING
+
+BUCKET_DAYS = {"<=30d": 30, "31-90d": 90, "91-180d": 180, "181-365d": 365, ">365d": 730}
+PEER_MARGIN = 0.06
+
+
+def _peer_median_yield(view: PlatformView, kind: str) -> float | None:
+    ys = []
+    for pid, ds in view.ledger.disclosures.items():
+        p = view.ledger.platforms.get(pid)
+        if p is not None and p.kind == kind and ds and ds[-1].avg_annual_yield is not None:
+            ys.append(ds[-1].avg_annual_yield)
+    return statistics.median(ys) if len(ys) >= 5 else None
+
+
+@detector("excess_yield", "maturity_mismatch", "self_financing")
+def disclosed(view: PlatformView) -> list[Finding]:
+    ds = view.ledger.disclosures.get(view.platform_id)
+    p = view.platform
+    if not ds or p is None:
+        return []
+    d = ds[-1]
+    out: list[Finding] = []
+    y = d.avg_annual_yield
+    in_custody = bool(view.ledger.platform_days.get(view.platform_id))
+    if y is not None and not in_custody:  # in custody, the ledger knows what the projects earn (yields.py)
+        peer = _peer_median_yield(view, p.kind)
+        above_peer = peer is not None and y > peer + PEER_MARGIN
+        if y > LEGAL_CEILING or above_peer:
+            peer_s = pct(peer) if peer is not None else "n/a"
+            out.append(Finding(
+                "excess_yield", "MEDIUM" if not (y > LEGAL_CEILING and above_peer) else "HIGH",
+                min(1.0, (y - (peer or LEGAL_CEILING)) * 5),
+                f"披露平均年化收益{pct(y)}，同类平台中位数{peer_s}，法定上限{pct(LEGAL_CEILING)}。",
+                f"Disclosed average yield {pct(y)} against a peer median of {peer_s} and a legal ceiling of "
+                f"{pct(LEGAL_CEILING)}.", (), (), 0, 0, d.period_end,
+                (("disclosed_yield", y), ("peer_median_yield", peer if peer is not None else -1.0))))
+    for d in reversed(ds[-3:]):  # any of the last three periods
+        if not (d.avg_term_days and d.yield_by_term):
+            continue
+        sold = max(BUCKET_DAYS.get(k, 0) for k in d.yield_by_term)
+        if 0 < sold <= 0.5 * d.avg_term_days:
+            out.append(Finding(
+                "maturity_mismatch", "MEDIUM", min(1.0, 1 - sold / d.avg_term_days),
+                f"披露的产品期限最长{sold}天，而平均借款期限{d.avg_term_days:.0f}天：短期资金长期使用。",
+                f"The disclosure sells terms of at most {sold} days while the average term is "
+                f"{d.avg_term_days:.0f} days: short money lent long.", (), (), 0, 0, d.period_end,
+                (("longest_sold_term_days", float(sold)), ("avg_term_days", d.avg_term_days))))
+            break
+    d = ds[-1]
+    if d.related_party_outstanding and d.outstanding:
+        share = d.related_party_outstanding / d.outstanding
+        if share >= 0.05:
+            out.append(Finding(
+                "self_financing", "HIGH" if share >= 0.2 else "MEDIUM", min(1.0, share * 2),
+                f"披露关联方借款余额{yuan_zh(d.related_party_outstanding)}，占待收余额{pct(share)}。",
+                f"Disclosed related-party outstanding of {yuan_en(d.related_party_outstanding)}, {pct(share)} of "
+                f"all outstanding.", (), (), d.related_party_outstanding, 0, d.period_end,
+                (("related_outstanding_share", share),)))
+    return out

@@ -1,0 +1,63 @@
+"""Payment institutions: client reserves (备付金) misused, and clearing across banks (变相跨行清算)."""
+from __future__ import annotations
+
+from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
+
+MATERIAL = 1_000_000
+MAX_FEE_RATE = 0.01  # fee from the reserve above 1 % of what it settled is not a fee
+
+
+@detector("reserve_misuse")
+def reserve_misuse(view: PlatformView) -> list[Finding]:
+    f = view.flows
+    received = f.amount("DEPOSIT", "EXTERNAL", "CLIENT_RESERVE")
+    if received <= 0:
+        return []
+    settled = f.amount("TRANSFER", "CLIENT_RESERVE", "EXTERNAL", related=False)
+    to_own = f.amount(("TRANSFER", "WITHDRAWAL", "PAYOUT", "REFUND", "INVEST", "DISBURSE", "REPAY"),
+                      "CLIENT_RESERVE", "PLATFORM_OWN")
+    fees = f.amount("FEE", "CLIENT_RESERVE", "PLATFORM_OWN")
+    excess_fees = max(0, fees - int(MAX_FEE_RATE * settled))
+    to_related = f.amount(None, "CLIENT_RESERVE", None, related=True)
+    misused = to_own + excess_fees + to_related
+    share = misused / received
+    if misused < MATERIAL or share < 0.01:
+        return []
+    sev = "CRITICAL" if share >= 0.1 else "HIGH" if share >= 0.03 else "MEDIUM"
+    ev = view.evidence(view.edges(lambda u, v, e: view.role(u) == "CLIENT_RESERVE"
+                                  and (view.role(v) == "PLATFORM_OWN" or view.holder(v) in view.related_holders)))
+    return [Finding(
+        "reserve_misuse", sev, min(1.0, share * 4),
+        f"近{view.window_days}日客户备付金{yuan_zh(misused)}（占同期收款{pct(share)}）流向机构自有账户或关联方："
+        f"调入自有账户{yuan_zh(to_own)}、超额手续费{yuan_zh(excess_fees)}、直接转给关联方{yuan_zh(to_related)}。",
+        f"In the last {view.window_days} days {yuan_en(misused)} of client reserves ({pct(share)} of receipts) went to "
+        f"the institution's own account or related parties: {yuan_en(to_own)} moved to its own account, "
+        f"{yuan_en(excess_fees)} fees above {pct(MAX_FEE_RATE)} of settlements, {yuan_en(to_related)} straight to related parties.",
+        ev.tx_ids, ev.account_ids, misused, view.window_days, ev.since_ms,
+        (("misused_fen", float(misused)), ("misused_share", share), ("to_own_fen", float(to_own)),
+         ("excess_fees_fen", float(excess_fees)), ("to_related_fen", float(to_related))))]
+
+
+@detector("cross_bank_clearing")
+def cross_bank_clearing(view: PlatformView) -> list[Finding]:
+    reserves = view.accounts_by_role.get("CLIENT_RESERVE", [])
+    if len(reserves) < 2:
+        return []
+    edges = view.edges(lambda u, v, e: view.role(u) == "CLIENT_RESERVE" and view.role(v) == "CLIENT_RESERVE")
+    if not edges:
+        return []
+    ev = view.evidence(edges)
+    if ev.amount < MATERIAL:
+        return []
+    banks = sorted({view.ledger.accounts[a].custodian_id or "?" for a in ev.account_ids})
+    volume = view.flows.amount("DEPOSIT", "EXTERNAL", "CLIENT_RESERVE") or 1
+    share = ev.amount / volume
+    sev = "HIGH" if len(banks) >= 3 or share >= 0.2 else "MEDIUM"
+    return [Finding(
+        "cross_bank_clearing", sev, min(1.0, 0.3 + share),
+        f"近{view.window_days}日机构在{len(banks)}家银行（{'、'.join(banks)}）的备付金账户之间互相划转{yuan_zh(ev.amount)}"
+        f"（占收款{pct(share)}），疑似变相跨行清算。",
+        f"In the last {view.window_days} days the institution's reserve accounts at {len(banks)} banks "
+        f"({', '.join(banks)}) moved {yuan_en(ev.amount)} among themselves ({pct(share)} of receipts): clearing across banks.",
+        ev.tx_ids, ev.account_ids, ev.amount, view.window_days, ev.since_ms,
+        (("interbank_fen", float(ev.amount)), ("banks", float(len(banks))), ("share_of_receipts", share)))]

@@ -1,0 +1,86 @@
+"""Laundering typologies (AMLSim / AMLworld names): cycle, fan_in, fan_out, gather_scatter.
+
+Run on the platform's custody accounts (EXTERNAL cards excluded, so that a deposit and a
+withdrawal of one investor do not count as a cycle), and across platforms through holders
+that own accounts on several platforms.
+"""
+from __future__ import annotations
+
+from itertools import islice
+
+import networkx as nx
+
+from detectors.base import Finding, PlatformView, detector, yuan_en, yuan_zh
+
+FAN = 20  # distinct counterparties that make a fan
+MAX_CYCLES = 50
+MATERIAL = 1_000_000
+STRUCTURAL = ("CUSTODY_POOL", "CLIENT_RESERVE", "PLATFORM_OWN", "INVESTOR")  # fans by design
+
+
+@detector("cycle")
+def cycle(view: PlatformView) -> list[Finding]:
+    """Money that returns to where it started through the platform's own account (3-4 hops among its inner accounts)."""
+    # investors and cards are leaves of lawful money (deposit, invest, get repaid): leave them out
+    inner = ("PLATFORM_OWN", "CUSTODY_POOL", "BORROWER", "RISK_RESERVE", "CLIENT_RESERVE")
+    edges = view.edges(lambda u, v, e: view.role(u) in inner and view.role(v) in inner)
+    if not edges:
+        return []
+    H = nx.DiGraph()
+    for u, v, e, amt in edges:
+        H.add_edge(u, v, amount=amt)
+    own = set(view.accounts_by_role.get("PLATFORM_OWN", ()))
+    found = []
+    for c in islice(nx.simple_cycles(H, length_bound=4), MAX_CYCLES * 20):
+        if len(c) >= 3 and own.intersection(c):
+            found.append(c)
+            if len(found) >= MAX_CYCLES:
+                break
+    if not found:
+        return []
+    pairs = {(c[i], c[(i + 1) % len(c)]) for c in found for i in range(len(c))}
+    ev = view.evidence([x for x in edges if (x[0], x[1]) in pairs])
+    if ev.amount < MATERIAL:
+        return []
+    return [Finding(
+        "cycle", "LOW", min(1.0, len(found) / 10),
+        f"近{view.window_days}日发现{len(found)}条经平台自有账户的资金闭环（3-4跳），涉及{yuan_zh(ev.amount)}。",
+        f"In the last {view.window_days} days {len(found)} money cycles of 3-4 hops pass through the platform's own "
+        f"account, involving {yuan_en(ev.amount)}.",
+        ev.tx_ids, ev.account_ids, ev.amount, view.window_days, ev.since_ms, (("cycles", float(len(found))),))]
+
+
+@detector("fan_in", "fan_out", "gather_scatter")
+def fans(view: PlatformView) -> list[Finding]:
+    G = view.ledger.graph
+    out: list[Finding] = []
+    fan_in: list[str] = []
+    fan_out: list[str] = []
+    for role, accts in view.accounts_by_role.items():
+        if role in STRUCTURAL:
+            continue
+        for a in accts:
+            ins = sum(1 for u, _, e in G.in_edges(a, data=True) if e.get("kind") == "flow"
+                      and (view.window.start_ms is None or e["last_ts"] >= view.window.start_ms))
+            outs = sum(1 for _, v, e in G.out_edges(a, data=True) if e.get("kind") == "flow"
+                       and (view.window.start_ms is None or e["last_ts"] >= view.window.start_ms))
+            if ins >= FAN:
+                fan_in.append(a)
+            if outs >= FAN:
+                fan_out.append(a)
+    both = sorted(set(fan_in) & set(fan_out))
+    for name, accts, zh, en in (("gather_scatter", both, "集中后分散", "gather-scatter"),
+                                ("fan_in", sorted(set(fan_in) - set(both)), "多对一汇集", "fan-in"),
+                                ("fan_out", sorted(set(fan_out) - set(both)), "一对多分散", "fan-out")):
+        if not accts:
+            continue
+        ev = view.evidence(view.edges(lambda u, v, e, s=set(accts): u in s or v in s))
+        if ev.amount < MATERIAL:
+            continue
+        out.append(Finding(
+            name, "LOW", min(1.0, len(accts) / 5),
+            f"近{view.window_days}日{len(accts)}个非资金池账户呈{zh}结构（对手方不少于{FAN}个），涉及{yuan_zh(ev.amount)}。",
+            f"In the last {view.window_days} days {len(accts)} accounts that are not pools show a {en} pattern "
+            f"(at least {FAN} counterparties), involving {yuan_en(ev.amount)}.",
+            ev.tx_ids, ev.account_ids, ev.amount, view.window_days, ev.since_ms, (("accounts", float(len(accts))),)))
+    return out

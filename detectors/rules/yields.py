@@ -1,0 +1,135 @@
+"""Returns above what the projects can earn (显失合理的超高回报率): excess yield, Ponzi payouts, subsidies."""
+from __future__ import annotations
+
+from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
+from graph import trace
+from graph.windows import edge_amount, edge_origins
+
+MATERIAL = 1_000_000
+LEGAL_CEILING = 0.24  # annual; configurable through Settings.legal_yield_ceiling
+MARGIN = 0.02
+PAYOUT_TYPES = ("REPAY", "PAYOUT", "TRANSFER", "REFUND")
+
+
+def promised_and_project_yield(view: PlatformView) -> tuple[float | None, float | None, int]:
+    products = [b for b in view.listings if b.listing.kind == "PRODUCT" and b.raised > 0]
+    loans = [b for b in view.listings if b.listing.kind == "LOAN" and (b.disbursed or b.raised)]
+    pm = sum(b.raised for b in products)
+    promised = sum(b.raised * b.listing.annual_rate for b in products) / pm if pm else None
+    p = view.platform
+    if p is not None and p.advertised_annual_yield is not None:
+        promised = max(promised or 0.0, p.advertised_annual_yield)
+    lm = sum((b.disbursed or b.raised) for b in loans)
+    project = sum((b.disbursed or b.raised) * b.listing.annual_rate for b in loans) / lm if lm else None
+    return promised, project, pm
+
+
+@detector("excess_yield")
+def excess_yield(view: PlatformView) -> list[Finding]:
+    promised, project, product_money = promised_and_project_yield(view)
+    if promised is None:
+        return []
+    above_ceiling = promised > LEGAL_CEILING
+    above_projects = project is not None and promised > project + MARGIN
+    if not (above_ceiling or above_projects):
+        return []
+    gap = promised - (project if project is not None else LEGAL_CEILING)
+    sev = "HIGH" if above_ceiling and above_projects else "MEDIUM"
+    if above_projects and gap >= 0.08:
+        sev = "HIGH"
+    ev = view.evidence(view.edges(lambda u, v, e: view.role(u) == "INVESTOR" and view.role(v) in
+                                  ("CUSTODY_POOL", "PLATFORM_OWN")))
+    proj = f"{pct(project)}" if project is not None else "n/a"
+    return [Finding(
+        "excess_yield", sev, min(1.0, max(gap, promised - LEGAL_CEILING) * 5),
+        f"承诺投资人年化收益{pct(promised)}，所投项目借款利率加权仅{proj}"
+        f"{'，超过法定上限' + pct(LEGAL_CEILING) if above_ceiling else ''}，项目收益无法覆盖。",
+        f"Investors are promised {pct(promised)} a year while the projects their money reaches pay {proj}"
+        f"{'; above the legal ceiling of ' + pct(LEGAL_CEILING) if above_ceiling else ''}: the projects cannot earn it.",
+        ev.tx_ids, ev.account_ids, product_money, view.window_days, ev.since_ms,
+        (("promised_yield", promised), ("project_yield", project if project is not None else -1.0),
+         ("legal_ceiling", LEGAL_CEILING)))]
+
+
+POOL_PAYERS = ("CUSTODY_POOL", "PLATFORM_OWN", "RISK_RESERVE")
+
+
+def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str, str, dict, int]]]:
+    """Investor payouts from pooled accounts not covered by borrower repayments into them.
+
+    Per paying account: new money = min(traced INVESTOR_FUNDS in its payouts, payouts - repayments
+    it received). The first term is the pro-rata trace; the second keeps a lawful pass-through
+    pool, whose small surplus mixes with fresh subscriptions, from looking like a Ponzi.
+    Returns (paid, new money, repayments received, payout edges).
+    """
+    G = view.ledger.graph
+    paid = new = received = 0
+    evidence = []
+    for acct in (a for r in POOL_PAYERS for a in view.accounts_by_role.get(r, ())):
+        outs = [(acct, v, e, edge_amount(e, view.window)) for _, v, e in G.out_edges(acct, data=True)
+                if e.get("kind") == "flow" and view.role(v) == "INVESTOR"]
+        outs = [x for x in outs if x[3] > 0]
+        if not outs:
+            continue
+        p = sum(x[3] for x in outs)
+        traced = sum(edge_origins(x[2], view.window)[trace.INVESTOR_FUNDS] for x in outs)
+        r = sum(edge_amount(e, view.window) for u, _, e in G.in_edges(acct, data=True)
+                if e.get("kind") == "flow" and view.role(u) == "BORROWER")
+        paid += p
+        received += r
+        n = min(traced, max(0, p - r))
+        new += n
+        if n > 0:
+            evidence.extend(outs)
+    evidence.sort(key=lambda x: (-x[3], x[0], x[1]))
+    return paid, new, received, evidence
+
+
+@detector("ponzi_payout")
+def ponzi_payout(view: PlatformView) -> list[Finding]:
+    paid, new_money, repaid, edges = unfunded_payouts(view)
+    if paid < MATERIAL:
+        return []
+    share = new_money / paid
+    if share < 0.3 or new_money < MATERIAL:
+        return []
+    deposits = view.flows.amount("DEPOSIT", "EXTERNAL", "INVESTOR")
+    sev = "CRITICAL" if share >= 0.8 else "HIGH" if share >= 0.5 else "MEDIUM"
+    ev = view.evidence(edges)
+    return [Finding(
+        "ponzi_payout", sev, share,
+        f"近{view.window_days}日资金池及自有账户向投资人兑付{yuan_zh(paid)}，同期仅收到借款人还款{yuan_zh(repaid)}；"
+        f"按余额比例追溯，{pct(share)}（{yuan_zh(new_money)}）来自其他投资人的新资金；同期投资人入金{yuan_zh(deposits)}。",
+        f"In the last {view.window_days} days pooled and own accounts paid investors {yuan_en(paid)} while receiving "
+        f"only {yuan_en(repaid)} from borrowers; traced pro rata, {pct(share)} ({yuan_en(new_money)}) was other "
+        f"investors' money; investors deposited {yuan_en(deposits)}.",
+        ev.tx_ids, ev.account_ids, new_money, view.window_days, ev.since_ms,
+        (("paid_fen", float(paid)), ("new_money_fen", float(new_money)), ("new_money_share", share),
+         ("repayment_fen", float(repaid)), ("deposits_fen", float(deposits))))]
+
+
+@detector("subsidy")
+def subsidy(view: PlatformView) -> list[Finding]:
+    f = view.flows
+    own_paid = f.amount(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
+    n = f.count(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
+    if own_paid <= 0 or n < 3:
+        return []
+    origins = f.origins(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
+    own = origins[trace.OWN_FUNDS]
+    others = origins[trace.INVESTOR_FUNDS] + origins[trace.RESERVE_FUNDS]
+    interest_total = f.amount(PAYOUT_TYPES, None, "INVESTOR") or 1
+    share = own_paid / interest_total
+    sev = "HIGH" if others > own or share >= 0.2 else "MEDIUM"
+    ev = view.evidence(view.edges(lambda u, v, e: view.role(u) in ("PLATFORM_OWN", "RISK_RESERVE")
+                                  and view.role(v) == "INVESTOR"))
+    return [Finding(
+        "subsidy", sev, min(1.0, 0.4 + share),
+        f"近{view.window_days}日平台以自有或风险准备金账户向投资人支付收益、奖励{n}笔共{yuan_zh(own_paid)}，"
+        f"其中平台自有资金{yuan_zh(own)}、其他客户资金{yuan_zh(others)}（变相补贴、交叉补贴）。",
+        f"In the last {view.window_days} days the platform paid investors {n} returns or bonuses totalling "
+        f"{yuan_en(own_paid)} from its own or risk-reserve accounts: {yuan_en(own)} its own money, {yuan_en(others)} "
+        f"other clients' money (hidden and cross subsidies).",
+        ev.tx_ids, ev.account_ids, own_paid, view.window_days, ev.since_ms,
+        (("subsidy_fen", float(own_paid)), ("count", float(n)), ("own_funds_fen", float(own)),
+         ("other_clients_fen", float(others)), ("share_of_investor_receipts", share)))]

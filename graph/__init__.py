@@ -1,0 +1,1 @@
+"""The transaction graph (networkx) and the measures detectors take over it."""

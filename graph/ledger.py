@@ -1,0 +1,300 @@
+"""The transaction graph: accounts, holders and platforms; money flows aggregated per edge and day.
+
+Only this module mutates the graph. Memory is bounded by aggregation: one edge per
+(payer account, payee account) with lifetime totals, one small bucket per active day
+for the last `retention_days` (older days fold into the lifetime totals), and at most
+`evidence_cap` recent tx ids per edge. Transactions themselves are not kept; the
+idempotency set holds ids for `dedup_days` of event time only.
+
+Node kinds: "account" (role, platform, holder, balance, traced composition),
+"holder" (a person or company; links accounts across platforms), "platform".
+Edge kinds: "flow" account->account, "holds" holder->account, "related" platform->holder.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import networkx as nx
+
+from graph import trace
+from schemas.records import DAY_MS, Account, Disclosure, Listing, Platform, Transaction
+
+__all__ = ["Ledger", "ListingBook", "ApplyResult", "TYPE_INDEX", "TX_TYPES"]
+
+TX_TYPES = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "FEE", "TRANSFER", "REFUND")
+TYPE_INDEX = {t: i for i, t in enumerate(TX_TYPES)}
+# bucket layout: [amount, count, *origins]
+B_AMOUNT, B_COUNT, B_ORIGIN0 = 0, 1, 2
+
+
+@dataclass(slots=True)
+class ListingBook:
+    """What the money did for one listing: raised, passed on, paid back."""
+
+    listing: Listing | None  # None until the Listing record arrives (topics interleave on Kafka)
+    raised: int = 0  # INVEST naming the listing
+    disbursed: int = 0  # DISBURSE naming the listing
+    repaid: int = 0  # REPAY naming the listing
+    paid_out: int = 0  # PAYOUT naming the listing
+    interest_paid: int = 0
+    funders: set[str] = field(default_factory=set)
+    first_ts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    applied: bool
+    reason: str = ""
+
+
+class Ledger:
+    """Owns the networkx graph; `apply` takes any input record and is idempotent by tx_id."""
+
+    def __init__(self, *, retention_days: int = 90, evidence_cap: int = 8, dedup_days: int = 14,
+                 disclosures_kept: int = 12) -> None:
+        self.retention_days = retention_days
+        self.evidence_cap = evidence_cap
+        self.dedup_days = dedup_days
+        self.disclosures_kept = disclosures_kept
+        self.graph_: nx.DiGraph | None = None
+        self.platforms: dict[str, Platform] = {}
+        self.accounts: dict[str, Account] = {}
+        self.listings: dict[str, ListingBook] = {}
+        self.disclosures: dict[str, list[Disclosure]] = {}
+        self.platform_accounts: dict[str, set[str]] = {}
+        self.platform_listings: dict[str, set[str]] = {}
+        self.first_seen: dict[str, int] = {}  # platform -> first event time
+        self.last_tx: dict[str, int] = {}  # platform -> newest transaction time
+        self.related: dict[str, frozenset[str]] = {}  # platform -> declared related holders
+        # platform -> day -> (type, src_role, dst_role, dst_related) -> [amount, count, *origins]
+        self.platform_days: dict[str, dict[int, dict[tuple[str, str, str, bool], list[int]]]] = {}
+        self.platform_life: dict[str, dict[tuple[str, str, str, bool], list[int]]] = {}
+        self.now_ms = 0
+        self.tx_count = 0
+        self._dedup: dict[int, set[str]] = {}
+
+    # ---- state ------------------------------------------------------------------------------
+    @property
+    def graph(self) -> nx.DiGraph:
+        if self.graph_ is None:
+            self.graph_ = nx.DiGraph()
+        return self.graph_
+
+    def _tick(self, ts: int, platform_id: str) -> None:
+        if ts > self.now_ms:
+            self.now_ms = ts
+        if platform_id not in self.first_seen or ts < self.first_seen[platform_id]:
+            self.first_seen[platform_id] = ts
+
+    # ---- apply ------------------------------------------------------------------------------
+    def apply(self, record: Any) -> ApplyResult:
+        if isinstance(record, Transaction):
+            return self.apply_transaction(record)
+        if isinstance(record, Account):
+            return self.apply_account(record)
+        if isinstance(record, Platform):
+            return self.apply_platform(record)
+        if isinstance(record, Listing):
+            return self.apply_listing(record)
+        if isinstance(record, Disclosure):
+            return self.apply_disclosure(record)
+        raise TypeError(f"not an input record: {type(record).__name__}")
+
+    def apply_platform(self, p: Platform) -> ApplyResult:
+        G = self.graph
+        old = self.platforms.get(p.platform_id)
+        if old is not None and old.updated_at > p.updated_at:
+            return ApplyResult(False, "older registry version")
+        self.platforms[p.platform_id] = p
+        self.related[p.platform_id] = frozenset(p.related_parties)
+        node = ("platform", p.platform_id)
+        G.add_node(node, kind="platform")
+        if old is not None:
+            for h in old.related_parties:
+                if G.has_edge(node, ("holder", h)):
+                    G.remove_edge(node, ("holder", h))
+        for h in p.related_parties:
+            G.add_node(("holder", h), kind="holder")
+            G.add_edge(node, ("holder", h), kind="related")
+        self._tick(p.updated_at, p.platform_id)
+        return ApplyResult(True)
+
+    def apply_account(self, a: Account) -> ApplyResult:
+        G = self.graph
+        prev = self.accounts.get(a.account_id)
+        self.accounts[a.account_id] = a
+        self.platform_accounts.setdefault(a.platform_id, set()).add(a.account_id)
+        if prev is None:
+            G.add_node(a.account_id, kind="account", balance=0, comp=[0] * trace.N_ORIGINS)
+        G.nodes[a.account_id].update(role=a.role, platform=a.platform_id, holder=a.holder_id)
+        if prev is not None and prev.holder_id != a.holder_id and G.has_edge(("holder", prev.holder_id), a.account_id):
+            G.remove_edge(("holder", prev.holder_id), a.account_id)
+        G.add_node(("holder", a.holder_id), kind="holder")
+        G.add_edge(("holder", a.holder_id), a.account_id, kind="holds")
+        self._tick(a.opened_at, a.platform_id)
+        return ApplyResult(True)
+
+    def apply_listing(self, lst: Listing) -> ApplyResult:
+        book = self.listings.get(lst.listing_id)
+        if book is None:
+            self.listings[lst.listing_id] = ListingBook(lst)
+        else:
+            book.listing = lst
+        self.platform_listings.setdefault(lst.platform_id, set()).add(lst.listing_id)
+        self._tick(lst.listed_at, lst.platform_id)
+        return ApplyResult(True)
+
+    def apply_disclosure(self, d: Disclosure) -> ApplyResult:
+        items = self.disclosures.setdefault(d.platform_id, [])
+        items[:] = [x for x in items if x.period_end != d.period_end] + [d]
+        items.sort(key=lambda x: x.period_end)
+        del items[:-self.disclosures_kept]
+        self._tick(d.period_end, d.platform_id)
+        return ApplyResult(True)
+
+    def validate(self, tx: Transaction) -> str | None:
+        """Why a transaction cannot be applied, or None. Missing accounts may still arrive."""
+        if tx.amount <= 0:
+            return f"non-positive amount {tx.amount}"
+        if tx.interest is not None and (tx.interest < 0 or tx.interest > tx.amount):
+            return f"interest {tx.interest} outside 0..amount {tx.amount}"
+        if tx.from_account == tx.to_account:
+            return "payer and payee are the same account"
+        return None
+
+    def missing_accounts(self, tx: Transaction) -> list[str]:
+        return [a for a in (tx.from_account, tx.to_account) if a not in self.accounts]
+
+    def seen(self, tx_id: str) -> bool:
+        return any(tx_id in ids for ids in self._dedup.values())
+
+    def apply_transaction(self, tx: Transaction) -> ApplyResult:
+        reason = self.validate(tx)
+        if reason:
+            return ApplyResult(False, reason)
+        missing = self.missing_accounts(tx)
+        if missing:
+            return ApplyResult(False, f"unregistered account {', '.join(missing)}")
+        if tx.platform_id not in self.platforms:
+            return ApplyResult(False, f"unregistered platform {tx.platform_id}")
+        day = tx.ts // DAY_MS
+        if self.seen(tx.tx_id):
+            return ApplyResult(False, "duplicate tx_id")
+        self._dedup.setdefault(day, set()).add(tx.tx_id)
+        if len(self._dedup) > self.dedup_days + 1:
+            horizon = self.now_ms // DAY_MS - self.dedup_days
+            for d in [d for d in self._dedup if d < horizon]:
+                del self._dedup[d]
+        G = self.graph
+        src, dst = G.nodes[tx.from_account], G.nodes[tx.to_account]
+        # trace: pro rata through balances
+        parts = trace.take(src["comp"], src["balance"], tx.amount)
+        src["balance"] -= tx.amount
+        origin = trace.entry_origin(tx.type, src["role"], dst["role"], tx.listing_id is not None)
+        if origin is not None:
+            moved = [0] * trace.N_ORIGINS
+            moved[origin] = tx.amount
+        else:
+            moved = parts
+        dst["balance"] += tx.amount
+        trace.add(dst["comp"], moved)
+        # aggregate the flow
+        if G.has_edge(tx.from_account, tx.to_account):
+            e = G.edges[tx.from_account, tx.to_account]
+        else:
+            G.add_edge(tx.from_account, tx.to_account, kind="flow", amount=0, count=0, first_ts=tx.ts, last_ts=tx.ts,
+                       by_type=[0] * len(TX_TYPES), buckets={}, recent=deque(maxlen=self.evidence_cap),
+                       origin=[0] * trace.N_ORIGINS, interest=0)
+            e = G.edges[tx.from_account, tx.to_account]
+        e["amount"] += tx.amount
+        e["count"] += 1
+        e["first_ts"] = min(e["first_ts"], tx.ts)
+        e["last_ts"] = max(e["last_ts"], tx.ts)
+        e["by_type"][TYPE_INDEX[tx.type]] += tx.amount
+        e["interest"] += tx.interest or 0
+        e["recent"].append(tx.tx_id)
+        trace.add(e["origin"], parts)
+        b = e["buckets"].get(day)
+        if b is None:
+            b = e["buckets"][day] = [0] * (B_ORIGIN0 + trace.N_ORIGINS)
+            if len(e["buckets"]) > self.retention_days:
+                horizon = day - self.retention_days
+                for d in [d for d in e["buckets"] if d <= horizon]:
+                    del e["buckets"][d]
+        b[B_AMOUNT] += tx.amount
+        b[B_COUNT] += 1
+        for i in range(trace.N_ORIGINS):
+            b[B_ORIGIN0 + i] += parts[i]
+        # per-platform daily aggregates by (type, roles, related payee): what the detectors window over
+        days = self.platform_days.setdefault(tx.platform_id, {})
+        agg = days.get(day)
+        if agg is None:
+            agg = days[day] = {}
+            if len(days) > self.retention_days:
+                horizon = day - self.retention_days
+                for d in [d for d in days if d <= horizon]:
+                    del days[d]
+        key = (tx.type, src["role"], dst["role"],
+               dst["holder"] in self.related.get(tx.platform_id, ()))
+        life = self.platform_life.setdefault(tx.platform_id, {})
+        for table in (agg, life):
+            row = table.get(key)
+            if row is None:
+                row = table[key] = [0] * (B_ORIGIN0 + trace.N_ORIGINS)
+            row[B_AMOUNT] += tx.amount
+            row[B_COUNT] += 1
+            for i in range(trace.N_ORIGINS):
+                row[B_ORIGIN0 + i] += parts[i]
+        if tx.listing_id is not None:
+            self._book(tx)
+        self.tx_count += 1
+        self.last_tx[tx.platform_id] = max(self.last_tx.get(tx.platform_id, 0), tx.ts)
+        self._tick(tx.ts, tx.platform_id)
+        return ApplyResult(True)
+
+    def _book(self, tx: Transaction) -> None:
+        lid = tx.listing_id or ""
+        book = self.listings.get(lid)
+        if book is None:
+            book = self.listings[lid] = ListingBook(None)
+            self.platform_listings.setdefault(tx.platform_id, set()).add(lid)
+        if book.first_ts is None:
+            book.first_ts = tx.ts
+        if tx.type == "INVEST":
+            book.raised += tx.amount
+            if len(book.funders) < 256:
+                book.funders.add(tx.from_account)
+        elif tx.type == "DISBURSE":
+            book.disbursed += tx.amount
+        elif tx.type == "REPAY":
+            book.repaid += tx.amount
+        elif tx.type == "PAYOUT":
+            book.paid_out += tx.amount
+        if tx.type in ("REPAY", "PAYOUT"):
+            book.interest_paid += tx.interest or 0
+
+    # ---- read side (detectors read; they never write) ---------------------------------------------
+    def role(self, account_id: str) -> str | None:
+        a = self.accounts.get(account_id)
+        return a.role if a else None
+
+    def platform_flows(self, platform_id: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Flow edges leaving this platform's accounts."""
+        G = self.graph
+        for a in self.platform_accounts.get(platform_id, ()):
+            for _, v, e in G.out_edges(a, data=True):
+                yield a, v, e
+
+    def holders_of(self, platform_id: str) -> set[str]:
+        return {self.accounts[a].holder_id for a in self.platform_accounts.get(platform_id, ())}
+
+    def stats(self) -> dict[str, int]:
+        G = self.graph
+        flows = sum(1 for _, _, k in G.edges(data="kind") if k == "flow")
+        buckets = sum(len(e["buckets"]) for _, _, e in G.edges(data=True) if e.get("kind") == "flow")
+        return {"nodes": G.number_of_nodes(), "edges": G.number_of_edges(), "flow_edges": flows,
+                "day_buckets": buckets, "accounts": len(self.accounts), "listings": len(self.listings),
+                "transactions_applied": self.tx_count,
+                "dedup_ids": sum(len(s) for s in self._dedup.values())}

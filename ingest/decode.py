@@ -1,0 +1,70 @@
+"""Bytes (or container-file rows) to records. Never raises into the loop: a record or a DecodeError.
+
+A DecodeError keeps where the input came from (topic, partition, offset; or file and record
+index) and why it failed, so the dead-letter sink can keep it and an operator can find it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.records import RECORD_TYPES, Record
+from schemas.wire import Framing, FramingError, decode_body
+
+__all__ = ["RawMessage", "Envelope", "DecodeError", "decode", "to_record"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One input as a source hands it over: framed bytes from Kafka, or a decoded row from a file."""
+
+    topic: str  # Kafka topic, or the container file's path
+    partition: int  # -1 for files
+    offset: int  # Kafka offset, or the record's index in the file
+    expected: str  # the record name this topic or file carries
+    value: bytes | None = None
+    key: bytes | None = None
+    row: dict[str, Any] | None = None  # already decoded by the container-file reader
+
+    def position(self) -> str:
+        if self.partition < 0:
+            return f"{self.topic} record {self.offset}"
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    record: Record
+    source: RawMessage
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeError:
+    source: RawMessage
+    reason: str
+    stage: str = "decode"  # decode | validate
+
+    def __str__(self) -> str:
+        return f"{self.source.position()}: {self.reason}"
+
+
+def to_record(name: str, row: dict[str, Any]) -> Record:
+    cls = RECORD_TYPES[name]
+    rec = cls(**row)
+    return rec  # type: ignore[no-any-return]
+
+
+def decode(msg: RawMessage, framing: Framing) -> Envelope | DecodeError:
+    try:
+        if msg.row is not None:
+            return Envelope(to_record(msg.expected, msg.row), msg)
+        if msg.value is None:
+            return DecodeError(msg, "empty value (tombstone) on an input topic")
+        s, body = framing.unframe(msg.value)
+        if s.name != msg.expected:
+            return DecodeError(msg, f"a {s.name} record on a topic that carries {msg.expected}")
+        return Envelope(to_record(s.name, decode_body(s, body)), msg)
+    except FramingError as exc:
+        return DecodeError(msg, str(exc))
+    except (ValueError, TypeError, KeyError, EOFError, IndexError, UnicodeDecodeError) as exc:
+        return DecodeError(msg, f"undecodable {msg.expected}: {type(exc).__name__}: {exc}")

@@ -1,0 +1,246 @@
+"""The one loop: poll -> decode -> graph.apply -> detect -> score -> publish -> commit.
+
+Offsets are committed last, and only up to the first input not yet fully handled: a
+transaction waiting for its account (topics interleave on Kafka) holds its partition's
+commit point back until it is applied or dead-lettered. Scoring runs on an event-time
+cadence (every `assess_every_ms` of the records' own time) and whenever the stream goes
+idle, so a replay and a live run over the same records reach the same scores.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from detectors.assess import Assessment, Assessor
+from graph.ledger import Ledger
+from ingest.dead_letters import DeadLetterPolicy, DeadLetterSink
+from ingest.decode import DecodeError, Envelope, decode
+from ingest.sources import Source
+from schemas.records import DAY_MS, Account, Platform, Transaction
+from schemas.wire import Framing, SingleObjectFraming
+
+__all__ = ["Pipeline", "Output", "RunStats"]
+
+log = logging.getLogger(__name__)
+
+
+class Output(Protocol):
+    def publish(self, assessments: list[Assessment], alerts: list[dict[str, Any]], final: bool) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+@dataclass
+class RunStats:
+    inputs: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    assessments: int = 0
+    alerts: int = 0
+    pending: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, "applied": self.applied, "duplicates": self.duplicates, "dead": self.dead,
+                "assessments": self.assessments, "alerts": self.alerts, "pending": self.pending,
+                "seconds": round(time.monotonic() - self.started, 2)}
+
+
+class Pipeline:
+    def __init__(self, source: Source, ledger: Ledger, assessor: Assessor, outputs: list[Output],
+                 dead_letters: DeadLetterSink, *, framing: Framing | None = None,
+                 dead_letter_policy: DeadLetterPolicy | None = None, assess_every_ms: int = 7 * DAY_MS,
+                 pending_grace_ms: int = DAY_MS, idle_assess_s: float = 2.0) -> None:
+        self.source = source
+        self.ledger = ledger
+        self.assessor = assessor
+        self.outputs = outputs
+        self.dead_letters = dead_letters
+        self.framing = framing or SingleObjectFraming()
+        self.policy = dead_letter_policy or DeadLetterPolicy()
+        self.assess_every_ms = assess_every_ms
+        self.pending_grace_ms = pending_grace_ms
+        self.idle_assess_s = idle_assess_s
+        self.stats = RunStats()
+        self.latest: list[Assessment] = []
+        self._pending: dict[str, deque[Envelope]] = {}  # platform -> transactions waiting, in arrival order
+        self._done: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset fully handled
+        self._next_assess_ms: int | None = None
+        self._dirty = False
+        self._lock = threading.Lock()
+        self.caught_up = False  # set when the source has been read to its end and assessed
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def run(self, *, stop: threading.Event | None = None, until_caught_up: bool = False,
+            max_idle_s: float | None = None) -> RunStats:
+        """Run until the source is exhausted (files), caught up (tests), stopped, or idle too long."""
+        idle_since: float | None = None
+        try:
+            while stop is None or not stop.is_set():
+                batch = self.source.poll()                               # poll
+                if batch is None:
+                    break
+                for msg in batch:
+                    self.stats.inputs += 1
+                    self.policy.saw()
+                    item = decode(msg, self.framing)                     # decode
+                    if isinstance(item, DecodeError):
+                        self._dead(item)
+                    else:
+                        self._apply(item)                                # graph.apply
+                    self._mark(msg.topic, msg.partition, msg.offset)
+                    if self._due():
+                        self._assess(final=False)                        # detect, score, publish
+                if batch:
+                    idle_since = None
+                    self.caught_up = False
+                else:
+                    idle_since = idle_since or time.monotonic()
+                    if self._dirty and time.monotonic() - idle_since >= self.idle_assess_s:
+                        self._expire_pending(force=False)
+                        self._assess(final=not self._pending)
+                    if not self._dirty and not self._pending and not self.caught_up:
+                        self.caught_up = self.source.caught_up()
+                self.source.commit(self._commit_points())               # commit, last
+                if batch == [] and until_caught_up and not self._pending and self.source.caught_up():
+                    break
+                if idle_since is not None and max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                    break
+            self._expire_pending(force=True)
+            self._assess(final=True)
+            self.source.commit(self._commit_points())
+        finally:
+            self.dead_letters.flush()
+            for out in self.outputs:
+                out.flush()
+        return self.stats
+
+    # ---- apply, with transactions waiting for their accounts ---------------------------------------
+    def _apply(self, env: Envelope) -> None:
+        rec = env.record
+        if isinstance(rec, Transaction):
+            queue = self._pending.get(rec.platform_id)
+            if queue:
+                queue.append(env)
+                self.stats.pending += 1
+                return
+            self._apply_tx(env, allow_wait=True)
+            return
+        self.ledger.apply(rec)
+        self.stats.applied += 1
+        self._dirty = True
+        if isinstance(rec, (Account, Platform)) and rec.platform_id in self._pending:
+            self._release(rec.platform_id)
+
+    def _apply_tx(self, env: Envelope, *, allow_wait: bool) -> bool:
+        """Apply one transaction; False when it has to wait for a registry record."""
+        tx = env.record
+        assert isinstance(tx, Transaction)
+        reason = self.ledger.validate(tx)
+        if reason:
+            self._dead(DecodeError(env.source, f"invalid transaction {tx.tx_id}: {reason}", "validate"))
+            return True
+        missing = self.ledger.missing_accounts(tx)
+        if missing or tx.platform_id not in self.ledger.platforms:
+            if allow_wait:
+                self._pending.setdefault(tx.platform_id, deque()).append(env)
+                self.stats.pending += 1
+                return False
+            what = f"unregistered account {', '.join(missing)}" if missing else f"unregistered platform {tx.platform_id}"
+            self._dead(DecodeError(env.source, f"transaction {tx.tx_id}: {what}", "validate"))
+            return True
+        res = self.ledger.apply_transaction(tx)
+        if res.applied:
+            self.stats.applied += 1
+            self._dirty = True
+        elif res.reason == "duplicate tx_id":
+            self.stats.duplicates += 1
+        else:
+            self._dead(DecodeError(env.source, f"transaction {tx.tx_id}: {res.reason}", "validate"))
+        return True
+
+    def _release(self, platform_id: str) -> None:
+        queue = self._pending.get(platform_id)
+        while queue:
+            env = queue[0]
+            tx = env.record
+            assert isinstance(tx, Transaction)
+            if self.ledger.missing_accounts(tx) or tx.platform_id not in self.ledger.platforms:
+                break
+            queue.popleft()
+            self.stats.pending -= 1
+            self._apply_tx(env, allow_wait=False)
+        if not queue:
+            self._pending.pop(platform_id, None)
+
+    def _expire_pending(self, *, force: bool) -> None:
+        """Dead-letter waiting transactions older than the grace period of event time (all of them when forced)."""
+        horizon = self.ledger.now_ms - self.pending_grace_ms
+        for pid in list(self._pending):
+            queue = self._pending[pid]
+            while queue:
+                env = queue[0]
+                tx = env.record
+                assert isinstance(tx, Transaction)
+                if not force and tx.ts >= horizon:
+                    break
+                queue.popleft()
+                self.stats.pending -= 1
+                self._apply_tx(env, allow_wait=False)  # applies if the account came, else dead-letters
+            if not queue:
+                self._pending.pop(pid, None)
+            else:
+                self._release(pid)
+
+    # ---- outputs ------------------------------------------------------------------------------------
+    def _due(self) -> bool:
+        now = self.ledger.now_ms
+        if now == 0:
+            return False
+        if self._next_assess_ms is None:
+            self._next_assess_ms = (now // DAY_MS + 1) * DAY_MS + self.assess_every_ms - DAY_MS
+            return False
+        return now >= self._next_assess_ms
+
+    def _assess(self, *, final: bool) -> None:
+        if not self.ledger.platforms:
+            return
+        if not self._dirty and not final:
+            return
+        self._expire_pending(force=False)
+        assessments = self.assessor.assess(self.ledger, refit=final)
+        alerts = self.assessor.new_alerts(assessments)
+        for out in self.outputs:
+            out.publish(assessments, alerts, final)
+        with self._lock:
+            self.latest = assessments
+        self.stats.assessments += 1
+        self.stats.alerts += len(alerts)
+        self._dirty = False
+        if self._next_assess_ms is not None:
+            while self._next_assess_ms <= self.ledger.now_ms:
+                self._next_assess_ms += self.assess_every_ms
+        log.info("assessed %d platforms at %d: %d new alerts", len(assessments), self.ledger.now_ms, len(alerts))
+
+    # ---- bookkeeping --------------------------------------------------------------------------------
+    def _dead(self, err: DecodeError) -> None:
+        self.dead_letters.put(err)
+        self.stats.dead += 1
+        self.policy.died()
+
+    def _mark(self, topic: str, partition: int, offset: int) -> None:
+        self._done[(topic, partition)] = offset + 1
+
+    def _commit_points(self) -> dict[tuple[str, int], int]:
+        points = dict(self._done)
+        for queue in self._pending.values():
+            for env in queue:
+                key = (env.source.topic, env.source.partition)
+                if key in points:
+                    points[key] = min(points[key], env.source.offset)
+        return {k: v for k, v in points.items() if k[1] >= 0}

@@ -1,0 +1,718 @@
+"""A synthetic custodian world: lawful platforms of every kind and platforms running each scheme.
+
+Every platform runs the same money engine; a scheme changes how that platform's money moves
+from its start day on, and lawful platforms share surface features of each scheme (escrow
+pools, matched investment plans, steep but disclosed fees, honest high yields backed by high
+borrower rates, fast growth, reserves at two banks) so that no single number separates them.
+Platforms without bank custody run the engine too, but only their registry entry and their
+disclosures are written: that is all a supervisor sees of them.
+
+The simulator knows nothing about the detectors; labels.json is the ground truth.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.records import DAY_MS
+
+__all__ = ["SCHEMES", "SCHEME_DETECTORS", "simulate", "World"]
+
+T0 = 1_451_606_400_000  # 2016-01-01T00:00:00Z: the rectification year
+HOUR = 3_600_000
+YUAN = 100  # fen per yuan
+
+SCHEMES = ("fund_pool", "misappropriation", "self_financing", "ponzi", "reserve_misuse")
+# what a supervisor expects the detectors to call each scheme
+SCHEME_DETECTORS: dict[str, tuple[str, ...]] = {
+    "fund_pool": ("fund_pool", "maturity_mismatch"),
+    "misappropriation": ("misappropriation", "custody_shortfall"),
+    "self_financing": ("self_financing", "pass_through"),
+    "ponzi": ("ponzi_payout", "excess_yield", "subsidy"),
+    "reserve_misuse": ("reserve_misuse", "cross_bank_clearing"),
+}
+
+KIND_WEIGHTS = {
+    "P2P_LENDING": 0.42, "EQUITY_CROWDFUNDING": 0.08, "INTERNET_INSURANCE": 0.05,
+    "ASSET_MANAGEMENT": 0.13, "THIRD_PARTY_PAYMENT": 0.14, "TRADING_VENUE": 0.06, "PRIVATE_FINANCE": 0.12,
+}
+JURISDICTIONS = ["320703", "320706", "320707", "320722", "320723", "320724",
+                 "652301", "652302", "652323", "652324", "652325", "652327", "652328"]
+CITY = {"3207": "连云港", "6523": "昌吉"}
+CUSTODIANS = [f"CB{i:02d}" for i in range(1, 9)]
+NAME_WORDS = ["鑫盛", "汇通", "聚财", "融信", "恒泰", "金桥", "富民", "瑞丰", "中诚", "安盈", "宏远", "天润",
+              "华融", "益民", "德信", "嘉禾", "国泰", "盛世", "九州", "通达", "百福", "银河", "和润", "新元"]
+KIND_NAME = {
+    "P2P_LENDING": ("网络借贷信息中介有限公司", "网络借贷信息中介服务；P2P网贷平台运营"),
+    "EQUITY_CROWDFUNDING": ("股权众筹服务有限公司", "股权众筹融资服务；创业投资咨询"),
+    "INTERNET_INSURANCE": ("保险代理有限公司", "互联网保险代理；保险咨询"),
+    "ASSET_MANAGEMENT": ("资产管理有限公司", "资产管理；投资管理；财富管理；理财咨询"),
+    "THIRD_PARTY_PAYMENT": ("支付科技有限公司", "网络支付；预付卡受理；支付结算技术服务"),
+    "TRADING_VENUE": ("交易中心有限公司", "金融资产交易；大宗商品交易中心服务"),
+    "PRIVATE_FINANCE": ("投资咨询有限公司", "投资咨询；民间借贷信息服务；基金管理"),
+}
+TERMS = (30, 90, 180, 365)
+SCHEME_KINDS = {
+    "fund_pool": ("P2P_LENDING", "ASSET_MANAGEMENT", "PRIVATE_FINANCE", "TRADING_VENUE"),
+    "misappropriation": ("P2P_LENDING", "ASSET_MANAGEMENT", "EQUITY_CROWDFUNDING", "PRIVATE_FINANCE",
+                         "INTERNET_INSURANCE"),
+    "self_financing": ("P2P_LENDING", "PRIVATE_FINANCE", "EQUITY_CROWDFUNDING", "TRADING_VENUE"),
+    "ponzi": ("P2P_LENDING", "ASSET_MANAGEMENT", "PRIVATE_FINANCE"),
+    "reserve_misuse": ("THIRD_PARTY_PAYMENT",),
+}
+
+
+@dataclass
+class Loan:
+    listing_id: str
+    borrower: str  # account id
+    amount: int
+    rate: float
+    term: int
+    start_day: int
+    shares: dict[str, int] = field(default_factory=dict)  # investor account (or pool) -> principal
+    defaulted: bool = False
+    via_pool: bool = False
+    product_id: str | None = None
+
+
+@dataclass
+class Product:
+    listing_id: str
+    rate: float
+    term: int
+    start_day: int
+    holdings: dict[str, int] = field(default_factory=dict)
+    paid: bool = False
+
+
+@dataclass
+class World:
+    """What simulate() made, kept in memory for tests; files are written from it."""
+
+    platforms: list[dict[str, Any]] = field(default_factory=list)
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    listings: list[dict[str, Any]] = field(default_factory=list)
+    transactions: list[dict[str, Any]] = field(default_factory=list)
+    disclosures: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+class _Platform:
+    """One platform's books and behaviour. Emits records into the world only if in custody."""
+
+    def __init__(self, world: World, rng: random.Random, idx: int, kind: str, scheme: str | None,
+                 start_day: int, days: int) -> None:
+        self.w, self.rng, self.kind, self.scheme, self.start_day, self.days = world, rng, kind, scheme, start_day, days
+        self.pid = f"P{idx:04d}"
+        self.seq = 0
+        self.custody = rng.random() < (0.85 if kind != "THIRD_PARTY_PAYMENT" else 0.95)
+        self.custodian = rng.choice(CUSTODIANS) if self.custody else None
+        self.juris = rng.choice(JURISDICTIONS)
+        self.size = math.exp(rng.uniform(math.log(0.4), math.log(4.0)))
+        self.payment = kind == "THIRD_PARTY_PAYMENT"
+        self.traits: list[str] = []
+        self.variant: str | None = None
+        self.controller = f"H-{self.pid}-CTRL"
+        self.affiliates = [f"H-{self.pid}-AFF{i}" for i in range(rng.randint(1, 3))]
+        self.balance: dict[str, int] = {}
+        self.externals: set[str] = set()
+        self.n_investors = 0
+        self.investors: list[str] = []
+        self.ext: dict[str, str] = {}  # account -> its holder's external card
+        self.borrowers: list[str] = []
+        self.related_borrowers: set[str] = set()
+        self.loans: list[Loan] = []
+        self.products: list[Product] = []
+        self.complaints = 0.0
+        self.month_volume = 0
+        self.missed = 0
+        self._setup()
+
+    # ---- registry -------------------------------------------------------------------------
+    def _setup(self) -> None:
+        r, kind = self.rng, self.kind
+        self.fee = r.uniform(0.005, 0.03)
+        self.borrower_rate = (r.uniform(0.07, 0.13), r.uniform(0.13, 0.19))
+        self.yield_spread = r.uniform(0.02, 0.05)
+        self.escrow = r.random() < 0.5
+        self.matched_plans = (kind in ("ASSET_MANAGEMENT", "P2P_LENDING", "PRIVATE_FINANCE")) and r.random() < 0.35
+        self.growth = r.uniform(0.3, 1.2)
+        self.default_p = r.uniform(0.0, 0.04)
+        self.term_mix = r.sample(TERMS, r.randint(1, 3))
+        self.reserve_banks = 1
+        # lawful look-alikes: a surface feature of a scheme, honestly run
+        if self.scheme is None and not self.payment:
+            if r.random() < 0.2:
+                self.traits.append("honest_high_yield")
+                self.borrower_rate = (0.20, 0.24)
+                self.yield_spread = r.uniform(0.04, 0.07)
+                self.default_p = r.uniform(0.03, 0.07)
+            if r.random() < 0.15:
+                self.traits.append("steep_disclosed_fees")
+                self.fee = r.uniform(0.05, 0.08)
+            if r.random() < 0.15:
+                self.traits.append("fast_growth")
+                self.growth *= 3
+            if r.random() < 0.2:
+                self.traits.append("large_borrowers")
+        if self.matched_plans:
+            self.traits.append("matched_plans")
+        if self.escrow and not self.payment:
+            self.traits.append("escrow")
+        if self.payment:
+            self.fee = r.uniform(0.003, 0.006)
+            if r.random() < 0.3:
+                self.reserve_banks = 2
+                self.traits.append("two_reserve_banks")
+        if self.scheme == "fund_pool":
+            self.variant = r.choice(["custody_pool", "own_account"])
+            self.escrow = True
+        elif self.scheme == "self_financing":
+            self.variant = r.choice(["declared", "hidden"])
+        elif self.scheme == "ponzi":
+            self.growth *= 2.5
+        elif self.scheme == "reserve_misuse":
+            self.variant = r.choice(["misuse", "clearing", "both"])
+            if self.variant != "misuse":
+                self.reserve_banks = r.randint(3, 4)
+        elif self.scheme == "misappropriation":
+            self.variant = r.choice(["pool_to_own", "investor_fees"])
+        city = CITY[self.juris[:4]]
+        suffix, scope = KIND_NAME[kind]
+        if r.random() < 0.15:
+            suffix, scope = "信息科技有限公司", "计算机软件开发；信息技术咨询"  # no keyword
+        self.name = f"{city}{r.choice(NAME_WORDS)}{r.choice(NAME_WORDS)}{suffix}"
+        if self.scheme is None:
+            licence = r.choices(["LICENSED", "UNLICENSED", "SCOPE_MISMATCH"], [0.7, 0.22, 0.08])[0]
+        else:
+            licence = r.choices(["LICENSED", "UNLICENSED", "SCOPE_MISMATCH"], [0.45, 0.4, 0.15])[0]
+        self.licence = licence
+        background = r.choice(["STATE_OWNED", "LISTED", "VC_BACKED", "BANK", "PRIVATE", "PRIVATE", None])
+        rel = [self.controller] + self.affiliates
+        self.base_yield = max(0.04, (self.borrower_rate[0] + self.borrower_rate[1]) / 2 - self.yield_spread)
+        self.ponzi_yield = r.uniform(0.18, 0.32)
+        self.launched = -r.randint(30, 700)
+        self.w.platforms.append(dict(
+            platform_id=self.pid, name=self.name, kind=kind, licence=licence, jurisdiction=self.juris,
+            custodian_id=self.custodian, business_scope=scope, background=background,
+            advertised_annual_yield=round(self.base_yield if not self.payment else 0.0, 4) or None,
+            related_parties=rel, launched_at=T0 + self.launched * DAY_MS, updated_at=T0))
+        # accounts the platform itself holds
+        self.own = self._account(f"H-{self.pid}", "PLATFORM_OWN", -1)
+        self.pool = self._account(f"H-{self.pid}", "CUSTODY_POOL", -1) if (self.escrow or self.matched_plans) else None
+        self.reserves = [self._account(f"H-{self.pid}", "CLIENT_RESERVE", -1, custodian=CUSTODIANS[(CUSTODIANS.index(self.custodian or "CB01") + i) % 8])
+                         for i in range(self.reserve_banks)] if self.payment else []
+        self.risk_reserve = self._account(f"H-{self.pid}", "RISK_RESERVE", -1) if (not self.payment and self.rng.random() < 0.4) else None
+        self.ctrl_card = self._account(self.controller, "EXTERNAL", -1)
+        self.aff_cards = [self._account(a, "EXTERNAL", -1) for a in self.affiliates]
+        self.merchants = [self._account(f"H-{self.pid}-M{i}", "EXTERNAL", -1) for i in range(max(3, int(8 * self.size)))] if self.payment else []
+
+    def _account(self, holder: str, role: str, day: int, custodian: str | None = None) -> str:
+        self.seq += 1
+        aid = f"{self.pid}-A{self.seq:05d}"
+        if role == "EXTERNAL":
+            self.externals.add(aid)
+        else:
+            self.balance[aid] = 0
+        if self.custody:
+            self.w.accounts.append(dict(account_id=aid, platform_id=self.pid, holder_id=holder, role=role,
+                                        custodian_id=None if role == "EXTERNAL" else (custodian or self.custodian),
+                                        opened_at=T0 + day * DAY_MS + 8 * HOUR))
+        return aid
+
+    def _listing(self, kind: str, amount: int, rate: float, term: int, day: int, borrower: str | None) -> str:
+        self.seq += 1
+        lid = f"{self.pid}-L{self.seq:05d}"
+        if self.custody:
+            self.w.listings.append(dict(listing_id=lid, platform_id=self.pid, kind=kind, borrower_account=borrower,
+                                        amount=amount, annual_rate=round(rate, 4), term_days=term,
+                                        listed_at=T0 + day * DAY_MS + 9 * HOUR))
+        return lid
+
+    def tx(self, day: int, hour: float, type_: str, src: str, dst: str, amount: int, listing: str | None = None,
+           interest: int | None = None, memo: str | None = None) -> bool:
+        """Move money if the source holds it (externals are outside the books); emit it if in custody."""
+        amount = int(amount)
+        if amount <= 0 or (src not in self.externals and self.balance[src] < amount):
+            return False
+        if src not in self.externals:
+            self.balance[src] -= amount
+        if dst not in self.externals:
+            self.balance[dst] += amount
+        if self.custody:
+            self.seq += 1
+            ts = T0 + day * DAY_MS + int(hour * HOUR) + self.rng.randint(0, 600_000)
+            self.w.transactions.append(dict(
+                tx_id=f"{self.pid}-T{self.seq:07d}", custodian_id=self.custodian, platform_id=self.pid, ts=ts,
+                type=type_, from_account=src, to_account=dst, amount=amount, currency="CNY",
+                listing_id=listing, interest=interest, memo=memo))
+        return True
+
+    def active(self, day: int) -> bool:
+        return self.scheme is not None and day >= self.start_day
+
+    # ---- people ---------------------------------------------------------------------------
+    def _new_investor(self, day: int) -> str:
+        self.n_investors += 1
+        holder = f"H-{self.pid}-I{self.n_investors:05d}"
+        inv = self._account(holder, "INVESTOR", day)
+        self.ext[inv] = self._account(holder, "EXTERNAL", day)
+        self.investors.append(inv)
+        return inv
+
+    def _new_borrower(self, day: int, related: bool = False) -> str:
+        n = len(self.borrowers) + 1
+        if related and self.variant == "declared":
+            holder = self.rng.choice(self.affiliates)
+        elif related:
+            holder = f"H-{self.pid}-SHELL{n:03d}"
+        else:
+            holder = f"H-{self.pid}-B{n:04d}"
+        b = self._account(holder, "BORROWER", day)
+        self.ext[b] = self._account(holder, "EXTERNAL", day)
+        self.borrowers.append(b)
+        if related:
+            self.related_borrowers.add(b)
+        return b
+
+    def deposit(self, day: int, inv: str, amount: int) -> None:
+        self.tx(day, 9 + self.rng.random(), "DEPOSIT", self.ext[inv], inv, amount)
+
+    def external_in(self, day: int, hour: float, card: str, acct: str, amount: int) -> None:
+        self.tx(day, hour, "DEPOSIT", card, acct, amount)
+
+    def external_out(self, day: int, hour: float, acct: str, card: str, amount: int, type_: str = "WITHDRAWAL",
+                     memo: str | None = None) -> None:
+        self.tx(day, hour, type_, acct, card, min(amount, self.balance[acct]), memo=memo)
+
+    # ---- one day ----------------------------------------------------------------------------
+    def step(self, day: int) -> None:
+        if self.payment:
+            self._payment_day(day)
+        else:
+            self._lending_day(day)
+        if day % 30 == 29:
+            self._disclose(day)
+
+    def _lending_day(self, day: int) -> None:
+        r = self.rng
+        ponzi = self.active(day) and self.scheme == "ponzi"
+        growth = self.growth * (1 + (0.04 * (day - self.start_day) if ponzi else 0.0))
+        for _ in range(self._poisson(growth * self.size)):
+            inv = self._new_investor(day)
+            self.deposit(day, inv, self._amount(30_000))
+        for inv in r.sample(self.investors, min(len(self.investors), self._poisson(0.5 * self.size))):
+            self.deposit(day, inv, self._amount(20_000))
+        # the money's way to borrowers
+        if self.active(day) and self.scheme == "fund_pool":
+            self._fund_pool_day(day)
+        else:
+            if self.matched_plans and r.random() < 0.5:
+                self._matched_plan(day)
+            else:
+                self._direct_loans(day)
+        self._service_loans(day)
+        self._pay_products(day)
+        if self.active(day):
+            getattr(self, f"_{self.scheme}_extra")(day)
+        # investors take some idle money home
+        for inv in r.sample(self.investors, min(len(self.investors), self._poisson(0.3 * self.size))):
+            self.external_out(day, 17, inv, self.ext[inv], int(self.balance[inv] * r.uniform(0.2, 0.9)))
+
+    def _loan_rate(self) -> float:
+        lo, hi = self.borrower_rate
+        return self.rng.uniform(lo, hi)
+
+    def _direct_loans(self, day: int) -> None:
+        r = self.rng
+        related_share = 0.5 if (self.active(day) and self.scheme == "self_financing") else 0.0
+        for _ in range(self._poisson(0.6 * self.size)):
+            related = r.random() < related_share
+            if related:
+                pool = [b for b in self.borrowers if b in self.related_borrowers]
+                b = r.choice(pool) if pool and r.random() < 0.6 else self._new_borrower(day, related=True)
+            else:
+                pool = [b for b in self.borrowers if b not in self.related_borrowers]
+                b = r.choice(pool) if pool and r.random() < 0.4 else self._new_borrower(day)
+            base = 150_000 if ("large_borrowers" in self.traits or related) else 60_000
+            amount = self._amount(base)
+            term = r.choice(self.term_mix)
+            rate = self._loan_rate()
+            lid = self._listing("LOAN", amount, rate, term, day, b)
+            loan = Loan(lid, b, 0, rate, term, day)
+            target = self.pool if self.escrow else b
+            for inv in self._funders(amount):
+                share = min(self.balance[inv], amount - loan.amount)
+                if share <= 0:
+                    break
+                if self.tx(day, 10, "INVEST", inv, target, share, lid):
+                    loan.shares[inv] = loan.shares.get(inv, 0) + share
+                    loan.amount += share
+            if loan.amount == 0:
+                continue
+            if self.escrow and self.pool:
+                self.tx(day, 11, "DISBURSE", self.pool, b, loan.amount, lid)
+            self._after_disburse(day, loan)
+
+    def _after_disburse(self, day: int, loan: Loan) -> None:
+        r = self.rng
+        self.loans.append(loan)
+        self.month_volume += loan.amount
+        self.tx(day, 11.5, "FEE", loan.borrower, self.own, int(loan.amount * self.fee), loan.listing_id, memo="服务费")
+        b = loan.borrower
+        if b in self.related_borrowers and self.variant == "hidden":
+            # the shell forwards the loan to the controller within hours
+            self.external_out(day, 13, b, self.ctrl_card if r.random() < 0.6 else r.choice(self.aff_cards),
+                              int(self.balance[b] * r.uniform(0.85, 0.98)), type_="TRANSFER")
+        elif b in self.related_borrowers:
+            self.external_out(day, 15, b, self.ext[b], int(self.balance[b] * r.uniform(0.85, 0.98)))
+        else:
+            when = 12 if "large_borrowers" in self.traits else r.choice([14, 16])
+            self.external_out(day + (0 if when < 15 else r.randint(0, 3)), when, b, self.ext[b],
+                              int(self.balance[b] * r.uniform(0.6, 0.95)))
+
+    def _funders(self, amount: int) -> list[str]:
+        rich = [i for i in self.investors if self.balance[i] > 0]
+        self.rng.shuffle(rich)
+        out, got = [], 0
+        for inv in rich:
+            out.append(inv)
+            got += self.balance[inv]
+            if got >= amount or len(out) >= 8:
+                break
+        return out
+
+    def _matched_plan(self, day: int) -> None:
+        """A lawful matched investment plan: product money goes straight into one loan of the same term."""
+        r = self.rng
+        term = r.choice(self.term_mix)
+        rate = self._loan_rate()
+        prate = max(0.03, rate - self.yield_spread)
+        amount = self._amount(60_000)
+        pid = self._listing("PRODUCT", amount, prate, term, day, None)
+        prod = Product(pid, prate, term, day)
+        got = 0
+        for inv in self._funders(amount):
+            share = min(self.balance[inv], amount - got)
+            if share > 0 and self.pool and self.tx(day, 10, "INVEST", inv, self.pool, share, pid):
+                prod.holdings[inv] = prod.holdings.get(inv, 0) + share
+                got += share
+        if got == 0 or not self.pool:
+            return
+        b = self._new_borrower(day) if not self.borrowers or r.random() < 0.5 else r.choice(
+            [x for x in self.borrowers if x not in self.related_borrowers] or [self._new_borrower(day)])
+        lid = self._listing("LOAN", got, rate, term, day, b)
+        loan = Loan(lid, b, got, rate, term, day, {self.pool: got}, via_pool=True, product_id=pid)
+        self.tx(day, 11, "DISBURSE", self.pool, b, got, lid)
+        self.products.append(prod)
+        self._after_disburse(day, loan)
+
+    def _service_loans(self, day: int) -> None:
+        r = self.rng
+        keep = []
+        for loan in self.loans:
+            age = day - loan.start_day
+            if loan.defaulted:
+                continue
+            monthly = loan.term > 90 and age > 0 and age % 30 == 0 and age < loan.term
+            mature = age >= loan.term
+            if not (monthly or mature):
+                keep.append(loan)
+                continue
+            if r.random() < self.default_p / max(1, loan.term // 30) and not (loan.borrower in self.related_borrowers):
+                loan.defaulted = True
+                self.missed += 1
+                continue
+            related = loan.borrower in self.related_borrowers
+            for inv, principal in loan.shares.items():
+                interest = int(principal * loan.rate * (30 if monthly else (loan.term % 30 or 30) if loan.term > 90 else loan.term) / 365)
+                pay = interest + (principal if mature else 0)
+                need = pay - self.balance[loan.borrower]
+                if need > 0:
+                    if related and r.random() < 0.5:
+                        # related borrowers are topped up by the platform's own money, if any
+                        src = self.own if self.balance[self.own] >= need else None
+                        if src:
+                            self.tx(day, 13.5, "TRANSFER", src, loan.borrower, need, memo="往来款")
+                    if self.balance[loan.borrower] < pay:
+                        self.external_in(day, 13, self.ext[loan.borrower], loan.borrower,
+                                         need + r.randint(0, 5_000) * YUAN)
+                memo = "利息" if not mature else "本息"
+                self.tx(day, 14, "REPAY", loan.borrower, inv, pay, loan.listing_id, interest=interest, memo=memo)
+            if not mature:
+                keep.append(loan)
+        self.loans = keep
+
+    def _pay_products(self, day: int) -> None:
+        for prod in self.products:
+            if prod.paid or day - prod.start_day < prod.term:
+                continue
+            prod.paid = True
+            src = self.pool or self.own
+            for inv, principal in prod.holdings.items():
+                interest = int(principal * prod.rate * prod.term / 365)
+                pay = principal + interest
+                if self.balance[src] < pay:
+                    self.missed += 1
+                    self.complaints += 0.5
+                    continue
+                self.tx(day, 15, "PAYOUT", src, inv, pay, prod.listing_id, interest=interest, memo="到期兑付")
+
+    # ---- schemes ------------------------------------------------------------------------------
+    def _fund_pool_day(self, day: int) -> None:
+        """Short products sold into one pool; the pool lends long in lumps with no one-to-one match."""
+        r = self.rng
+        pool = self.pool if self.variant == "custody_pool" and self.pool else self.own
+        for _ in range(1 + self._poisson(0.8 * self.size)):
+            term = r.choice((30, 30, 60, 90))
+            prate = r.uniform(0.07, 0.11)
+            amount = self._amount(50_000)
+            pid = self._listing("PRODUCT", amount, prate, term, day, None)
+            prod = Product(pid, prate, term, day)
+            got = 0
+            for inv in self._funders(amount):
+                share = min(self.balance[inv], amount - got)
+                if share > 0 and self.tx(day, 10, "INVEST", inv, pool, share, pid):
+                    prod.holdings[inv] = prod.holdings.get(inv, 0) + share
+                    got += share
+            self.products.append(prod)
+        # lend out a slice of whatever sits in the pool to long loans
+        if r.random() < 0.5 and self.balance[pool] > 0:
+            for _ in range(r.randint(1, 3)):
+                amount = int(self.balance[pool] * r.uniform(0.15, 0.35))
+                if amount <= 0:
+                    break
+                b = self._new_borrower(day) if not self.borrowers or r.random() < 0.5 else r.choice(self.borrowers)
+                term = r.choice((365, 540, 720))
+                rate = self._loan_rate()
+                lid = self._listing("LOAN", amount, rate, term, day, b)
+                self.tx(day, 11, "DISBURSE", pool, b, amount, None if r.random() < 0.5 else lid)
+                self._after_disburse(day, Loan(lid, b, amount, rate, term, day, {pool: amount}, via_pool=True))
+
+    def _fund_pool_extra(self, day: int) -> None:
+        pass
+
+    def _misappropriation_extra(self, day: int) -> None:
+        r = self.rng
+        if r.random() > 0.25:
+            return
+        if self.variant == "pool_to_own" and self.pool and self.balance[self.pool] > 0:
+            amt = int(self.balance[self.pool] * r.uniform(0.2, 0.6))
+            self.tx(day, 16, "TRANSFER", self.pool, self.own, amt, memo=r.choice(["服务费", "运营", None]))
+        else:
+            for inv in r.sample(self.investors, min(len(self.investors), r.randint(2, 6))):
+                amt = int(self.balance[inv] * r.uniform(0.2, 0.5))
+                self.tx(day, 16, r.choice(["FEE", "TRANSFER"]), inv, self.own, amt, memo="管理费")
+        if self.balance[self.own] > 0:
+            dest = self.ctrl_card if r.random() < 0.5 else r.choice(self.aff_cards)
+            self.external_out(day, 17, self.own, dest, int(self.balance[self.own] * r.uniform(0.5, 0.9)),
+                              type_="TRANSFER", memo="往来款")
+
+    def _self_financing_extra(self, day: int) -> None:
+        r = self.rng
+        if self.variant == "hidden" and self.related_borrowers and r.random() < 0.1 and self.balance[self.own] > 0:
+            # the platform's own funds reach the shell too: the money reveals the tie
+            self.tx(day, 16, "TRANSFER", self.own, r.choice(sorted(self.related_borrowers)),
+                    int(self.balance[self.own] * r.uniform(0.2, 0.5)), memo="借款")
+
+    def _ponzi_extra(self, day: int) -> None:
+        """Promise high yields; pay old investors from new money and from the platform's own funds."""
+        r = self.rng
+        if day == self.start_day:
+            self.w.platforms.append({**self._registry(), "advertised_annual_yield": round(self.ponzi_yield, 4),
+                                     "updated_at": T0 + day * DAY_MS})
+        if r.random() < 0.4 or not self.investors:
+            # sell a high-yield product; money pools on the platform's own account
+            term = r.choice((30, 90, 180))
+            amount = self._amount(60_000)
+            pid = self._listing("PRODUCT", amount, self.ponzi_yield * r.uniform(0.9, 1.1), term, day, None)
+            prod = Product(pid, self.ponzi_yield, term, day)
+            got = 0
+            for inv in self._funders(amount):
+                share = min(self.balance[inv], amount - got)
+                if share > 0 and self.tx(day, 10.5, "INVEST", inv, self.own, share, pid):
+                    prod.holdings[inv] = prod.holdings.get(inv, 0) + share
+                    got += share
+            self.products.append(prod)
+        if day % 7 == 0 and self.investors:
+            # weekly "interest" and bonuses to older investors, from whatever the own account holds
+            old = self.investors[: max(1, len(self.investors) // 2)]
+            for inv in r.sample(old, min(len(old), r.randint(2, 8))):
+                amt = int(self._amount(800))
+                self.tx(day, 15.5, "PAYOUT", self.own, inv, amt, interest=amt, memo=r.choice(["加息奖励", "收益", "红包"]))
+
+    def _reserve_misuse_extra(self, day: int) -> None:
+        pass
+
+    def _registry(self) -> dict[str, Any]:
+        return dict(next(p for p in self.w.platforms if p["platform_id"] == self.pid))
+
+    # ---- payment institutions -------------------------------------------------------------------
+    def _payment_day(self, day: int) -> None:
+        r = self.rng
+        misuse = self.active(day) and self.variant in ("misuse", "both")
+        clearing = self.active(day) and self.variant in ("clearing", "both")
+        settled: dict[tuple[str, str], int] = {}
+        for _ in range(self._poisson(6 * self.size)):
+            self.n_investors += 1
+            payer_holder = f"H-{self.pid}-U{self.n_investors:05d}"
+            reserve = r.choice(self.reserves)
+            if self.n_investors % 7 == 0 or not self.investors:
+                card = self._account(payer_holder, "EXTERNAL", day)
+                self.investors.append(card)
+            card = r.choice(self.investors)
+            amt = self._amount(300)
+            self.external_in(day, 9 + r.random() * 8, card, reserve, amt)
+            m = r.choice(self.merchants)
+            settled[(reserve, m)] = settled.get((reserve, m), 0) + amt
+        # misuse happens before the day's receipts are settled (next morning)
+        if misuse and r.random() < 0.3:
+            reserve = max(self.reserves, key=lambda a: self.balance[a])
+            amt = int(self.balance[reserve] * r.uniform(0.3, 0.7))
+            dest = self.own if r.random() < 0.5 else r.choice(self.aff_cards + [self.ctrl_card])
+            if dest == self.own:
+                self.tx(day, 18, "TRANSFER", reserve, self.own, amt, memo="调拨")
+                self.external_out(day, 19, self.own, self.ctrl_card, int(self.balance[self.own] * 0.8), type_="TRANSFER")
+            else:
+                self.external_out(day, 18, reserve, dest, amt, type_="TRANSFER", memo="往来款")
+        total = 0
+        for (reserve, m), amt in settled.items():
+            fee = int(amt * self.fee)
+            if clearing and len(self.reserves) > 1 and r.random() < 0.5:
+                # route through another bank's reserve account: clearing across banks
+                other = r.choice([x for x in self.reserves if x != reserve])
+                self.tx(day + 1, 9.5, "TRANSFER", reserve, other, amt - fee, memo="清算")
+                reserve = other
+            if self.tx(day + 1, 10, "TRANSFER", reserve, m, amt - fee, memo="结算"):
+                total += amt
+            else:
+                self.missed += 1
+                self.complaints += 0.3
+            self.tx(day + 1, 10.5, "FEE", reserve, self.own, fee, memo="手续费")
+        self.month_volume += total
+        if self.balance[self.own] > 0 and day % 30 == 15:
+            self.external_out(day, 17, self.own, self.ext.get(self.own, self.ctrl_card),
+                              int(self.balance[self.own] * 0.5), memo="经营支出")
+
+    # ---- disclosures ----------------------------------------------------------------------------
+    def _disclose(self, day: int) -> None:
+        r = self.rng
+        active = self.active(day)
+        outstanding = sum(l.amount for l in self.loans if not l.defaulted) + sum(
+            sum(p.holdings.values()) for p in self.products if not p.paid)
+        rel_out = sum(l.amount for l in self.loans if l.borrower in self.related_borrowers)
+        if self.payment:
+            yields: dict[str, float] = {}
+            avg_y = None
+            avg_term = None
+        else:
+            by_term: dict[str, list[float]] = {}
+            src = [(p.term, p.rate) for p in self.products[-40:]] + [
+                (l.term, max(0.0, l.rate - self.yield_spread)) for l in self.loans[-40:] if not l.via_pool]
+            for term, y in src:
+                by_term.setdefault(_bucket(term), []).append(y)
+            yields = {k: round(sum(v) / len(v), 4) for k, v in by_term.items()}
+            avg_y = round(sum(y for _, y in src) / len(src), 4) if src else None
+            if self.scheme == "fund_pool" and active and r.random() < 0.6:
+                avg_term = float(r.choice((180, 270, 365)))  # discloses the loans' terms, not the products'
+            else:
+                avg_term = round(sum(t for t, _ in src) / len(src), 1) if src else None
+        base_c = 0.3 * self.size
+        if active:
+            self.complaints += r.uniform(0.5, 2.0) * (1 + (day - self.start_day) / 60)
+        complaints = self._poisson(base_c + self.complaints * 0.5)
+        shares = sorted((l.amount for l in self.loans), reverse=True)
+        top10 = (sum(shares[:10]) / sum(shares)) if shares else None
+        honest_rel = self.scheme != "self_financing" or (self.variant == "declared" and r.random() < 0.5)
+        self.w.disclosures.append(dict(
+            platform_id=self.pid, period_end=T0 + day * DAY_MS + 23 * HOUR,
+            investors=len(self.investors), borrowers=len(self.borrowers),
+            volume=self.month_volume, outstanding=outstanding if not self.payment else None,
+            avg_annual_yield=avg_y, yield_by_term=yields, avg_term_days=avg_term,
+            top10_borrower_share=round(top10, 4) if top10 is not None else None,
+            top10_investor_share=round(r.uniform(0.05, 0.4), 4),
+            overdue_rate=round(min(1.0, self.missed / max(1, len(self.loans) + len(self.products) + self.missed)), 4),
+            related_party_outstanding=rel_out if honest_rel else 0,
+            complaints=complaints))
+        self.month_volume = 0
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def _poisson(self, lam: float) -> int:
+        if lam <= 0:
+            return 0
+        l, k, p = math.exp(-min(lam, 50)), 0, 1.0
+        while True:
+            p *= self.rng.random()
+            if p <= l:
+                return k
+            k += 1
+
+    def _amount(self, median_yuan: float) -> int:
+        return int(self.rng.lognormvariate(math.log(median_yuan), 0.6)) * YUAN
+
+
+def _bucket(term: int) -> str:
+    if term <= 30:
+        return "<=30d"
+    if term <= 90:
+        return "31-90d"
+    if term <= 180:
+        return "91-180d"
+    if term <= 365:
+        return "181-365d"
+    return ">365d"
+
+
+def simulate(platforms: int, days: int, seed: int, scheme_share: float = 0.3) -> World:
+    """Build a world of `platforms` platforms over `days` days; deterministic for a seed."""
+    rng = random.Random(seed)
+    world = World()
+    sims: list[_Platform] = []
+    kinds = list(KIND_WEIGHTS)
+    for i in range(platforms):
+        prng = random.Random(rng.getrandbits(64))
+        scheme = None
+        if prng.random() < scheme_share:
+            scheme = SCHEMES[i % len(SCHEMES)]
+        kind = prng.choice(SCHEME_KINDS[scheme]) if scheme else prng.choices(kinds, list(KIND_WEIGHTS.values()))[0]
+        start = int(days * prng.uniform(0.15, 0.5)) if scheme else days + 1
+        sims.append(_Platform(world, prng, i + 1, kind, scheme, start, days))
+    for day in range(days):
+        for p in sims:
+            p.step(day)
+    world.transactions.sort(key=lambda t: (t["ts"], t["tx_id"]))
+    world.labels = {
+        "seed": seed, "days": days, "start_ms": T0,
+        "platforms": {p.pid: {"scheme": p.scheme, "variant": p.variant,
+                              "start_day": p.start_day if p.scheme else None,
+                              "kind": p.kind, "custody": p.custody, "lawful_traits": p.traits,
+                              "expected_detectors": list(SCHEME_DETECTORS[p.scheme]) if p.scheme else []}
+                      for p in sims},
+    }
+    return world
+
+
+FILES = {"Platform": "platforms.avro", "Account": "accounts.avro", "Listing": "listings.avro",
+         "Transaction": "transactions.avro", "Disclosure": "disclosures.avro"}
+
+
+def write_world(world: World, out: Path) -> dict[str, int]:
+    """Write the world as Avro object container files plus labels.json; returns record counts."""
+    import fastavro
+
+    from schemas import schema
+
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, records in (("Platform", world.platforms), ("Account", world.accounts), ("Listing", world.listings),
+                          ("Transaction", world.transactions), ("Disclosure", world.disclosures)):
+        with open(out / FILES[name], "wb") as fh:
+            fastavro.writer(fh, schema(name).parsed, records, codec="deflate")
+        counts[name] = len(records)
+    (out / "labels.json").write_text(json.dumps(world.labels, indent=1, ensure_ascii=False), encoding="utf-8")
+    return counts

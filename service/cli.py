@@ -1,0 +1,224 @@
+"""`fundwatch`: simulate, produce, replay, run, serve, top."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from service.settings import Settings
+
+__all__ = ["main", "build_pipeline", "build_framing"]
+
+log = logging.getLogger("fundwatch")
+
+
+def build_framing(settings: Settings, topics: dict[str, str]) -> Any:
+    from schemas.wire import ConfluentFraming, SchemaRegistryClient, SingleObjectFraming
+
+    if settings.schema_registry_url:
+        return ConfluentFraming(SchemaRegistryClient(settings.schema_registry_url),
+                                {name: f"{t}-value" for name, t in topics.items()})
+    return SingleObjectFraming()
+
+
+def _assessor(settings: Settings) -> Any:
+    from detectors.assess import Assessor
+
+    return Assessor(random_state=settings.random_state, alert_min_severity=settings.alert_min_severity)
+
+
+def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_letters: Any, framing: Any = None) -> Any:
+    from graph.ledger import Ledger
+    from ingest.dead_letters import DeadLetterPolicy
+    from ingest.pipeline import Pipeline
+    from schemas.records import DAY_MS
+
+    return Pipeline(source, Ledger(retention_days=settings.retention_days), _assessor(settings), outputs,
+                    dead_letters, framing=framing,
+                    dead_letter_policy=DeadLetterPolicy(settings.dead_letter_max_ratio, settings.dead_letter_min_seen),
+                    assess_every_ms=settings.assess_every_days * DAY_MS,
+                    pending_grace_ms=settings.pending_grace_hours * 3_600_000,
+                    idle_assess_s=settings.idle_assess_seconds)
+
+
+def kafka_pipeline(settings: Settings, store: Any) -> Any:
+    """The live pipeline: consumer group in, risk.* topics, dead-letter topic and the API's store out."""
+    from ingest.dead_letters import KafkaDeadLetters
+    from ingest.kafka_io import KafkaOutput, ensure_topics, make_producer
+    from ingest.sources import KafkaSource
+    from schemas import INPUT_RECORDS
+
+    names = ensure_topics(settings.bootstrap, settings.topic_prefix)
+    framing = build_framing(settings, names)
+    source = KafkaSource(settings.bootstrap, settings.group_id, {names[n]: n for n in INPUT_RECORDS},
+                         session_timeout_ms=settings.session_timeout_ms,
+                         heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                         max_poll_records=settings.max_poll_records)
+    producer = make_producer(settings.bootstrap)
+    return build_pipeline(settings, source, [store, KafkaOutput(producer, names, framing)],
+                          KafkaDeadLetters(producer, names["DeadLetter"]), framing)
+
+
+# ---- sub-commands -----------------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.simulator import simulate, write_world
+
+    t = time.monotonic()
+    world = simulate(args.platforms, args.days, args.seed)
+    counts = write_world(world, Path(args.out))
+    schemes = sum(1 for p in world.labels["platforms"].values() if p["scheme"])
+    print(json.dumps({"out": args.out, "records": counts, "scheme_platforms": schemes,
+                      "seconds": round(time.monotonic() - t, 1)}, ensure_ascii=False))
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.kafka_io import produce_world, topic_names
+
+    t = time.monotonic()
+    counts = produce_world(args.dir, settings.bootstrap, prefix=settings.topic_prefix,
+                           framing=build_framing(settings, topic_names(settings.topic_prefix)))
+    print(json.dumps({"bootstrap": settings.bootstrap, "produced": counts,
+                      "seconds": round(time.monotonic() - t, 1)}))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.dead_letters import FileDeadLetters
+    from ingest.report import ReportOutput
+    from ingest.sources import FileSource
+
+    if not FileSource(args.dir).files():
+        print(f"fundwatch: no container files in {args.dir}", file=sys.stderr)
+        return 2
+    report = ReportOutput()
+    outputs: list[Any] = [report]
+    if args.db:
+        from service.store import Store
+
+        outputs.append(Store(args.db))
+    dead = FileDeadLetters(args.dead_letters or settings.dead_letter_file)
+    pipeline = build_pipeline(settings, FileSource(args.dir), outputs, dead)
+    stats = pipeline.run()
+    report.write(args.report, stats.as_dict())
+    print(json.dumps({"report": args.report, **stats.as_dict(), "dead_letter_file": str(dead.path)}))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.api import PipelineRunner, create_app
+
+    runner = PipelineRunner(lambda store: kafka_pipeline(settings, store))
+    app = create_app(settings, runner)
+    print(f"fundwatch: consuming {settings.bootstrap} as group {settings.group_id}; "
+          f"API on http://{settings.host}:{settings.port}/docs", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.api import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def cmd_top(args: argparse.Namespace, settings: Settings) -> int:
+    """Wait until the service has caught up, then print the riskiest platforms with their findings."""
+    base = args.api.rstrip("/")
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            health = _get(f"{base}/healthz")
+            if health["pipeline"].get("error"):
+                print(f"fundwatch: pipeline failed: {health['pipeline']['error']}", file=sys.stderr)
+                return 1
+            if health["platforms_scored"] and (health["pipeline"].get("caught_up") or not health["pipeline"]["running"]):
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            print(f"fundwatch: {base} did not catch up within {args.wait}s", file=sys.stderr)
+            return 1
+        time.sleep(1)
+    ranked = _get(f"{base}/v1/platforms?limit={args.n}")
+    print(f"{ranked['total']} platforms scored; the {min(args.n, ranked['total'])} riskiest:\n")
+    for i, p in enumerate(ranked["items"], 1):
+        detail = _get(f"{base}/v1/platforms/{p['platform_id']}")
+        print(f"{i:2d}. {p['score']:5.1f} {p['tier']:<8} {p['platform_id']} {p['name']} ({p['kind']}, "
+              f"{p['licence']}, {p['jurisdiction']}) -> {p['disposition']}; leads: {', '.join(p['lead_departments'])}")
+        for f in detail["findings"][:4]:
+            print(f"      [{f['severity']}] {f['detector']}: {f['summary_zh']}")
+            print(f"      {'':>{len(f['severity']) + 2}} {f['summary_en']}")
+            if f["evidence"]["tx_ids"]:
+                print(f"      {'':>{len(f['severity']) + 2}} evidence: {', '.join(f['evidence']['tx_ids'][:4])}"
+                      f"{' ...' if len(f['evidence']['tx_ids']) > 4 else ''}")
+    print(f"\nAPI: {base}/docs  (ranking {base}/v1/platforms, alerts {base}/v1/alerts)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fundwatch", description=__doc__)
+    p.add_argument("--bootstrap", help="Kafka bootstrap HOST:PORT (env FUNDWATCH_BOOTSTRAP)")
+    p.add_argument("--topic-prefix", help="prefix for every topic name")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("simulate", help="write a synthetic custodian world as Avro container files")
+    s.add_argument("--platforms", type=int, default=120)
+    s.add_argument("--days", type=int, default=120)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s = sub.add_parser("produce", help="publish a world's files to the custody.* topics")
+    s.add_argument("dir")
+    s = sub.add_parser("replay", help="run the pipeline over container files, no Kafka")
+    s.add_argument("dir")
+    s.add_argument("--report", required=True)
+    s.add_argument("--db", help="also write scores and alerts to this SQLite store")
+    s.add_argument("--dead-letters", help="dead-letter JSON-lines file")
+    s.add_argument("--assess-every-days", type=int)
+    s = sub.add_parser("run", help="consume the topics, score, publish, and serve the API")
+    s.add_argument("--port", type=int)
+    s.add_argument("--group-id")
+    s.add_argument("--db")
+    s = sub.add_parser("serve", help="serve the API over an existing store")
+    s.add_argument("--port", type=int)
+    s.add_argument("--db")
+    s = sub.add_parser("top", help="print the riskiest platforms from a running service")
+    s.add_argument("--api", default="http://127.0.0.1:8000")
+    s.add_argument("-n", type=int, default=10)
+    s.add_argument("--wait", type=float, default=300)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides: dict[str, Any] = {}
+    for opt, field in (("bootstrap", "bootstrap"), ("topic_prefix", "topic_prefix"), ("port", "port"),
+                       ("group_id", "group_id"), ("db", "db_path"), ("assess_every_days", "assess_every_days")):
+        val = getattr(args, opt, None)
+        if val is not None and not (opt == "db" and args.command == "replay"):
+            overrides[field] = val
+    settings = Settings(**overrides)
+    handlers = {"simulate": cmd_simulate, "produce": cmd_produce, "replay": cmd_replay, "run": cmd_run,
+                "serve": cmd_serve, "top": cmd_top}
+    return handlers[args.command](args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

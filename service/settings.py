@@ -1,0 +1,34 @@
+"""All of fundwatch's settings in one pydantic-settings class (environment: FUNDWATCH_*)."""
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FUNDWATCH_", extra="ignore")
+
+    bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    group_id: str = "fundwatch"
+    schema_registry_url: str | None = None  # set: Confluent framing; unset: Avro single-object encoding
+    session_timeout_ms: int = 10_000  # kafka-python 3 defaults to 45 s, which makes group joins slow
+    heartbeat_interval_ms: int = 1_000
+    max_poll_records: int = 5_000
+
+    db_path: str = "var/fundwatch.db"
+    dead_letter_file: str = "var/deadletters.jsonl"
+    dead_letter_max_ratio: float = 0.05
+    dead_letter_min_seen: int = 1_000
+
+    assess_every_days: int = 7  # event-time cadence of scoring
+    pending_grace_hours: int = 24  # how long a transaction may wait for its account, in event time
+    idle_assess_seconds: float = 2.0
+    alert_min_severity: str = "MEDIUM"
+    retention_days: int = 90
+    random_state: int = 0
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    consume: bool = False  # the API process also runs the Kafka pipeline (fundwatch run)
