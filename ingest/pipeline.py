@@ -55,7 +55,7 @@ class Pipeline:
     def __init__(self, source: Source, ledger: Ledger, assessor: Assessor, outputs: list[Output],
                  dead_letters: DeadLetterSink, *, framing: Framing | None = None,
                  dead_letter_policy: DeadLetterPolicy | None = None, assess_every_ms: int = 7 * DAY_MS,
-                 pending_grace_ms: int = DAY_MS, idle_assess_s: float = 2.0) -> None:
+                 pending_grace_ms: int = DAY_MS, idle_assess_s: float = 2.0, max_pending: int = 500_000) -> None:
         self.source = source
         self.ledger = ledger
         self.assessor = assessor
@@ -66,10 +66,12 @@ class Pipeline:
         self.assess_every_ms = assess_every_ms
         self.pending_grace_ms = pending_grace_ms
         self.idle_assess_s = idle_assess_s
+        self.max_pending = max_pending
         self.stats = RunStats()
         self.latest: list[Assessment] = []
         self._pending: dict[str, deque[Envelope]] = {}  # platform -> transactions waiting, in arrival order
         self._done: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset fully handled
+        self._account_time: dict[tuple[str, int], int] = {}  # accounts (topic, partition) -> newest opened_at
         self._next_assess_ms: int | None = None
         self._dirty = False
         self._lock = threading.Lock()
@@ -101,9 +103,11 @@ class Pipeline:
                     self.caught_up = False
                 else:
                     idle_since = idle_since or time.monotonic()
-                    if self._dirty and time.monotonic() - idle_since >= self.idle_assess_s:
-                        self._expire_pending(force=False)
-                        self._assess(final=not self._pending)
+                    if time.monotonic() - idle_since >= self.idle_assess_s:
+                        if self._pending and self.source.caught_up():
+                            self._expire_pending(force=True)  # all there is has been read: nothing more will come
+                        if self._dirty:
+                            self._assess(final=not self._pending)
                     if not self._dirty and not self._pending and not self.caught_up:
                         self.caught_up = self.source.caught_up()
                 self.source.commit(self._commit_points())               # commit, last
@@ -134,6 +138,9 @@ class Pipeline:
         self.ledger.apply(rec)
         self.stats.applied += 1
         self._dirty = True
+        if isinstance(rec, Account):
+            key = (env.source.topic, env.source.partition)
+            self._account_time[key] = max(self._account_time.get(key, 0), rec.opened_at)
         if isinstance(rec, (Account, Platform)) and rec.platform_id in self._pending:
             self._release(rec.platform_id)
 
@@ -178,17 +185,32 @@ class Pipeline:
         if not queue:
             self._pending.pop(platform_id, None)
 
+    def _accounts_watermark(self) -> int | None:
+        """Event time up to which every accounts partition has been read (None: nothing read yet)."""
+        return min(self._account_time.values()) if self._account_time else None
+
     def _expire_pending(self, *, force: bool) -> None:
-        """Dead-letter waiting transactions older than the grace period of event time (all of them when forced)."""
-        horizon = self.ledger.now_ms - self.pending_grace_ms
+        """Dead-letter waiting transactions whose accounts should have arrived by now.
+
+        Topics are read at different paces, so the clock is the accounts topics' own watermark:
+        a transaction waits until every accounts partition has passed its time plus the grace
+        period. A missing platform is judged only when the stream is idle (force), since
+        registry records may be far older than the money. Forced also when the wait grows
+        beyond `max_pending`.
+        """
+        wm = self._accounts_watermark()
+        over = self.stats.pending > self.max_pending
         for pid in list(self._pending):
             queue = self._pending[pid]
             while queue:
                 env = queue[0]
                 tx = env.record
                 assert isinstance(tx, Transaction)
-                if not force and tx.ts >= horizon:
-                    break
+                if not (force or over):
+                    if tx.platform_id not in self.ledger.platforms:
+                        break
+                    if wm is None or tx.ts + self.pending_grace_ms > wm:
+                        break
                 queue.popleft()
                 self.stats.pending -= 1
                 self._apply_tx(env, allow_wait=False)  # applies if the account came, else dead-letters

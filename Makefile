@@ -1,0 +1,62 @@
+# fundwatch: every set-up step lives here, so a fresh clone needs only `make demo` or `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KAFKA := ops/kafka.sh
+PORT ?= 8000
+DEMO_DIR ?= var/demo-world
+DEMO_PLATFORMS ?= 120
+DEMO_DAYS ?= 120
+
+.PHONY: install test test-unit kafka-up kafka-down demo stop bench clean lint
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+kafka-up:
+	@$(KAFKA) start
+
+kafka-down:
+	@$(KAFKA) stop
+
+# Starts the project's own broker, runs every test against it, and stops it again even when tests fail.
+test: install
+	@set -o pipefail; bootstrap=$$($(KAFKA) start) || exit 1; \
+	  FUNDWATCH_TEST_BOOTSTRAP=$$bootstrap $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  $(KAFKA) stop; exit $$rc
+
+test-unit: install
+	$(BIN)/python -m pytest -m "not kafka" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/python -m mypy ingest graph detectors service schemas
+
+# Simulate a world, publish it to the local broker, run the service on it, print the ten riskiest.
+demo: install
+	@set -e; bootstrap=$$($(KAFKA) start); mkdir -p var; \
+	  $(MAKE) --no-print-directory stop >/dev/null 2>&1 || true; \
+	  rm -rf $(DEMO_DIR) var/demo.db; \
+	  $(BIN)/fundwatch simulate --platforms $(DEMO_PLATFORMS) --days $(DEMO_DAYS) --seed 7 --out $(DEMO_DIR); \
+	  prefix=demo$$(date +%s).; \
+	  $(BIN)/fundwatch --bootstrap $$bootstrap --topic-prefix $$prefix produce $(DEMO_DIR); \
+	  nohup $(BIN)/fundwatch --bootstrap $$bootstrap --topic-prefix $$prefix run --port $(PORT) \
+	    --group-id fundwatch-demo --db var/demo.db > var/service.log 2>&1 & echo $$! > var/service.pid; \
+	  $(BIN)/fundwatch top --api http://127.0.0.1:$(PORT) -n 10 --wait 600 || { tail -20 var/service.log; exit 1; }; \
+	  echo "The service keeps running (pid $$(cat var/service.pid), log var/service.log); 'make stop' ends it and the broker."
+
+stop:
+	@if [ -f var/service.pid ]; then kill $$(cat var/service.pid) 2>/dev/null || true; rm -f var/service.pid; fi
+	@$(KAFKA) stop
+
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+
+clean: stop
+	rm -rf $(VENV) var .kafka .pytest_cache *.egg-info

@@ -1,0 +1,181 @@
+"""Each prohibition on a small hand-built ledger: the scheme gives the finding with its numbers and
+evidence; the lawful look-alike gives none."""
+from detectors.base import PlatformView
+from detectors.rules.fund_pool import fund_pool
+from detectors.rules.misappropriation import custody_shortfall, misappropriation
+from detectors.rules.payments import cross_bank_clearing, reserve_misuse
+from detectors.rules.registration import unlicensed_finance
+from detectors.rules.self_financing import self_financing
+from detectors.rules.yields import excess_yield, ponzi_payout, subsidy
+from graph.windows import Window
+from tests.helpers import WAN, Book
+
+
+def view(b: Book, days=90):
+    return PlatformView(b.ledger, b.pid, Window(days, b.ledger.now_ms))
+
+
+def investors(b, n, amount):
+    out = []
+    for i in range(n):
+        x, inv = b.account(f"X{i}", "EXTERNAL", f"H-I{i}"), b.account(f"I{i}", "INVESTOR", f"H-I{i}")
+        b.tx(0.3 + i / 100, "DEPOSIT", x, inv, amount)
+        out.append(inv)
+    return out
+
+
+def lawful_direct(b, rate=0.12):
+    invs = investors(b, 2, 10 * WAN)
+    b.account("B1", "BORROWER")
+    b.account("XB1", "EXTERNAL", "H-B1")
+    b.account("OWN", "PLATFORM_OWN")
+    b.listing("L1", "LOAN", 20 * WAN, rate, 30, borrower="B1")
+    for inv in invs:
+        b.tx(1, "INVEST", inv, "B1", 10 * WAN, listing="L1")
+    b.tx(1.1, "FEE", "B1", "OWN", 4000_00, listing="L1")
+    b.tx(1.2, "WITHDRAWAL", "B1", "XB1", 19 * WAN)
+    b.tx(31, "DEPOSIT", "XB1", "B1", 21 * WAN)
+    tids = [b.tx(31.1, "REPAY", "B1", inv, 10 * WAN + 986_30, listing="L1", interest=986_30) for inv in invs]
+    return tids
+
+
+def test_lawful_direct_lending_has_no_money_findings():
+    b = Book(advertised=0.10)
+    lawful_direct(b)
+    v = view(b)
+    for det in (fund_pool, ponzi_payout, misappropriation, custody_shortfall, excess_yield, subsidy, self_financing):
+        assert det(v) == [], det.__name__
+
+
+def test_fund_pool_in_the_platform_own_account():
+    b = Book()
+    invs = investors(b, 3, 10 * WAN)
+    b.account("OWN", "PLATFORM_OWN")
+    b.account("B1", "BORROWER")
+    b.listing("PR1", "PRODUCT", 30 * WAN, 0.09, 30)
+    tids = [b.tx(1, "INVEST", inv, "OWN", 10 * WAN, listing="PR1") for inv in invs]
+    b.listing("L9", "LOAN", 25 * WAN, 0.12, 365, borrower="B1")
+    b.tx(2, "DISBURSE", "OWN", "B1", 25 * WAN)  # names no listing
+    (f,) = [x for x in fund_pool(view(b)) if x.detector == "fund_pool"]
+    m = dict(f.metrics)
+    assert m["into_own_fen"] == 30 * WAN and m["unlisted_disbursed_fen"] == 25 * WAN
+    assert m["investor_payers"] == 3
+    assert f.severity == "CRITICAL"
+    assert set(tids) <= set(f.tx_ids) and {"OWN", "B1", *invs} <= set(f.account_ids)
+    assert "投资人资金" in f.summary_zh and "without one-to-one correspondence" in f.summary_en
+
+
+def test_matched_plan_is_lawful_and_a_mismatched_one_is_not():
+    def plan(loan_term):
+        b = Book()
+        invs = investors(b, 2, 5 * WAN)
+        b.account("POOL", "CUSTODY_POOL")
+        b.account("B1", "BORROWER")
+        b.listing("PR1", "PRODUCT", 10 * WAN, 0.08, 30, day=1)
+        for inv in invs:
+            b.tx(1, "INVEST", inv, "POOL", 5 * WAN, listing="PR1")
+        b.listing("L1", "LOAN", 10 * WAN, 0.12, loan_term, day=1, borrower="B1")
+        b.tx(1.1, "DISBURSE", "POOL", "B1", 10 * WAN, listing="L1")
+        return b
+    assert fund_pool(view(plan(30))) == []
+    found = {f.detector: f for f in fund_pool(view(plan(365)))}
+    assert found["fund_pool"].metrics[3] == ("unmatched_product_fen", 10.0 * WAN)
+    mm = dict(found["maturity_mismatch"].metrics)
+    assert (mm["product_term_days"], mm["loan_term_days"]) == (30, 365)
+
+
+def test_ponzi_payout_traces_new_money():
+    b = Book()
+    invs = investors(b, 3, 10 * WAN)
+    b.account("OWN", "PLATFORM_OWN")
+    for inv in invs:
+        b.tx(1, "INVEST", inv, "OWN", 10 * WAN)
+    paid = b.tx(31, "PAYOUT", "OWN", invs[0], 10 * WAN + 2 * WAN, interest=2 * WAN)
+    (f,) = ponzi_payout(view(b))
+    assert f.severity == "CRITICAL" and f.score == 1.0
+    assert dict(f.metrics)["new_money_fen"] == 12 * WAN and dict(f.metrics)["repayment_fen"] == 0
+    assert paid in f.tx_ids
+
+
+def test_misappropriation_and_shortfall():
+    b = Book(related=("CTRL",))
+    invs = investors(b, 2, 10 * WAN)
+    b.account("POOL", "CUSTODY_POOL")
+    b.account("OWN", "PLATFORM_OWN")
+    b.account("CARD", "EXTERNAL", "CTRL")
+    for inv in invs:
+        b.tx(1, "INVEST", inv, "POOL", 10 * WAN)
+    took = b.tx(2, "TRANSFER", "POOL", "OWN", 5 * WAN)
+    out = b.tx(2.1, "TRANSFER", "OWN", "CARD", 4 * WAN)
+    (m,) = misappropriation(view(b))
+    assert dict(m.metrics)["taken_fen"] == 5 * WAN and dict(m.metrics)["onward_related_fen"] == 4 * WAN
+    assert dict(m.metrics)["onward_client_fen"] == 4 * WAN
+    assert {took, out} <= set(m.tx_ids) and m.severity == "CRITICAL"
+    (s,) = custody_shortfall(view(b))
+    assert dict(s.metrics)["owed_fen"] == 20 * WAN and dict(s.metrics)["held_fen"] == 15 * WAN
+    assert s.amount == 5 * WAN
+
+
+def test_self_financing_declared_and_revealed_by_the_money():
+    b = Book(related=("CTRL", "AFF1"))
+    invs = investors(b, 2, 10 * WAN)
+    b.account("B1", "BORROWER", "AFF1")  # declared affiliate
+    b.account("B2", "BORROWER", "SHELL")  # undeclared, passes the loan on to the controller
+    b.account("CARD", "EXTERNAL", "CTRL")
+    b.listing("L1", "LOAN", 10 * WAN, 0.1, 90, borrower="B1")
+    b.listing("L2", "LOAN", 10 * WAN, 0.1, 90, borrower="B2")
+    b.tx(1, "INVEST", invs[0], "B1", 10 * WAN, listing="L1")
+    b.tx(1, "INVEST", invs[1], "B2", 10 * WAN, listing="L2")
+    passed = b.tx(1.2, "TRANSFER", "B2", "CARD", 9 * WAN)
+    found = {f.detector: f for f in self_financing(view(b))}
+    assert dict(found["self_financing"].metrics) == {"related_lending_fen": 20.0 * WAN, "related_share": 1.0,
+                                                     "related_borrowers": 2.0}
+    pt = found["pass_through"]
+    assert passed in pt.tx_ids and dict(pt.metrics)["loan_proceeds_fen"] == 9 * WAN
+
+
+def test_honest_high_yield_is_not_excess_but_an_unearnable_promise_is():
+    b = Book(advertised=0.18)
+    lawful_direct(b, rate=0.22)  # 18 % paid out of 22 % borrowers pay
+    assert excess_yield(view(b)) == []
+    c = Book(advertised=0.30)
+    lawful_direct(c)
+    (f,) = excess_yield(view(c))
+    assert dict(f.metrics)["promised_yield"] == 0.30 and abs(dict(f.metrics)["project_yield"] - 0.12) < 1e-9
+    assert f.severity == "HIGH"
+
+
+def test_subsidy_from_the_platform_own_money():
+    b = Book()
+    invs = investors(b, 1, 10 * WAN)
+    b.account("OWN", "PLATFORM_OWN")
+    b.account("XO", "EXTERNAL", "H-P1")
+    b.tx(0.5, "DEPOSIT", "XO", "OWN", 5 * WAN)
+    ids = [b.tx(2 + k, "PAYOUT", "OWN", invs[0], 1000_00, interest=1000_00) for k in range(3)]
+    (f,) = subsidy(view(b))
+    assert dict(f.metrics)["own_funds_fen"] == 3000_00 and set(ids) <= set(f.tx_ids)
+
+
+def test_payment_reserve_misuse_and_clearing_across_banks():
+    b = Book(kind="THIRD_PARTY_PAYMENT", related=("CTRL",))
+    b.account("PAYER", "EXTERNAL")
+    b.account("M", "EXTERNAL")
+    b.ledger.apply(b.ledger.accounts["PAYER"].__class__("R1", "P1", "H-P1", "CLIENT_RESERVE", 0, "CB01"))
+    b.ledger.apply(b.ledger.accounts["PAYER"].__class__("R2", "P1", "H-P1", "CLIENT_RESERVE", 0, "CB02"))
+    b.account("OWN", "PLATFORM_OWN")
+    b.tx(1, "DEPOSIT", "PAYER", "R1", 100 * WAN)
+    b.tx(1.5, "TRANSFER", "R1", "R2", 60 * WAN)
+    b.tx(2, "TRANSFER", "R2", "M", 59 * WAN)
+    b.tx(2, "FEE", "R2", "OWN", 3000_00)
+    b.tx(2, "TRANSFER", "R1", "OWN", 20 * WAN)
+    (m,) = reserve_misuse(view(b))
+    assert dict(m.metrics)["to_own_fen"] == 20 * WAN and dict(m.metrics)["excess_fees_fen"] == 0  # 0.5 % fee: fine
+    assert dict(m.metrics)["misused_share"] == 0.2
+    (c,) = cross_bank_clearing(view(b))
+    assert dict(c.metrics)["banks"] == 2 and c.amount == 60 * WAN
+
+
+def test_registration_keywords():
+    assert unlicensed_finance(view(Book(licence="LICENSED"))) == []
+    (f,) = unlicensed_finance(view(Book(licence="UNLICENSED")))
+    assert "网络借贷" in f.summary_zh and f.severity == "LOW"

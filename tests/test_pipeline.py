@@ -1,0 +1,104 @@
+"""The loop with an in-memory source: bad input is dead-lettered with reason and position; valid data flows."""
+import pytest
+
+from detectors.assess import Assessor
+from graph.ledger import Ledger
+from ingest.dead_letters import DeadLetterPolicy, DeadLetterRatioExceeded, MemoryDeadLetters
+from ingest.decode import RawMessage
+from ingest.pipeline import Pipeline
+from ingest.report import ReportOutput
+from tests.helpers import T0, ListSource, raw
+
+PLATFORM = dict(platform_id="P1", name="测试支付科技有限公司", kind="THIRD_PARTY_PAYMENT", licence="LICENSED",
+                jurisdiction="320703", custodian_id="CB01", business_scope="网络支付", background=None,
+                advertised_annual_yield=None, related_parties=["CTRL"], launched_at=None, updated_at=T0)
+
+
+def account(aid, role):
+    return dict(account_id=aid, platform_id="P1", holder_id=f"H-{aid}", role=role, custodian_id="CB01", opened_at=T0)
+
+
+def tx(tid, src, dst, amount, ts=T0 + 1000, type_="DEPOSIT"):
+    return dict(tx_id=tid, custodian_id="CB01", platform_id="P1", ts=ts, type=type_, from_account=src,
+                to_account=dst, amount=amount, currency="CNY", listing_id=None, interest=None, memo=None)
+
+
+def run(messages, batch=3, **kw):
+    dead = MemoryDeadLetters()
+    report = ReportOutput()
+    source = ListSource(messages, batch)
+    p = Pipeline(source, Ledger(), Assessor(use_hbos=False), [report], dead, **kw)
+    stats = p.run()
+    return p, stats, dead, source, report
+
+
+def base():
+    return [raw("custody.platforms", 0, 0, "Platform", PLATFORM),
+            raw("custody.accounts", 0, 0, "Account", account("X1", "EXTERNAL")),
+            raw("custody.accounts", 0, 1, "Account", account("R1", "CLIENT_RESERVE"))]
+
+
+def test_bad_bytes_unknown_fingerprint_and_invalid_values_go_to_dead_letters_and_the_rest_flows():
+    msgs = base() + [
+        RawMessage("custody.transactions", 2, 10, "Transaction", value=b"\x00garbage"),
+        RawMessage("custody.transactions", 2, 11, "Transaction", value=b"\xc3\x01" + b"\x42" * 8 + b"\x02"),
+        raw("custody.transactions", 2, 12, "Transaction", tx("bad-amount", "X1", "R1", -5)),
+        raw("custody.transactions", 2, 13, "Transaction", tx("good", "X1", "R1", 500)),
+        RawMessage("custody.transactions", 2, 14, "Transaction",  # a registry record on the money topic
+                   value=raw("t", 0, 0, "Platform", PLATFORM).value),
+        RawMessage("custody.transactions", 2, 15, "Transaction",
+                   value=raw("t", 0, 0, "Transaction", tx("cut", "X1", "R1", 1)).value[:-3]),
+    ]
+    p, stats, dead, source, _ = run(msgs)
+    reasons = {(d.source.partition, d.source.offset): d.reason for d in dead.items}
+    assert set(reasons) == {(2, 10), (2, 11), (2, 12), (2, 14), (2, 15)}
+    assert "not Avro single-object encoding" in reasons[(2, 10)]
+    assert "unknown schema fingerprint 4242424242424242" in reasons[(2, 11)]
+    assert "non-positive amount -5" in reasons[(2, 12)]
+    assert "a Platform record on a topic that carries Transaction" in reasons[(2, 14)]
+    assert "undecodable Transaction" in reasons[(2, 15)]
+    assert str(dead.items[0]).startswith("custody.transactions[2]@10")
+    assert p.ledger.graph.nodes["R1"]["balance"] == 500  # the valid one went through
+    assert stats.dead == 5 and stats.applied == 4
+    assert source.commits[-1][("custody.transactions", 2)] == 16
+
+
+def test_transaction_waits_for_its_account_and_holds_the_commit_point_back():
+    msgs = base() + [
+        raw("custody.transactions", 0, 0, "Transaction", tx("early", "X1", "R2", 700)),
+        raw("custody.transactions", 0, 1, "Transaction", tx("after", "X1", "R1", 10)),
+        raw("custody.accounts", 0, 2, "Account", account("R2", "CLIENT_RESERVE")),
+    ]
+    p, stats, dead, source, _ = run(msgs, batch=1)
+    assert not dead.items
+    assert p.ledger.graph.nodes["R2"]["balance"] == 700 and p.ledger.graph.nodes["R1"]["balance"] == 10
+    # while "early" waited, the transactions partition was committed no further than its offset
+    waiting = [c for c in source.commits if ("custody.transactions", 0) in c]
+    assert waiting and waiting[0][("custody.transactions", 0)] == 0
+    assert source.commits[-1][("custody.transactions", 0)] == 2
+
+
+def test_unregistered_account_is_dead_lettered_when_the_stream_ends():
+    msgs = base() + [raw("custody.transactions", 1, 5, "Transaction", tx("orphan", "X1", "NOPE", 700))]
+    p, stats, dead, source, _ = run(msgs)
+    assert [(d.source.offset, d.stage) for d in dead.items] == [(5, "validate")]
+    assert "unregistered account NOPE" in dead.items[0].reason
+
+
+def test_duplicates_are_applied_once():
+    msgs = base() + [raw("custody.transactions", 0, i, "Transaction", tx("same", "X1", "R1", 100)) for i in range(3)]
+    p, stats, dead, _, _ = run(msgs)
+    assert p.ledger.graph.nodes["R1"]["balance"] == 100
+    assert stats.duplicates == 2 and not dead.items
+
+
+def test_dead_letter_ratio_cap_stops_the_loop():
+    msgs = base() + [RawMessage("custody.transactions", 0, i, "Transaction", value=b"junk") for i in range(20)]
+    with pytest.raises(DeadLetterRatioExceeded, match="cap 10.0%"):
+        run(msgs, dead_letter_policy=DeadLetterPolicy(max_ratio=0.1, min_seen=10))
+
+
+def test_every_platform_is_scored_even_with_no_money():
+    p, stats, dead, _, report = run(base())
+    assert [a.platform_id for a in report.assessments] == ["P1"]
+    assert 0 <= report.assessments[0].score <= 100

@@ -1,0 +1,97 @@
+import json
+
+import fastavro
+import pytest
+
+import schemas
+from schemas.fingerprint import crc64_avro
+from schemas.wire import (ConfluentFraming, FramingError, SingleObjectFraming, decode_body, encode_body,
+                          encode_single_object)
+
+TX = dict(tx_id="t1", custodian_id="CB01", platform_id="P1", ts=1_451_606_400_000, type="REPAY",
+          from_account="A1", to_account="A2", amount=12_345, currency="CNY", listing_id="L1", interest=345,
+          memo="利息")
+
+
+def test_fingerprints_agree_with_fastavro_and_the_spec():
+    # the Avro spec's fingerprint of the schema "int" (CRC-64-AVRO), and fastavro's little-endian hex
+    assert crc64_avro(b'"int"') == 0x7275D51A3F395C8F
+    for s in schemas.all_schemas():
+        assert s.fingerprint_le.hex() == fastavro.schema.fingerprint(s.canonical, "CRC-64-AVRO")
+
+
+def test_contract_names_are_exact():
+    raw = {s.name: s.raw for s in schemas.all_schemas()}
+    assert {f["name"] for f in raw["Transaction"]["fields"]} == {
+        "tx_id", "custodian_id", "platform_id", "ts", "type", "from_account", "to_account", "amount", "currency",
+        "listing_id", "interest", "memo"}
+    tx_type = next(f for f in raw["Transaction"]["fields"] if f["name"] == "type")["type"]
+    assert tx_type["name"] == "TxType" and tx_type["symbols"] == [
+        "DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "FEE", "TRANSFER", "REFUND"]
+    role = next(f for f in raw["Account"]["fields"] if f["name"] == "role")["type"]
+    assert role["symbols"] == ["INVESTOR", "BORROWER", "PLATFORM_OWN", "CUSTODY_POOL", "RISK_RESERVE",
+                               "CLIENT_RESERVE", "EXTERNAL"]
+    kind = next(f for f in raw["Platform"]["fields"] if f["name"] == "kind")["type"]
+    assert kind["symbols"] == ["P2P_LENDING", "EQUITY_CROWDFUNDING", "INTERNET_INSURANCE", "ASSET_MANAGEMENT",
+                               "THIRD_PARTY_PAYMENT", "TRADING_VENUE", "PRIVATE_FINANCE"]
+    assert all(r["namespace"] == "fundwatch" for r in raw.values())
+    ts = next(f for f in raw["Transaction"]["fields"] if f["name"] == "ts")["type"]
+    assert ts == {"type": "long", "logicalType": "timestamp-millis"}
+
+
+def test_single_object_round_trip_keeps_times_as_millis():
+    data = encode_single_object("Transaction", TX)
+    assert data[:2] == b"\xc3\x01"
+    assert data[2:10] == schemas.schema("Transaction").fingerprint_le
+    s, body = SingleObjectFraming().unframe(data)
+    assert s.name == "Transaction"
+    assert decode_body(s, body) == TX
+
+
+@pytest.mark.parametrize("data,needle", [
+    (b"", "not Avro single-object"),
+    (b"\x00\x01" + b"\x00" * 12, "not Avro single-object"),
+    (b"\xc3\x01" + b"\x11" * 8 + b"\x00", "unknown schema fingerprint 1111111111111111"),
+])
+def test_unframe_rejects_with_a_reason(data, needle):
+    with pytest.raises(FramingError, match=needle):
+        SingleObjectFraming().unframe(data)
+
+
+def test_trailing_bytes_are_an_error():
+    s = schemas.schema("Transaction")
+    with pytest.raises(FramingError, match="trailing"):
+        decode_body(s, encode_body(s, TX) + b"\x00")
+
+
+class InMemoryRegistry:
+    """Stands in for a schema registry's id bookkeeping in this unit test only."""
+
+    def __init__(self):
+        self.ids = {}
+
+    def register(self, subject, s):
+        return self.ids.setdefault(s.name, 41 + len(self.ids))
+
+    def lookup(self, schema_id):
+        name = {v: k for k, v in self.ids.items()}.get(schema_id)
+        if name is None:
+            raise FramingError(f"unknown schema id {schema_id}")
+        return schemas.schema(name)
+
+
+def test_confluent_framing_round_trip():
+    framing = ConfluentFraming(InMemoryRegistry(), {"Transaction": "custody.transactions-value"})
+    data = framing.frame("Transaction", TX)
+    assert data[0] == 0 and int.from_bytes(data[1:5], "big") == 41
+    s, body = framing.unframe(data)
+    assert decode_body(s, body) == TX
+    with pytest.raises(FramingError):
+        framing.unframe(b"\xc3\x01" + data)
+
+
+def test_avsc_files_are_valid_json_and_parse():
+    for name, fname in schemas.RECORD_FILES.items():
+        raw = json.loads((schemas._HERE / fname).read_text(encoding="utf-8"))
+        assert raw["name"] == name
+        assert fastavro.parse_schema(raw)["name"] == f"fundwatch.{name}"
