@@ -55,7 +55,7 @@ class Pipeline:
     def __init__(self, source: Source, ledger: Ledger, assessor: Assessor, outputs: list[Output],
                  dead_letters: DeadLetterSink, *, framing: Framing | None = None,
                  dead_letter_policy: DeadLetterPolicy | None = None, assess_every_ms: int = 7 * DAY_MS,
-                 pending_grace_ms: int = DAY_MS, idle_assess_s: float = 2.0, max_pending: int = 500_000) -> None:
+                 idle_assess_s: float = 2.0, max_pending: int = 500_000) -> None:
         self.source = source
         self.ledger = ledger
         self.assessor = assessor
@@ -64,14 +64,12 @@ class Pipeline:
         self.framing = framing or SingleObjectFraming()
         self.policy = dead_letter_policy or DeadLetterPolicy()
         self.assess_every_ms = assess_every_ms
-        self.pending_grace_ms = pending_grace_ms
         self.idle_assess_s = idle_assess_s
         self.max_pending = max_pending
         self.stats = RunStats()
         self.latest: list[Assessment] = []
         self._pending: dict[str, deque[Envelope]] = {}  # platform -> transactions waiting, in arrival order
         self._done: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset fully handled
-        self._account_time: dict[tuple[str, int], int] = {}  # accounts (topic, partition) -> newest opened_at
         self._next_assess_ms: int | None = None
         self._dirty = False
         self._lock = threading.Lock()
@@ -138,9 +136,6 @@ class Pipeline:
         self.ledger.apply(rec)
         self.stats.applied += 1
         self._dirty = True
-        if isinstance(rec, Account):
-            key = (env.source.topic, env.source.partition)
-            self._account_time[key] = max(self._account_time.get(key, 0), rec.opened_at)
         if isinstance(rec, (Account, Platform)) and rec.platform_id in self._pending:
             self._release(rec.platform_id)
 
@@ -185,33 +180,21 @@ class Pipeline:
         if not queue:
             self._pending.pop(platform_id, None)
 
-    def _accounts_watermark(self) -> int | None:
-        """Event time up to which every accounts partition has been read (None: nothing read yet)."""
-        return min(self._account_time.values()) if self._account_time else None
-
     def _expire_pending(self, *, force: bool) -> None:
-        """Dead-letter waiting transactions whose accounts should have arrived by now.
+        """Dead-letter waiting transactions whose account or platform never came.
 
-        Topics are read at different paces, so the clock is the accounts topics' own watermark:
-        a transaction waits until every accounts partition has passed its time plus the grace
-        period. A missing platform is judged only when the stream is idle (force), since
-        registry records may be far older than the money. Forced also when the wait grows
-        beyond `max_pending`.
+        Topics are read at different paces and partition by partition, so no event-time clock
+        says when a registry record is late. A transaction waits until the source has been
+        read to its end (force: replay exhausted, or a live consumer caught up on every
+        partition), or until the waiting room holds more than `max_pending`.
         """
-        wm = self._accounts_watermark()
         over = self.stats.pending > self.max_pending
+        if not (force or over):
+            return
         for pid in list(self._pending):
             queue = self._pending[pid]
-            while queue:
-                env = queue[0]
-                tx = env.record
-                assert isinstance(tx, Transaction)
-                if not (force or over):
-                    if tx.platform_id not in self.ledger.platforms:
-                        break
-                    if wm is None or tx.ts + self.pending_grace_ms > wm:
-                        break
-                queue.popleft()
+            while queue and (force or self.stats.pending > self.max_pending // 2):
+                env = queue.popleft()
                 self.stats.pending -= 1
                 self._apply_tx(env, allow_wait=False)  # applies if the account came, else dead-letters
             if not queue:

@@ -42,7 +42,7 @@ def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_let
                     dead_letters, framing=framing,
                     dead_letter_policy=DeadLetterPolicy(settings.dead_letter_max_ratio, settings.dead_letter_min_seen),
                     assess_every_ms=settings.assess_every_days * DAY_MS,
-                    pending_grace_ms=settings.pending_grace_hours * 3_600_000,
+                    max_pending=settings.max_pending,
                     idle_assess_s=settings.idle_assess_seconds)
 
 

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     dead_letter_min_seen: int = 1_000
 
     assess_every_days: int = 7  # event-time cadence of scoring
-    pending_grace_hours: int = 24  # how long a transaction may wait for its account, in event time
+    max_pending: int = 500_000  # transactions waiting for their account or platform, at most
     idle_assess_seconds: float = 2.0
     alert_min_severity: str = "MEDIUM"
     retention_days: int = 90

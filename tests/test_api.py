@@ -1,0 +1,79 @@
+"""The HTTP API over a store filled by a replay; the store is swapped in with dependency_overrides."""
+import pytest
+from fastapi.testclient import TestClient
+
+from detectors.assess import Assessor
+from graph.ledger import Ledger
+from ingest.dead_letters import MemoryDeadLetters
+from ingest.pipeline import Pipeline
+from ingest.sources import FileSource
+from service.api import create_app, get_store
+from service.settings import Settings
+from service.store import Store
+
+
+@pytest.fixture(scope="module")
+def store(small_world_dir):
+    s = Store(":memory:")
+    Pipeline(FileSource(small_world_dir), Ledger(), Assessor(), [s], MemoryDeadLetters()).run()
+    return s
+
+
+@pytest.fixture
+def client(store, tmp_path):
+    app = create_app(Settings(db_path=str(tmp_path / "unused.db")))
+    app.dependency_overrides[get_store] = lambda: store
+    with TestClient(app) as c:
+        yield c
+
+
+def test_ranking_filters_and_detail(client):
+    r = client.get("/v1/platforms").json()
+    assert r["total"] == 25
+    scores = [p["score"] for p in r["items"]]
+    assert scores == sorted(scores, reverse=True)
+    top = r["items"][0]
+    assert top["tier"] in ("HIGH", "CRITICAL") and top["detectors"]
+    d = client.get(f"/v1/platforms/{top['platform_id']}").json()
+    f = d["findings"][0]
+    assert f["summary_zh"] and f["summary_en"] and (f["evidence"]["tx_ids"] or f["evidence"]["account_ids"])
+    assert d["disposition_text"]["zh"] and set(d["lead_department_names"]) == set(d["lead_departments"])
+    kind = client.get("/v1/platforms", params={"kind": "THIRD_PARTY_PAYMENT"}).json()
+    assert kind["items"] and all(p["kind"] == "THIRD_PARTY_PAYMENT" for p in kind["items"])
+    county = top["jurisdiction"]
+    city = county[:4] + "00"
+    by_county = client.get("/v1/platforms", params={"jurisdiction": county}).json()
+    by_city = client.get("/v1/platforms", params={"jurisdiction": city}).json()
+    assert all(p["jurisdiction"] == county for p in by_county["items"])
+    assert by_city["total"] >= by_county["total"] >= 1
+    assert all(p["jurisdiction"].startswith(county[:4]) for p in by_city["items"])
+    high = client.get("/v1/platforms", params={"tier": "CRITICAL"}).json()
+    assert all(p["tier"] == "CRITICAL" for p in high["items"])
+
+
+def test_errors_are_clear(client):
+    assert client.get("/v1/platforms/NOPE").status_code == 404
+    assert "NOPE" in client.get("/v1/platforms/NOPE").json()["detail"]
+    assert client.get("/v1/platforms", params={"tier": "SEVERE"}).status_code == 422
+    assert client.get("/v1/platforms", params={"jurisdiction": "32"}).status_code == 422
+
+
+def test_alerts_by_department_and_jurisdiction(client):
+    all_alerts = client.get("/v1/alerts").json()
+    assert all_alerts["total"] > 0
+    a = all_alerts["items"][0]
+    dep = a["lead_departments"][0]
+    mine = client.get("/v1/alerts", params={"department": dep}).json()
+    assert mine["total"] >= 1 and all(dep in x["lead_departments"] for x in mine["items"])
+    local = client.get("/v1/alerts", params={"jurisdiction": a["jurisdiction"]}).json()
+    assert all(x["jurisdiction"] == a["jurisdiction"] for x in local["items"])
+    sev = client.get("/v1/alerts", params={"min_severity": "CRITICAL"}).json()
+    assert all(x["severity"] == "CRITICAL" for x in sev["items"])
+
+
+def test_health_meta_and_docs(client):
+    h = client.get("/healthz").json()
+    assert h["status"] == "ok" and h["platforms_scored"] == 25
+    assert "P2P_LENDING" in client.get("/v1/meta").json()["lead_departments"]
+    assert client.get("/docs").status_code == 200
+    assert "/v1/platforms/{platform_id}" in client.get("/openapi.json").json()["paths"]

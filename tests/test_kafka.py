@@ -1,0 +1,140 @@
+"""Against the real Apache Kafka broker that ops/kafka.sh runs (make test starts it). No fakes."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from ingest.kafka_io import ensure_topics
+from schemas.wire import SingleObjectFraming, decode_body, encode_single_object
+from service.cli import kafka_pipeline, main
+from service.settings import Settings
+from service.store import Store
+from tests.test_pipeline import PLATFORM, account, tx
+
+pytestmark = pytest.mark.kafka
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def drain(bootstrap, topic, expect_at_least=1, timeout_s=30):
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                      group_id=None, consumer_timeout_ms=3000)
+    out, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        out.extend(m for m in c)
+        if len(out) >= expect_at_least:
+            break
+    c.close()
+    return out
+
+
+def test_ops_start_twice_is_harmless(kafka_bootstrap):
+    t = time.monotonic()
+    res = subprocess.run([str(ROOT / "ops/kafka.sh"), "start"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == kafka_bootstrap
+    assert "already running" in res.stderr and time.monotonic() - t < 10
+    probe = subprocess.run([sys.executable, str(ROOT / "ops/kafka_probe.py"), kafka_bootstrap],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0 and kafka_bootstrap.split(":")[1] in probe.stdout
+
+
+def test_round_trip_service_scores_equal_replay(kafka_bootstrap, topic_prefix, small_world_dir, tmp_path):
+    # the replay's scores over the same files
+    report = tmp_path / "replay.json"
+    assert main(["replay", str(small_world_dir), "--report", str(report),
+                 "--dead-letters", str(tmp_path / "replay-dead.jsonl")]) == 0
+    expected = {p["platform_id"]: p["score"] for p in json.loads(report.read_text(encoding="utf-8"))["platforms"]}
+    # publish the world, then run the real service (consumer group + API) as a user would
+    assert main(["--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "produce", str(small_world_dir)]) == 0
+    port = free_port()
+    env = {**os.environ, "FUNDWATCH_IDLE_ASSESS_SECONDS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--bootstrap", kafka_bootstrap, "--topic-prefix",
+                             topic_prefix, "run", "--port", str(port), "--group-id", f"{topic_prefix}svc",
+                             "--db", str(tmp_path / "svc.db")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        health = {}
+        while time.monotonic() < deadline:
+            try:
+                health = get(f"http://127.0.0.1:{port}/healthz")
+                if health["pipeline"].get("caught_up"):
+                    break
+                assert not health["pipeline"].get("error"), health
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(1)
+        assert health.get("pipeline", {}).get("caught_up"), health
+        items = get(f"http://127.0.0.1:{port}/v1/platforms?limit=1000")["items"]
+        got = {p["platform_id"]: p["score"] for p in items}
+        assert got == expected
+        assert health["pipeline"]["stats"]["dead"] == 0
+        top = get(f"http://127.0.0.1:{port}/v1/platforms/{items[0]['platform_id']}")
+        assert top["findings"] and top["findings"][0]["evidence"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # what the service published: RiskScore records for every platform, alerts, and committed offsets
+    framing = SingleObjectFraming()
+    scores = drain(kafka_bootstrap, f"{topic_prefix}risk.scores", expect_at_least=len(expected))
+    latest = {}
+    for m in scores:
+        s, body = framing.unframe(m.value)
+        rec = decode_body(s, body)
+        assert s.name == "RiskScore" and rec["platform_id"] == m.key.decode()
+        latest[rec["platform_id"]] = rec
+    assert {k: v["score"] for k, v in latest.items()} == expected
+    alerts = drain(kafka_bootstrap, f"{topic_prefix}risk.alerts")
+    assert alerts and all(m.value[:2] == b"\xc3\x01" for m in alerts)
+    c = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=f"{topic_prefix}svc", enable_auto_commit=False)
+    from kafka.structs import TopicPartition
+    tps = [TopicPartition(f"{topic_prefix}custody.transactions", p) for p in range(6)]
+    ends = c.end_offsets(tps)
+    assert all((c.committed(tp) or 0) == ends[tp] for tp in tps)
+    c.close()
+
+
+def test_bad_records_reach_the_dead_letter_topic_and_valid_ones_flow(kafka_bootstrap, topic_prefix):
+    names = ensure_topics(kafka_bootstrap, topic_prefix)
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    p.send(names["Platform"], key=b"P1", value=encode_single_object("Platform", PLATFORM))
+    for a in (account("X1", "EXTERNAL"), account("R1", "CLIENT_RESERVE")):
+        p.send(names["Account"], key=a["account_id"].encode(), value=encode_single_object("Account", a))
+    p.send(names["Transaction"], key=b"P1", value=b"not avro at all")
+    p.send(names["Transaction"], key=b"P1", value=encode_single_object("Transaction", tx("neg", "X1", "R1", -1)))
+    p.send(names["Transaction"], key=b"P1", value=encode_single_object("Transaction", tx("ok", "X1", "R1", 900)))
+    p.send(names["Transaction"], key=b"P1",
+           value=encode_single_object("Transaction", tx("ghost", "X1", "GHOST", 5, ts=tx("a", "", "", 1)["ts"] + 5)))
+    p.flush()
+    settings = Settings(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, group_id=f"{topic_prefix}dlq",
+                        idle_assess_seconds=0.5)
+    pipe = kafka_pipeline(settings, Store(":memory:"))
+    stats = pipe.run(until_caught_up=True, max_idle_s=60)
+    assert pipe.ledger.graph.nodes["R1"]["balance"] == 900
+    assert stats.dead == 3 and stats.applied == 4
+    dead = drain(kafka_bootstrap, names["DeadLetter"], expect_at_least=3)
+    reasons = sorted(dict(m.headers)["reason"].decode() for m in dead)
+    assert any("not Avro single-object encoding" in r for r in reasons)
+    assert any("non-positive amount -1" in r for r in reasons)
+    assert any("unregistered account GHOST" in r for r in reasons)
+    positions = {(dict(m.headers)["source_topic"].decode(), int(dict(m.headers)["source_offset"])) for m in dead}
+    assert all(t == names["Transaction"] for t, _ in positions)
+    assert [m.value for m in dead if b"not avro" in m.value] == [b"not avro at all"]

@@ -1,0 +1,48 @@
+import itertools
+
+import pytest
+
+from detectors.base import Finding
+from detectors.risk import disposition, lead_departments, risk_score, tier_of
+
+
+def f(det, sev, score=0.5):
+    return Finding(det, sev, score, "zh", "en")
+
+
+def test_a_new_finding_never_lowers_the_score():
+    pool = [f("fund_pool", "HIGH"), f("cycle", "LOW", 0.1), f("ponzi_payout", "CRITICAL", 1.0),
+            f("fund_pool", "LOW", 0.0), f("subsidy", "MEDIUM", 0.2)]
+    for pct in (0.0, 0.6, 1.0):
+        for k in range(len(pool)):
+            for combo in itertools.combinations(pool, k):
+                base = risk_score(combo, pct)
+                for extra in pool:
+                    assert risk_score((*combo, extra), pct) >= base
+    assert risk_score([], 0.0) == 0.0
+    assert risk_score([], 1.0) == 35.0  # an outlier alone is at most ELEVATED
+    assert tier_of(risk_score([], 1.0)) == "ELEVATED"
+
+
+@pytest.mark.parametrize("score,tier", [(0, "LOW"), (24.99, "LOW"), (25, "ELEVATED"), (50, "HIGH"),
+                                        (74.9, "HIGH"), (75, "CRITICAL"), (100, "CRITICAL")])
+def test_tiers(score, tier):
+    assert tier_of(score) == tier
+
+
+def test_graded_disposition_follows_the_seed_table():
+    fraud = [f("ponzi_payout", "CRITICAL")]
+    assert disposition("LICENSED", "LOW", []) == "MONITOR"
+    assert disposition("LICENSED", "ELEVATED", []) == "RECTIFY_PROMPTLY"
+    assert disposition("LICENSED", "HIGH", [f("fund_pool", "HIGH")]) == "STOP_AND_RECTIFY"
+    assert disposition("SCOPE_MISMATCH", "HIGH", [f("fund_pool", "HIGH")]) == "SUSPEND_RETURN_TO_LICENCE"
+    assert disposition("UNLICENSED", "LOW", []) == "RESOLVE_GRADUALLY"
+    assert disposition("UNLICENSED", "ELEVATED", []) == "BAN"
+    assert disposition("UNLICENSED", "HIGH", fraud) == "REFER_TO_POLICE"
+    assert disposition("LICENSED", "CRITICAL", fraud) == "REFER_TO_POLICE"
+
+
+def test_lead_departments_by_domain():
+    assert lead_departments("P2P_LENDING", []) == ["BANKING_REGULATOR", "FINANCIAL_OFFICE"]
+    assert lead_departments("THIRD_PARTY_PAYMENT", []) == ["PBOC_BRANCH"]
+    assert lead_departments("PRIVATE_FINANCE", ["excess_yield"]) == ["STABILITY_OFFICE", "MARKET_REGULATOR"]
