@@ -10,7 +10,7 @@ DEMO_DIR ?= var/demo-world
 DEMO_PLATFORMS ?= 120
 DEMO_DAYS ?= 120
 
-.PHONY: install test test-unit kafka-up kafka-down demo stop bench clean lint
+.PHONY: install test test-unit kafka-up kafka-down demo stop stop-service bench clean lint
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,7 +41,7 @@ lint: install
 # Simulate a world, publish it to the local broker, run the service on it, print the ten riskiest.
 demo: install
 	@set -e; bootstrap=$$($(KAFKA) start); mkdir -p var; \
-	  $(MAKE) --no-print-directory stop >/dev/null 2>&1 || true; \
+	  $(MAKE) --no-print-directory stop-service; \
 	  rm -rf $(DEMO_DIR) var/demo.db; \
 	  $(BIN)/fundwatch simulate --platforms $(DEMO_PLATFORMS) --days $(DEMO_DAYS) --seed 7 --out $(DEMO_DIR); \
 	  prefix=demo$$(date +%s).; \
@@ -51,8 +51,10 @@ demo: install
 	  $(BIN)/fundwatch top --api http://127.0.0.1:$(PORT) -n 10 --wait 600 || { tail -20 var/service.log; exit 1; }; \
 	  echo "The service keeps running (pid $$(cat var/service.pid), log var/service.log); 'make stop' ends it and the broker."
 
-stop:
+stop-service:
 	@if [ -f var/service.pid ]; then kill $$(cat var/service.pid) 2>/dev/null || true; rm -f var/service.pid; fi
+
+stop: stop-service
 	@$(KAFKA) stop
 
 bench: install

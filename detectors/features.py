@@ -86,12 +86,12 @@ def platform_features(ledger: Ledger, platform_id: str, peer_yield: dict[str, fl
         receipts = f.amount("DEPOSIT", "EXTERNAL", "CLIENT_RESERVE")
         if receipts:
             v[_INDEX["interbank_share"]] = f.amount(None, "CLIENT_RESERVE", "CLIENT_RESERVE") / receipts
-        products = [b for b in view.listings if b.listing.kind == "PRODUCT" and b.raised > 0]
-        loans = [b for b in view.listings if b.listing.kind == "LOAN" and b.disbursed > 0]
+        products = [b for b in view.listings if b.known.kind == "PRODUCT" and b.raised > 0]
+        loans = [b for b in view.listings if b.known.kind == "LOAN" and b.disbursed > 0]
         pm, lm = sum(b.raised for b in products), sum(b.disbursed for b in loans)
         if pm and lm:
-            v[_INDEX["term_ratio"]] = (sum(b.raised * b.listing.term_days for b in products) / pm) / (
-                sum(b.disbursed * b.listing.term_days for b in loans) / lm)
+            v[_INDEX["term_ratio"]] = (sum(b.raised * b.known.term_days for b in products) / pm) / (
+                sum(b.disbursed * b.known.term_days for b in loans) / lm)
         invs = view.accounts_by_role.get("INVESTOR", [])
         if invs:
             cut = ledger.now_ms - 30 * DAY_MS

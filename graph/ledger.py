@@ -42,6 +42,12 @@ class ListingBook:
     funders: set[str] = field(default_factory=set)
     first_ts: int | None = None
 
+    @property
+    def known(self) -> Listing:
+        """The Listing record; detectors only see books whose record has arrived (PlatformView.listings)."""
+        assert self.listing is not None
+        return self.listing
+
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:

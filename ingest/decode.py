@@ -50,8 +50,8 @@ class DecodeError:
 
 def to_record(name: str, row: dict[str, Any]) -> Record:
     cls = RECORD_TYPES[name]
-    rec = cls(**row)
-    return rec  # type: ignore[no-any-return]
+    rec: Record = cls(**row)
+    return rec
 
 
 def decode(msg: RawMessage, framing: Framing) -> Envelope | DecodeError:

@@ -345,7 +345,7 @@ class _Platform:
             rate = self._loan_rate()
             lid = self._listing("LOAN", amount, rate, term, day, b)
             loan = Loan(lid, b, 0, rate, term, day)
-            target = self.pool if self.escrow else b
+            target = self.pool if (self.escrow and self.pool) else b
             for inv in self._funders(amount):
                 share = min(self.balance[inv], amount - loan.amount)
                 if share <= 0:

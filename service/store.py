@@ -75,7 +75,8 @@ class Store:
     # ---- the API reads ---------------------------------------------------------------------------
     def platforms(self, *, jurisdiction: str | None = None, kind: str | None = None, tier: str | None = None,
                   limit: int = 100, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if jurisdiction is not None:
             where.append("jurisdiction like ?")
             args.append(jurisdiction_prefix(jurisdiction) + "%")
@@ -99,7 +100,8 @@ class Store:
     def alerts(self, *, jurisdiction: str | None = None, department: str | None = None,
                platform_id: str | None = None, min_severity: str | None = None, limit: int = 100,
                offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if jurisdiction is not None:
             where.append("jurisdiction like ?")
             args.append(jurisdiction_prefix(jurisdiction) + "%")

@@ -16,17 +16,17 @@ def matched_product_money(products: list[ListingBook], loans: list[ListingBook])
     This is what a lawful matched investment plan looks like; everything else raised by a
     product was pooled.
     """
-    free = sorted(loans, key=lambda b: b.listing.listed_at)
+    free = sorted(loans, key=lambda b: b.known.listed_at)
     used: set[str] = set()
     matched = 0
-    for p in sorted(products, key=lambda b: b.listing.listed_at):
+    for p in sorted(products, key=lambda b: b.known.listed_at):
         for lo in free:
-            if lo.listing.listing_id in used or lo.listing.term_days != p.listing.term_days:
+            if lo.known.listing_id in used or lo.known.term_days != p.known.term_days:
                 continue
-            if abs(lo.listing.listed_at - p.listing.listed_at) > MATCH_DAYS * DAY_MS:
+            if abs(lo.known.listed_at - p.known.listed_at) > MATCH_DAYS * DAY_MS:
                 continue
             if abs(lo.disbursed - p.raised) <= MATCH_TOLERANCE * max(p.raised, 1):
-                used.add(lo.listing.listing_id)
+                used.add(lo.known.listing_id)
                 matched += p.raised
                 break
     return matched
@@ -36,8 +36,8 @@ def matched_product_money(products: list[ListingBook], loans: list[ListingBook])
 def fund_pool(view: PlatformView) -> list[Finding]:
     f = view.flows
     out: list[Finding] = []
-    products = [b for b in view.listings if b.listing.kind == "PRODUCT" and b.raised > 0]
-    loans = [b for b in view.listings if b.listing.kind == "LOAN" and b.disbursed > 0]
+    products = [b for b in view.listings if b.known.kind == "PRODUCT" and b.raised > 0]
+    loans = [b for b in view.listings if b.known.kind == "LOAN" and b.disbursed > 0]
     product_money = sum(b.raised for b in products)
     matched = matched_product_money(products, loans)
     unmatched = product_money - matched
@@ -69,11 +69,11 @@ def fund_pool(view: PlatformView) -> list[Finding]:
              ("investor_payers", float(payers)))))
     # maturity mismatch: short products funding long loans, money-weighted
     if product_money >= MATERIAL and unmatched > 0:
-        p_term = sum(b.raised * b.listing.term_days for b in products) / product_money
+        p_term = sum(b.raised * b.known.term_days for b in products) / product_money
         pool_loans = [b for b in loans if b.disbursed > 0]
         l_money = sum(b.disbursed for b in pool_loans)
         if l_money > 0:
-            l_term = sum(b.disbursed * b.listing.term_days for b in pool_loans) / l_money
+            l_term = sum(b.disbursed * b.known.term_days for b in pool_loans) / l_money
             ratio = p_term / l_term if l_term else 1.0
             if ratio <= 0.6:
                 strength = min(1.0, (1 - ratio) * (unmatched / product_money) * 1.5)

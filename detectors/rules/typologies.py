@@ -7,6 +7,7 @@ that own accounts on several platforms.
 from __future__ import annotations
 
 from itertools import islice
+from typing import Any
 
 import networkx as nx
 
@@ -74,7 +75,12 @@ def fans(view: PlatformView) -> list[Finding]:
                                 ("fan_out", sorted(set(fan_out) - set(both)), "一对多分散", "fan-out")):
         if not accts:
             continue
-        ev = view.evidence(view.edges(lambda u, v, e, s=set(accts): u in s or v in s))
+        members = set(accts)
+
+        def touches(u: str, v: str, e: dict[str, Any], members: set[str] = members) -> bool:
+            return u in members or v in members
+
+        ev = view.evidence(view.edges(touches))
         if ev.amount < MATERIAL:
             continue
         out.append(Finding(

@@ -12,15 +12,15 @@ PAYOUT_TYPES = ("REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
 def promised_and_project_yield(view: PlatformView) -> tuple[float | None, float | None, int]:
-    products = [b for b in view.listings if b.listing.kind == "PRODUCT" and b.raised > 0]
-    loans = [b for b in view.listings if b.listing.kind == "LOAN" and (b.disbursed or b.raised)]
+    products = [b for b in view.listings if b.known.kind == "PRODUCT" and b.raised > 0]
+    loans = [b for b in view.listings if b.known.kind == "LOAN" and (b.disbursed or b.raised)]
     pm = sum(b.raised for b in products)
-    promised = sum(b.raised * b.listing.annual_rate for b in products) / pm if pm else None
+    promised = sum(b.raised * b.known.annual_rate for b in products) / pm if pm else None
     p = view.platform
     if p is not None and p.advertised_annual_yield is not None:
         promised = max(promised or 0.0, p.advertised_annual_yield)
     lm = sum((b.disbursed or b.raised) for b in loans)
-    project = sum((b.disbursed or b.raised) * b.listing.annual_rate for b in loans) / lm if lm else None
+    project = sum((b.disbursed or b.raised) * b.known.annual_rate for b in loans) / lm if lm else None
     return promised, project, pm
 
 
