@@ -108,18 +108,23 @@ class PlatformView:
                 out.append(book)
         return out
 
-    def edges(self, pred: Callable[[str, str, dict[str, Any]], bool]) -> list[tuple[str, str, dict[str, Any], int]]:
-        """Flow edges out of this platform's accounts that match and carry money inside the window."""
-        G = self.ledger.graph
+    @cached_property
+    def window_edges(self) -> list[tuple[str, str, dict[str, Any], int]]:
+        """Flow edges out of this platform's accounts with money inside the window, largest first (once per view)."""
+        succ = self.ledger.graph.succ
         out = []
-        for u in sorted(self.ledger.platform_accounts.get(self.platform_id, ())):
-            for _, v, e in G.out_edges(u, data=True):
-                if e.get("kind") == "flow" and pred(u, v, e):
+        for u in self.ledger.platform_accounts.get(self.platform_id, ()):
+            for v, e in succ[u].items():
+                if e.get("kind") == "flow":
                     amt = edge_amount(e, self.window)
                     if amt > 0:
                         out.append((u, v, e, amt))
         out.sort(key=lambda x: (-x[3], x[0], x[1]))
         return out
+
+    def edges(self, pred: Callable[[str, str, dict[str, Any]], bool]) -> list[tuple[str, str, dict[str, Any], int]]:
+        """Flow edges out of this platform's accounts that match and carry money inside the window."""
+        return [x for x in self.window_edges if pred(x[0], x[1], x[2])]
 
     def evidence(self, edges: Iterable[tuple[str, str, dict[str, Any], int]], max_edges: int = 12) -> Evidence:
         tx: list[str] = []

@@ -346,13 +346,7 @@ class _Platform:
             lid = self._listing("LOAN", amount, rate, term, day, b)
             loan = Loan(lid, b, 0, rate, term, day)
             target = self.pool if (self.escrow and self.pool) else b
-            for inv in self._funders(amount):
-                share = min(self.balance[inv], amount - loan.amount)
-                if share <= 0:
-                    break
-                if self.tx(day, 10, "INVEST", inv, target, share, lid):
-                    loan.shares[inv] = loan.shares.get(inv, 0) + share
-                    loan.amount += share
+            loan.amount = self._raise(day, 10, lid, amount, target, loan.shares)
             if loan.amount == 0:
                 continue
             if self.escrow and self.pool:
@@ -376,6 +370,16 @@ class _Platform:
             self.external_out(day + (0 if when < 15 else r.randint(0, 3)), when, b, self.ext[b],
                               int(self.balance[b] * r.uniform(0.6, 0.95)))
 
+    def _raise(self, day: int, hour: float, listing: str, amount: int, target: str, holdings: dict[str, int]) -> int:
+        """Investors with idle money invest up to `amount` into `target` naming `listing`; returns what was raised."""
+        got = 0
+        for inv in self._funders(amount):
+            share = min(self.balance[inv], amount - got)
+            if share > 0 and self.tx(day, hour, "INVEST", inv, target, share, listing):
+                holdings[inv] = holdings.get(inv, 0) + share
+                got += share
+        return got
+
     def _funders(self, amount: int) -> list[str]:
         rich = [i for i in self.investors if self.balance[i] > 0]
         self.rng.shuffle(rich)
@@ -396,13 +400,10 @@ class _Platform:
         amount = self._amount(60_000)
         pid = self._listing("PRODUCT", amount, prate, term, day, None)
         prod = Product(pid, prate, term, day)
-        got = 0
-        for inv in self._funders(amount):
-            share = min(self.balance[inv], amount - got)
-            if share > 0 and self.pool and self.tx(day, 10, "INVEST", inv, self.pool, share, pid):
-                prod.holdings[inv] = prod.holdings.get(inv, 0) + share
-                got += share
-        if got == 0 or not self.pool:
+        if not self.pool:
+            return
+        got = self._raise(day, 10, pid, amount, self.pool, prod.holdings)
+        if got == 0:
             return
         b = self._new_borrower(day) if not self.borrowers or r.random() < 0.5 else r.choice(
             [x for x in self.borrowers if x not in self.related_borrowers] or [self._new_borrower(day)])
@@ -474,12 +475,7 @@ class _Platform:
             amount = self._amount(50_000)
             pid = self._listing("PRODUCT", amount, prate, term, day, None)
             prod = Product(pid, prate, term, day)
-            got = 0
-            for inv in self._funders(amount):
-                share = min(self.balance[inv], amount - got)
-                if share > 0 and self.tx(day, 10, "INVEST", inv, pool, share, pid):
-                    prod.holdings[inv] = prod.holdings.get(inv, 0) + share
-                    got += share
+            self._raise(day, 10, pid, amount, pool, prod.holdings)
             self.products.append(prod)
         # lend out a slice of whatever sits in the pool to long loans
         if r.random() < 0.5 and self.balance[pool] > 0:
@@ -532,12 +528,7 @@ class _Platform:
             amount = self._amount(60_000)
             pid = self._listing("PRODUCT", amount, self.ponzi_yield * r.uniform(0.9, 1.1), term, day, None)
             prod = Product(pid, self.ponzi_yield, term, day)
-            got = 0
-            for inv in self._funders(amount):
-                share = min(self.balance[inv], amount - got)
-                if share > 0 and self.tx(day, 10.5, "INVEST", inv, self.own, share, pid):
-                    prod.holdings[inv] = prod.holdings.get(inv, 0) + share
-                    got += share
+            self._raise(day, 10.5, pid, amount, self.own, prod.holdings)
             self.products.append(prod)
         if day % 7 == 0 and self.investors:
             # weekly "interest" and bonuses to older investors, from whatever the own account holds

@@ -30,7 +30,8 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     onward = f.amount(None, "PLATFORM_OWN", None, related=True)
     onward_client = f.origins(None, "PLATFORM_OWN", None, related=True)[trace.INVESTOR_FUNDS]
     share = taken / client_in
-    if taken < MATERIAL or share < 0.01:
+    # a transfer out of a client account to the platform is never lawful; fees get a 1 % tolerance
+    if taken < MATERIAL or (non_fee < MATERIAL and share < 0.01):
         return []
     strength = min(1.0, share * 4 + (0.3 if onward_client > 0 else 0.0))
     sev = "CRITICAL" if share >= 0.1 and onward_client > 0 else "HIGH" if share >= 0.03 or onward_client > 0 else "MEDIUM"

@@ -61,10 +61,12 @@ def fans(view: PlatformView) -> list[Finding]:
         if role in STRUCTURAL:
             continue
         for a in accts:
-            ins = sum(1 for u, _, e in G.in_edges(a, data=True) if e.get("kind") == "flow"
-                      and (view.window.start_ms is None or e["last_ts"] >= view.window.start_ms))
-            outs = sum(1 for _, v, e in G.out_edges(a, data=True) if e.get("kind") == "flow"
-                       and (view.window.start_ms is None or e["last_ts"] >= view.window.start_ms))
+            start = view.window.start_ms or 0
+            pred, succ = G.pred[a], G.succ[a]
+            if len(pred) < FAN and len(succ) < FAN:
+                continue
+            ins = sum(1 for e in pred.values() if e.get("kind") == "flow" and e["last_ts"] >= start)
+            outs = sum(1 for e in succ.values() if e.get("kind") == "flow" and e["last_ts"] >= start)
             if ins >= FAN:
                 fan_in.append(a)
             if outs >= FAN:

@@ -1,0 +1,118 @@
+"""Detection quality of `replay` over simulated worlds, against the simulator's labels.
+
+    .venv/bin/python benchmarks/quality.py --seeds 101 102 103 --platforms 300 --days 180
+
+Seeds 1-20 are for tuning; report on others. Prints, per seed and pooled: ROC-AUC of the
+score (all schemes, and each scheme against lawful platforms), the share of scheme platforms
+in HIGH or CRITICAL, the share of lawful ones there (and of honest high-yield ones), the share
+of scheme platforms whose findings name the right detector, and the median delay in simulated
+days from a scheme's start to its platform's first alert.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from detectors.assess import Assessor  # noqa: E402
+from graph.ledger import Ledger  # noqa: E402
+from ingest.dead_letters import MemoryDeadLetters  # noqa: E402
+from ingest.pipeline import Pipeline  # noqa: E402
+from ingest.report import ReportOutput  # noqa: E402
+from ingest.simulator import SCHEMES, T0, simulate, write_world  # noqa: E402
+from ingest.sources import FileSource  # noqa: E402
+from schemas.records import DAY_MS  # noqa: E402
+
+HIGH = ("HIGH", "CRITICAL")
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    if not pos or not neg:
+        return float("nan")
+    p, n = np.array(pos)[:, None], np.array(neg)[None, :]
+    return float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
+
+
+def run_world(seed: int, platforms: int, days: int, workdir: Path, assess_every_days: int) -> list[dict[str, Any]]:
+    world = simulate(platforms, days, seed)
+    d = workdir / f"seed{seed}"
+    write_world(world, d)
+    report = ReportOutput()
+    t = time.monotonic()
+    Pipeline(FileSource(d), Ledger(), Assessor(), [report], MemoryDeadLetters(),
+             assess_every_ms=assess_every_days * DAY_MS).run()
+    seconds = time.monotonic() - t
+    first_alert: dict[str, int] = {}
+    for a in report.alerts:
+        first_alert[a["platform_id"]] = min(first_alert.get(a["platform_id"], a["raised_at"]), a["raised_at"])
+    rows = []
+    for a in report.assessments:
+        lab = world.labels["platforms"][a.platform_id]
+        start_ms = T0 + lab["start_day"] * DAY_MS if lab["scheme"] else None
+        alert_ms = first_alert.get(a.platform_id)
+        rows.append({"seed": seed, "platform_id": a.platform_id, "scheme": lab["scheme"], "custody": lab["custody"],
+                     "traits": lab["lawful_traits"], "expected": set(lab["expected_detectors"]), "score": a.score,
+                     "tier": a.tier, "detectors": {f.detector for f in a.findings},
+                     "delay_days": (max(0, alert_ms - start_ms) / DAY_MS) if (start_ms and alert_ms
+                                                                               and alert_ms >= start_ms) else None,
+                     "alerted_before_start": bool(start_ms and alert_ms and alert_ms < start_ms)})
+    print(f"seed {seed}: {len(rows)} platforms, replay {seconds:.0f}s", flush=True)
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]], label: str) -> None:
+    schemes = [r for r in rows if r["scheme"]]
+    lawful = [r for r in rows if not r["scheme"]]
+    neg = [r["score"] for r in lawful]
+    print(f"\n== {label}: {len(schemes)} scheme platforms, {len(lawful)} lawful")
+    print(f"AUC all schemes {auc([r['score'] for r in schemes], neg):.3f}")
+    for s in SCHEMES:
+        pos = [r for r in schemes if r["scheme"] == s]
+        if pos:
+            right = sum(1 for r in pos if r["expected"] & r["detectors"]) / len(pos)
+            print(f"  {s:<18} n={len(pos):3d} AUC {auc([r['score'] for r in pos], neg):.3f}  "
+                  f"HIGH+ {sum(r['tier'] in HIGH for r in pos) / len(pos):.0%}  right detector {right:.0%}")
+    print(f"scheme platforms in HIGH+: {sum(r['tier'] in HIGH for r in schemes) / max(1, len(schemes)):.1%}")
+    print(f"lawful platforms in HIGH+: {sum(r['tier'] in HIGH for r in lawful) / max(1, len(lawful)):.1%}")
+    hy = [r for r in lawful if "honest_high_yield" in r["traits"]]
+    if hy:
+        print(f"  of which honest high-yield: {sum(r['tier'] in HIGH for r in hy)}/{len(hy)}")
+    right = sum(1 for r in schemes if r["expected"] & r["detectors"]) / max(1, len(schemes))
+    print(f"right detector named: {right:.1%}")
+    delays = [r["delay_days"] for r in schemes if r["delay_days"] is not None]
+    never = sum(1 for r in schemes if r["delay_days"] is None)
+    print(f"median delay to first alert: {statistics.median(delays) if delays else float('nan'):.1f} days "
+          f"({len(delays)} alerted after the start, {never} not alerted after it)")
+    custody_pos = [r["score"] for r in schemes if r["custody"]]
+    nocust_pos = [r["score"] for r in schemes if not r["custody"]]
+    print(f"AUC in custody {auc(custody_pos, neg):.3f} (n={len(custody_pos)}); disclosure-only "
+          f"{auc(nocust_pos, neg):.3f} (n={len(nocust_pos)})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103])
+    ap.add_argument("--platforms", type=int, default=300)
+    ap.add_argument("--days", type=int, default=180)
+    ap.add_argument("--assess-every-days", type=int, default=7)
+    ap.add_argument("--workdir", default="var/quality")
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    all_rows: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        rows = run_world(seed, args.platforms, args.days, work, args.assess_every_days)
+        summarize(rows, f"seed {seed}")
+        all_rows.extend(rows)
+    if len(args.seeds) > 1:
+        summarize(all_rows, f"pooled seeds {args.seeds}")
+
+
+if __name__ == "__main__":
+    main()
