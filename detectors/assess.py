@@ -5,10 +5,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.base import SEVERITIES, Finding, PlatformView, registered_detectors
+from detectors.base import SEVERITIES, DetectorParams, Finding, PlatformView, registered_detectors
 from detectors.features import FEATURE_NAMES, population_features, segment
 from detectors.risk import disposition, lead_departments, risk_score, strongest_by_detector, tier_of
 from detectors.scoring import OutlierEnsemble, OutlierResult
+from graph.evidence import evidence_subgraph
 from graph.ledger import Ledger
 from graph.windows import Window
 from schemas.records import DAY_MS
@@ -34,6 +35,7 @@ class Assessment:
     findings: tuple[Finding, ...]
     as_of: int
     first_flagged_at: int | None
+    evidence_graphs: tuple[dict[str, Any], ...] = ()  # parallel to findings
 
     def as_dict(self) -> dict[str, Any]:
         return {"platform_id": self.platform_id, "name": self.name, "kind": self.kind, "licence": self.licence,
@@ -42,7 +44,8 @@ class Assessment:
                 "outlier_percentile": round(self.outlier_percentile, 4),
                 "outlier_contributions": {k: v for k, v in self.contributions},
                 "first_flagged_at": self.first_flagged_at, "as_of": self.as_of,
-                "findings": [f.as_dict() for f in self.findings]}
+                "findings": [{**f.as_dict(), "graph": g} for f, g in
+                             zip(self.findings, self.evidence_graphs or [None] * len(self.findings))]}
 
     def record(self) -> dict[str, Any]:
         """The RiskScore Avro record."""
@@ -69,12 +72,14 @@ class Assessor:
     """Settings in the constructor; fitted models and alert state are built as data arrives."""
 
     def __init__(self, *, windows: tuple[int, ...] = (30, 90), refit_every_days: int = 7, random_state: int = 0,
-                 alert_min_severity: str = "MEDIUM", use_hbos: bool = True) -> None:
+                 alert_min_severity: str = "MEDIUM", use_hbos: bool = True,
+                 params: DetectorParams | None = None) -> None:
         self.windows = windows
         self.refit_every_days = refit_every_days
         self.random_state = random_state
         self.alert_min_severity = alert_min_severity
         self.use_hbos = use_hbos
+        self.params = params or DetectorParams()
         self.fits_: dict[str, _Fit] = {}
         self.first_flagged_: dict[str, int] = {}
         self.alerted_: dict[tuple[str, str], str] = {}  # (platform, detector) -> severity last alerted
@@ -83,7 +88,7 @@ class Assessor:
         """Every detector over every window; per detector, the strongest finding."""
         found: list[Finding] = []
         for days in self.windows:
-            view = PlatformView(ledger, platform_id, Window(days, ledger.now_ms))
+            view = PlatformView(ledger, platform_id, Window(days, ledger.now_ms), self.params)
             for fn, _ in registered_detectors().values():
                 found.extend(fn(view))
         best = strongest_by_detector(found)
@@ -124,7 +129,9 @@ class Assessor:
                 pid, p.name, p.kind, p.licence, p.jurisdiction,
                 tuple(lead_departments(p.kind, (f.detector for f in fs))), score, tier,
                 disposition(p.licence, tier, fs), o.percentile, o.contributions, tuple(fs), ledger.now_ms,
-                self.first_flagged_.get(pid)))
+                self.first_flagged_.get(pid),
+                tuple(evidence_subgraph(ledger.graph, f.account_ids,
+                                        window=Window(f.window_days or None, ledger.now_ms)) for f in fs)))
         result.sort(key=lambda a: (-a.score, a.platform_id))
         return result
 

@@ -14,7 +14,7 @@ from graph.ledger import Ledger
 from graph.windows import RoleFlows, Window, edge_amount, edge_origins, role_flows
 from schemas.records import Platform
 
-__all__ = ["Finding", "PlatformView", "Evidence", "SEVERITIES", "SEVERITY_WEIGHT", "DETECTORS", "detector",
+__all__ = ["Finding", "PlatformView", "DetectorParams", "Evidence", "SEVERITIES", "SEVERITY_WEIGHT", "DETECTORS", "detector",
            "yuan_zh", "yuan_en", "pct", "CLIENT_ROLES", "registered_detectors"]
 
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -55,13 +55,22 @@ class Evidence:
     origins: tuple[int, ...] = field(default=(0,) * trace.N_ORIGINS)
 
 
+@dataclass(frozen=True, slots=True)
+class DetectorParams:
+    """Policy numbers a supervisor may set (Settings), as opposed to the detectors' internal constants."""
+
+    legal_yield_ceiling: float = 0.24  # annual; the judicial protection line for private lending in 2016
+
+
 class PlatformView:
     """One platform seen through one window of the ledger; read-only, cached per view."""
 
-    def __init__(self, ledger: Ledger, platform_id: str, window: Window) -> None:
+    def __init__(self, ledger: Ledger, platform_id: str, window: Window,
+                 params: DetectorParams | None = None) -> None:
         self.ledger = ledger
         self.platform_id = platform_id
         self.window = window
+        self.params = params or DetectorParams()
 
     @property
     def platform(self) -> Platform | None:

@@ -120,9 +120,25 @@ def get_platform(platform_id: str, store: StoreDep) -> dict[str, Any]:
     p = store.platform(platform_id)
     if p is None:
         raise HTTPException(status_code=404, detail=f"no score for platform {platform_id}")
+    for f in p["findings"]:
+        f.pop("graph", None)
+        f["graph_url"] = f"/v1/platforms/{platform_id}/findings/{f['detector']}/graph"
     p["disposition_text"] = dict(zip(("zh", "en"), DISPOSITIONS[p["disposition"]]))
     p["lead_department_names"] = {d: dict(zip(("zh", "en"), DEPARTMENTS[d])) for d in p["lead_departments"]}
     return p
+
+
+@router.get("/v1/platforms/{platform_id}/findings/{detector}/graph")
+def finding_graph(platform_id: str, detector: str, store: StoreDep) -> dict[str, Any]:
+    """A finding's evidence expanded into a subgraph: accounts, their holders, the money between them."""
+    p = store.platform(platform_id)
+    if p is None:
+        raise HTTPException(status_code=404, detail=f"no score for platform {platform_id}")
+    for f in p["findings"]:
+        if f["detector"] == detector:
+            return {"platform_id": platform_id, "detector": detector, "summary_zh": f["summary_zh"],
+                    "summary_en": f["summary_en"], "evidence": f["evidence"], "graph": f.get("graph")}
+    raise HTTPException(status_code=404, detail=f"platform {platform_id} has no {detector} finding")
 
 
 @router.get("/v1/alerts")
@@ -150,4 +166,5 @@ def _summary(p: dict[str, Any]) -> dict[str, Any]:
             "disposition", "outlier_percentile", "first_flagged_at", "as_of")
     out = {k: p.get(k) for k in keep}
     out["detectors"] = sorted({f["detector"] for f in p.get("findings", [])})
+    out["findings_url"] = f"/v1/platforms/{p['platform_id']}"
     return out

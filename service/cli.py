@@ -28,8 +28,10 @@ def build_framing(settings: Settings, topics: dict[str, str]) -> Any:
 
 def _assessor(settings: Settings) -> Any:
     from detectors.assess import Assessor
+    from detectors.base import DetectorParams
 
-    return Assessor(random_state=settings.random_state, alert_min_severity=settings.alert_min_severity)
+    return Assessor(random_state=settings.random_state, alert_min_severity=settings.alert_min_severity,
+                    params=DetectorParams(legal_yield_ceiling=settings.legal_yield_ceiling))
 
 
 def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_letters: Any, framing: Any = None) -> Any:

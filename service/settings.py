@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     max_pending: int = 500_000  # transactions waiting for their account or platform, at most
     idle_assess_seconds: float = 2.0
     alert_min_severity: str = "MEDIUM"
+    legal_yield_ceiling: float = 0.24  # annual; promised yields above it are an excess_yield finding
     retention_days: int = 90
     random_state: int = 0
 

@@ -51,6 +51,23 @@ def test_ranking_filters_and_detail(client):
     assert all(p["tier"] == "CRITICAL" for p in high["items"])
 
 
+def test_a_finding_expands_into_its_evidence_subgraph(client):
+    top = client.get("/v1/platforms").json()["items"][0]
+    d = client.get(f"/v1/platforms/{top['platform_id']}").json()
+    f = next(x for x in d["findings"] if x["evidence"]["tx_ids"])
+    g = client.get(f["graph_url"]).json()
+    assert g["detector"] == f["detector"] and g["evidence"] == f["evidence"]
+    accounts = {n["id"] for n in g["graph"]["nodes"] if n["kind"] == "account"}
+    assert accounts == set(f["evidence"]["account_ids"])
+    assert g["graph"]["edges"] and all(e["from"] in accounts and e["to"] in accounts for e in g["graph"]["edges"])
+    edge_ids = {t for e in g["graph"]["edges"] for t in e["tx_ids"]}
+    assert edge_ids & set(f["evidence"]["tx_ids"])  # the evidence is on the edges a regulator can check
+    assert all(e["amount_lifetime"] >= e["amount"] > 0 for e in g["graph"]["edges"])
+    holders = [n for n in g["graph"]["nodes"] if n["kind"] == "holder"]
+    assert {a for h in holders for a in h["holds"]} == accounts
+    assert client.get(f"/v1/platforms/{top['platform_id']}/findings/no_such/graph").status_code == 404
+
+
 def test_errors_are_clear(client):
     assert client.get("/v1/platforms/NOPE").status_code == 404
     assert "NOPE" in client.get("/v1/platforms/NOPE").json()["detail"]

@@ -1,6 +1,6 @@
 """Each prohibition on a small hand-built ledger: the scheme gives the finding with its numbers and
 evidence; the lawful look-alike gives none."""
-from detectors.base import PlatformView
+from detectors.base import DetectorParams, PlatformView
 from detectors.rules.fund_pool import fund_pool
 from detectors.rules.misappropriation import custody_shortfall, misappropriation
 from detectors.rules.payments import cross_bank_clearing, reserve_misuse
@@ -143,6 +143,9 @@ def test_honest_high_yield_is_not_excess_but_an_unearnable_promise_is():
     (f,) = excess_yield(view(c))
     assert dict(f.metrics)["promised_yield"] == 0.30 and abs(dict(f.metrics)["project_yield"] - 0.12) < 1e-9
     assert f.severity == "HIGH"
+    # the ceiling is policy: a supervisor who sets 36 % still sees the promise the projects cannot earn
+    (g,) = excess_yield(PlatformView(c.ledger, c.pid, Window(90, c.ledger.now_ms), DetectorParams(0.36)))
+    assert dict(g.metrics)["legal_ceiling"] == 0.36 and "legal ceiling" not in g.summary_en
 
 
 def test_subsidy_from_the_platform_own_money():

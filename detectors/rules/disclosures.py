@@ -4,7 +4,6 @@ from __future__ import annotations
 import statistics
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
-from detectors.rules.yields import LEGAL_CEILING
 
 BUCKET_DAYS = {"<=30d": 30, "31-90d": 90, "91-180d": 180, "181-365d": 365, ">365d": 730}
 PEER_MARGIN = 0.06
@@ -27,19 +26,20 @@ def disclosed(view: PlatformView) -> list[Finding]:
         return []
     d = ds[-1]
     out: list[Finding] = []
+    ceiling = view.params.legal_yield_ceiling
     y = d.avg_annual_yield
     in_custody = bool(view.ledger.platform_days.get(view.platform_id))
     if y is not None and not in_custody:  # in custody, the ledger knows what the projects earn (yields.py)
         peer = _peer_median_yield(view, p.kind)
         above_peer = peer is not None and y > peer + PEER_MARGIN
-        if y > LEGAL_CEILING or above_peer:
+        if y > ceiling or above_peer:
             peer_s = pct(peer) if peer is not None else "n/a"
             out.append(Finding(
-                "excess_yield", "MEDIUM" if not (y > LEGAL_CEILING and above_peer) else "HIGH",
-                min(1.0, (y - (peer or LEGAL_CEILING)) * 5),
-                f"披露平均年化收益{pct(y)}，同类平台中位数{peer_s}，法定上限{pct(LEGAL_CEILING)}。",
+                "excess_yield", "MEDIUM" if not (y > ceiling and above_peer) else "HIGH",
+                min(1.0, (y - (peer or ceiling)) * 5),
+                f"披露平均年化收益{pct(y)}，同类平台中位数{peer_s}，法定上限{pct(ceiling)}。",
                 f"Disclosed average yield {pct(y)} against a peer median of {peer_s} and a legal ceiling of "
-                f"{pct(LEGAL_CEILING)}.", (), (), 0, 0, d.period_end,
+                f"{pct(ceiling)}.", (), (), 0, 0, d.period_end,
                 (("disclosed_yield", y), ("peer_median_yield", peer if peer is not None else -1.0))))
     for d in reversed(ds[-3:]):  # any of the last three periods
         if not (d.avg_term_days and d.yield_by_term):

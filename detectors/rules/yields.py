@@ -6,7 +6,6 @@ from graph import trace
 from graph.windows import edge_amount, edge_origins
 
 MATERIAL = 1_000_000
-LEGAL_CEILING = 0.24  # annual; configurable through Settings.legal_yield_ceiling
 MARGIN = 0.02
 PAYOUT_TYPES = ("REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
@@ -29,11 +28,12 @@ def excess_yield(view: PlatformView) -> list[Finding]:
     promised, project, product_money = promised_and_project_yield(view)
     if promised is None:
         return []
-    above_ceiling = promised > LEGAL_CEILING
+    ceiling = view.params.legal_yield_ceiling
+    above_ceiling = promised > ceiling
     above_projects = project is not None and promised > project + MARGIN
     if not (above_ceiling or above_projects):
         return []
-    gap = promised - (project if project is not None else LEGAL_CEILING)
+    gap = promised - (project if project is not None else ceiling)
     sev = "HIGH" if above_ceiling and above_projects else "MEDIUM"
     if above_projects and gap >= 0.08:
         sev = "HIGH"
@@ -41,14 +41,14 @@ def excess_yield(view: PlatformView) -> list[Finding]:
                                   ("CUSTODY_POOL", "PLATFORM_OWN")))
     proj = f"{pct(project)}" if project is not None else "n/a"
     return [Finding(
-        "excess_yield", sev, min(1.0, max(gap, promised - LEGAL_CEILING) * 5),
+        "excess_yield", sev, min(1.0, max(gap, promised - ceiling) * 5),
         f"承诺投资人年化收益{pct(promised)}，所投项目借款利率加权仅{proj}"
-        f"{'，超过法定上限' + pct(LEGAL_CEILING) if above_ceiling else ''}，项目收益无法覆盖。",
+        f"{'，超过法定上限' + pct(ceiling) if above_ceiling else ''}，项目收益无法覆盖。",
         f"Investors are promised {pct(promised)} a year while the projects their money reaches pay {proj}"
-        f"{'; above the legal ceiling of ' + pct(LEGAL_CEILING) if above_ceiling else ''}: the projects cannot earn it.",
+        f"{'; above the legal ceiling of ' + pct(ceiling) if above_ceiling else ''}: the projects cannot earn it.",
         ev.tx_ids, ev.account_ids, product_money, view.window_days, ev.since_ms,
         (("promised_yield", promised), ("project_yield", project if project is not None else -1.0),
-         ("legal_ceiling", LEGAL_CEILING)))]
+         ("legal_ceiling", ceiling)))]
 
 
 POOL_PAYERS = ("CUSTODY_POOL", "PLATFORM_OWN", "RISK_RESERVE")
