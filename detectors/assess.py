@@ -7,6 +7,7 @@ from typing import Any
 
 from detectors.base import SEVERITIES, DetectorParams, Finding, PlatformView, registered_detectors
 from detectors.features import FEATURE_NAMES, population_features, segment
+from detectors.rules.registration import keywords_in
 from detectors.risk import disposition, lead_departments, risk_score, strongest_by_detector, tier_of
 from detectors.scoring import OutlierEnsemble, OutlierResult
 from graph.evidence import evidence_subgraph
@@ -36,6 +37,7 @@ class Assessment:
     as_of: int
     first_flagged_at: int | None
     evidence_graphs: tuple[dict[str, Any], ...] = ()  # parallel to findings
+    registration_keywords: tuple[str, ...] = ()  # finance keywords in name or scope: a key supervision target
 
     def as_dict(self) -> dict[str, Any]:
         return {"platform_id": self.platform_id, "name": self.name, "kind": self.kind, "licence": self.licence,
@@ -44,6 +46,7 @@ class Assessment:
                 "outlier_percentile": round(self.outlier_percentile, 4),
                 "outlier_contributions": {k: v for k, v in self.contributions},
                 "first_flagged_at": self.first_flagged_at, "as_of": self.as_of,
+                "registration_keywords": list(self.registration_keywords),
                 "findings": [{**f.as_dict(), "graph": g} for f, g in
                              zip(self.findings, self.evidence_graphs or [None] * len(self.findings))]}
 
@@ -131,7 +134,8 @@ class Assessor:
                 disposition(p.licence, tier, fs), o.percentile, o.contributions, tuple(fs), ledger.now_ms,
                 self.first_flagged_.get(pid),
                 tuple(evidence_subgraph(ledger.graph, f.account_ids,
-                                        window=Window(f.window_days or None, ledger.now_ms)) for f in fs)))
+                                        window=Window(f.window_days or None, ledger.now_ms)) for f in fs),
+                tuple(sorted(set(keywords_in(p.name) + keywords_in(p.business_scope))))))
         result.sort(key=lambda a: (-a.score, a.platform_id))
         return result
 

@@ -114,6 +114,16 @@ def list_platforms(store: StoreDep, jurisdiction: Annotated[str | None, Query(pa
     return {"total": total, "items": [_summary(p) for p in items]}
 
 
+@router.get("/v1/key-targets")
+def key_targets(store: StoreDep, jurisdiction: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+                ) -> dict[str, Any]:
+    """Key supervision targets (seed 000 §三(一)): name or business scope carries a finance keyword; riskiest first."""
+    total, items = store.platforms(jurisdiction=jurisdiction, key_targets=True, limit=limit, offset=offset)
+    return {"total": total, "items": [{**_summary(p), "registration_keywords": p["registration_keywords"]}
+                                      for p in items]}
+
+
 @router.get("/v1/platforms/{platform_id}")
 def get_platform(platform_id: str, store: StoreDep) -> dict[str, Any]:
     """Score, tier, disposition, lead departments and every finding with its evidence."""

@@ -27,7 +27,7 @@ def jurisdiction_prefix(code: str) -> str:
 _SCHEMA = """
 create table if not exists platform_score (
   platform_id text primary key, name text, kind text, licence text, jurisdiction text,
-  score real, tier text, disposition text, as_of integer, body text not null);
+  score real, tier text, disposition text, as_of integer, keywords text, body text not null);
 create index if not exists platform_score_rank on platform_score(score desc);
 create table if not exists alert (
   alert_id text primary key, platform_id text, jurisdiction text, kind text, detector text, severity text,
@@ -60,9 +60,10 @@ class Store:
     def publish(self, assessments: list[Assessment], alerts: list[dict[str, Any]], final: bool) -> None:
         with self._lock, self.conn:
             self.conn.executemany(
-                "insert or replace into platform_score values (?,?,?,?,?,?,?,?,?,?)",
+                "insert or replace into platform_score values (?,?,?,?,?,?,?,?,?,?,?)",
                 [(a.platform_id, a.name, a.kind, a.licence, a.jurisdiction, a.score, a.tier, a.disposition, a.as_of,
-                  json.dumps(a.as_dict(), ensure_ascii=False)) for a in assessments])
+                  ",".join(a.registration_keywords), json.dumps(a.as_dict(), ensure_ascii=False))
+                 for a in assessments])
             self.conn.executemany(
                 "insert or replace into alert values (?,?,?,?,?,?,?,?,?,?)",
                 [(al["alert_id"], al["platform_id"], al["jurisdiction"], al["kind"], al["detector"], al["severity"],
@@ -74,9 +75,11 @@ class Store:
 
     # ---- the API reads ---------------------------------------------------------------------------
     def platforms(self, *, jurisdiction: str | None = None, kind: str | None = None, tier: str | None = None,
-                  limit: int = 100, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+                  key_targets: bool = False, limit: int = 100, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
         where: list[str] = []
         args: list[Any] = []
+        if key_targets:
+            where.append("keywords != ''")
         if jurisdiction is not None:
             where.append("jurisdiction like ?")
             args.append(jurisdiction_prefix(jurisdiction) + "%")

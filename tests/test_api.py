@@ -68,6 +68,16 @@ def test_a_finding_expands_into_its_evidence_subgraph(client):
     assert client.get(f"/v1/platforms/{top['platform_id']}/findings/no_such/graph").status_code == 404
 
 
+def test_key_supervision_targets(client):
+    r = client.get("/v1/key-targets").json()
+    assert 0 < r["total"] < 25  # some simulated names carry no finance keyword
+    assert all(p["registration_keywords"] for p in r["items"])
+    plain = {p["platform_id"] for p in client.get("/v1/platforms").json()["items"]} - {
+        p["platform_id"] for p in r["items"]}
+    for pid in plain:
+        assert client.get(f"/v1/platforms/{pid}").json()["registration_keywords"] == []
+
+
 def test_errors_are_clear(client):
     assert client.get("/v1/platforms/NOPE").status_code == 404
     assert "NOPE" in client.get("/v1/platforms/NOPE").json()["detail"]

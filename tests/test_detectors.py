@@ -182,3 +182,19 @@ def test_registration_keywords():
     assert unlicensed_finance(view(Book(licence="LICENSED"))) == []
     (f,) = unlicensed_finance(view(Book(licence="UNLICENSED")))
     assert "网络借贷" in f.summary_zh and f.severity == "LOW"
+
+
+def test_escrow_and_steep_disclosed_fees_are_lawful():
+    b = Book()
+    invs = investors(b, 3, 10 * WAN)
+    b.account("POOL", "CUSTODY_POOL")
+    b.account("B1", "BORROWER")
+    b.account("OWN", "PLATFORM_OWN")
+    b.listing("L1", "LOAN", 30 * WAN, 0.15, 90, day=1, borrower="B1")
+    for inv in invs:
+        b.tx(1, "INVEST", inv, "POOL", 10 * WAN, listing="L1")  # escrow: money waits in custody for its loan
+    b.tx(1.1, "DISBURSE", "POOL", "B1", 30 * WAN, listing="L1")
+    b.tx(1.2, "FEE", "B1", "OWN", int(0.08 * 30 * WAN), listing="L1")  # 8 %: steep, disclosed, paid by the borrower
+    v = view(b)
+    for det in (fund_pool, misappropriation, custody_shortfall, ponzi_payout, subsidy):
+        assert det(v) == [], det.__name__

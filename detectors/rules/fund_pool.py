@@ -54,15 +54,18 @@ def fund_pool(view: PlatformView) -> list[Finding]:
                                       or (view.role(u) in pools and view.role(v) == "BORROWER")))
         payers = len({u for u, v, e, a in view.edges(lambda u, v, e: view.role(u) == "INVESTOR" and view.role(v) in pools)})
         sev = "CRITICAL" if share >= 0.6 else "HIGH" if share >= 0.35 else "MEDIUM"
+        parts = [(into_own, "直接投入平台自有账户", "straight into its own account"),
+                 (unmatched, "产品资金未匹配同期限借款", "product money not matched to a same-term loan"),
+                 (unlisted, "无标的放款", "disbursed naming no listing")]
+        zh = "、".join(f"{z}{yuan_zh(x)}" for x, z, _ in parts if x)
+        en = ", ".join(f"{yuan_en(x)} {e}" for x, _, e in parts if x)
         out.append(Finding(
             "fund_pool", sev, share,
-            f"近{view.window_days}日投资人资金{yuan_zh(pooled)}进入平台控制的账户后未与具体借款标的一一对应（占{pct(share)}），"
-            f"其中直接投入平台自有账户{yuan_zh(into_own)}、产品资金未匹配同期限借款{yuan_zh(unmatched)}、无标的放款{yuan_zh(unlisted)}；"
-            f"{payers}名投资人资金汇集后分散放出。",
-            f"In the last {view.window_days} days {yuan_en(pooled)} of investor money ({pct(share)}) entered accounts the "
-            f"platform controls without one-to-one correspondence to loans: {yuan_en(into_own)} straight into its own "
-            f"account, {yuan_en(unmatched)} of product money not matched to a same-term loan, {yuan_en(unlisted)} disbursed "
-            f"naming no listing; {payers} investors' money gathered and scattered.",
+            f"近{view.window_days}日投资人资金{yuan_zh(pooled)}进入平台控制的账户后未与具体借款标的一一对应"
+            f"（占{pct(share)}）：{zh}；{payers}名投资人资金汇集后分散放出。",
+            f"In the last {view.window_days} days {yuan_en(pooled)} of investor money ({pct(share)}) entered accounts "
+            f"the platform controls without one-to-one correspondence to loans: {en}; {payers} investors' money "
+            f"gathered and scattered.",
             ev.tx_ids, ev.account_ids, pooled, view.window_days, ev.since_ms,
             (("pooled_fen", float(pooled)), ("pooled_share", share), ("into_own_fen", float(into_own)),
              ("unmatched_product_fen", float(unmatched)), ("unlisted_disbursed_fen", float(unlisted)),
