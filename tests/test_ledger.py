@@ -62,7 +62,7 @@ def test_state_is_bounded_by_aggregation_and_retention():
     assert e["count"] == 1000 and e["amount"] == 100_000
     assert len(e["buckets"]) <= 30 and len(e["recent"]) == 4
     assert len(L.platform_days["P1"]) <= 30
-    assert sum(len(s) for s in L._dedup.values()) <= 7 * 5
+    assert len(L._dedup_ids) <= 7 * 5 and sum(len(x) for x in L._dedup.values()) <= 7 * 5
     now = Window(10, L.now_ms)
     assert edge_amount(e, now) == 10 * 5 * 100
     assert edge_amount(e, Window(None, L.now_ms)) == 100_000
