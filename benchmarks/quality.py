@@ -44,6 +44,8 @@ def run_world(seed: int, platforms: int, days: int, workdir: Path, assess_every_
     world = simulate(platforms, days, seed)
     d = workdir / f"seed{seed}"
     write_world(world, d)
+    labels = world.labels
+    del world  # the replay reads the files; keep only the ground truth
     report = ReportOutput()
     t = time.monotonic()
     Pipeline(FileSource(d), Ledger(), Assessor(), [report], MemoryDeadLetters(),
@@ -54,7 +56,7 @@ def run_world(seed: int, platforms: int, days: int, workdir: Path, assess_every_
         first_alert[a["platform_id"]] = min(first_alert.get(a["platform_id"], a["raised_at"]), a["raised_at"])
     rows = []
     for a in report.assessments:
-        lab = world.labels["platforms"][a.platform_id]
+        lab = labels["platforms"][a.platform_id]
         start_ms = T0 + lab["start_day"] * DAY_MS if lab["scheme"] else None
         alert_ms = first_alert.get(a.platform_id)
         rows.append({"seed": seed, "platform_id": a.platform_id, "scheme": lab["scheme"], "custody": lab["custody"],
