@@ -52,8 +52,8 @@ def run_world(seed: int, platforms: int, days: int, workdir: Path, assess_every_
              assess_every_ms=assess_every_days * DAY_MS).run()
     seconds = time.monotonic() - t
     first_alert: dict[str, int] = {}
-    for a in report.alerts:
-        first_alert[a["platform_id"]] = min(first_alert.get(a["platform_id"], a["raised_at"]), a["raised_at"])
+    for al in report.alerts:
+        first_alert[al["platform_id"]] = min(first_alert.get(al["platform_id"], al["raised_at"]), al["raised_at"])
     rows = []
     for a in report.assessments:
         lab = labels["platforms"][a.platform_id]
