@@ -1,7 +1,10 @@
 """Findings from operating disclosures (信息披露): all a supervisor has of platforms not yet in custody."""
 from __future__ import annotations
 
+import math
 import statistics
+
+from scipy.stats import poisson
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 
@@ -64,3 +67,39 @@ def disclosed(view: PlatformView) -> list[Finding]:
                 f"all outstanding.", (), (), d.related_party_outstanding, 0, d.period_end,
                 (("related_outstanding_share", share),)))
     return out
+
+
+def _peer_complaint_rate(view: PlatformView) -> float:
+    """Median complaints per investor per period across every platform's latest disclosure."""
+    rates = [ds[-1].complaints / max(1, ds[-1].investors) for ds in view.ledger.disclosures.values()
+             if ds and ds[-1].complaints is not None]
+    return statistics.median(rates) if rates else 0.0
+
+
+@detector("complaint_surge")
+def complaint_surge(view: PlatformView) -> list[Finding]:
+    """Complaints count as evidence (seeds: 举报平台): a rise the platform's own history and its size do not explain.
+
+    Expected complaints in the last two periods = 2 x max(the platform's own mean before them,
+    the peer rate per investor x its investors, 0.25); the surge is the Poisson tail probability
+    of what was received.
+    """
+    ds = view.ledger.disclosures.get(view.platform_id)
+    if not ds or len(ds) < 4 or any(d.complaints is None for d in ds[-4:]):
+        return []
+    recent = ds[-2:]
+    earlier = [d.complaints for d in ds[:-2] if d.complaints is not None]
+    got = sum(d.complaints or 0 for d in recent)
+    base = max(sum(earlier) / len(earlier), _peer_complaint_rate(view) * recent[-1].investors, 0.25)
+    mu = 2 * base
+    p = float(poisson.sf(got - 1, mu))
+    if p >= 0.01 or got < 4:
+        return []
+    sev = "HIGH" if p < 0.001 and got >= 8 else "MEDIUM"
+    return [Finding(
+        "complaint_surge", sev, min(1.0, -math.log10(p) / 6),
+        f"近两期收到投诉{got}件，按自身历史与同业投诉率预计约{mu:.1f}件（泊松尾概率{p:.1e}），投诉明显上升。",
+        f"{got} complaints in the last two disclosure periods against about {mu:.1f} expected from the platform's own "
+        f"history and its peers' rate (Poisson tail {p:.1e}): complaints are surging.",
+        (), (), 0, 0, recent[0].period_end,
+        (("complaints_recent", float(got)), ("complaints_expected", mu), ("tail_probability", p)))]
