@@ -198,3 +198,32 @@ def test_escrow_and_steep_disclosed_fees_are_lawful():
     v = view(b)
     for det in (fund_pool, misappropriation, custody_shortfall, ponzi_payout, subsidy):
         assert det(v) == [], det.__name__
+
+
+def _disclose(b, complaints, investors=50):
+    from schemas.records import DAY_MS, Disclosure
+    from tests.helpers import T0
+    for i, c in enumerate(complaints):
+        b.ledger.apply(Disclosure(b.pid, T0 + (30 * i + 29) * DAY_MS, investors, 10, complaints=c))
+
+
+def test_complaint_surge_against_own_history_and_size():
+    from detectors.rules.disclosures import complaint_surge
+    calm, surging, big = Book(), Book(), Book()
+    _disclose(calm, [1, 0, 2, 1, 1, 2])
+    _disclose(surging, [0, 1, 0, 1, 5, 6])
+    _disclose(big, [0, 1, 0, 1, 5, 6], investors=5000)
+    # the peer rate comes from the population: here three platforms' latest disclosures
+    for b in (calm, surging, big):
+        for other in (calm, surging, big):
+            if other is not b:
+                for d in other.ledger.disclosures["P1"]:
+                    b.ledger.disclosures.setdefault("PX" + str(id(other)), []).append(d)
+    assert complaint_surge(view(calm)) == []
+    (f,) = complaint_surge(view(surging))
+    m = dict(f.metrics)
+    # expected: 2 periods x the peers' median rate (2 per 50 investors) = 4, above its own history (0.5)
+    assert m["complaints_recent"] == 11 and abs(m["complaints_expected"] - 4.0) < 1e-9
+    assert f.severity == "MEDIUM" and 0.001 < m["tail_probability"] < 0.01
+    # the same complaints at a platform a hundred times larger are what its size predicts
+    assert complaint_surge(view(big)) == []
