@@ -21,7 +21,7 @@ def _peer_median_yield(view: PlatformView, kind: str) -> float | None:
     return statistics.median(ys) if len(ys) >= 5 else None
 
 
-@detector("excess_yield", "maturity_mismatch", "self_financing")
+@detector("excess_yield", "maturity_mismatch", "self_financing", "ponzi_payout")
 def disclosed(view: PlatformView) -> list[Finding]:
     ds = view.ledger.disclosures.get(view.platform_id)
     p = view.platform
@@ -44,6 +44,18 @@ def disclosed(view: PlatformView) -> list[Finding]:
                 f"Disclosed average yield {pct(y)} against a peer median of {peer_s} and a legal ceiling of "
                 f"{pct(ceiling)}.", (), (), 0, 0, d.period_end,
                 (("disclosed_yield", y), ("peer_median_yield", peer if peer is not None else -1.0))))
+            # above-peer yields kept up while the investor base multiplies: payouts that need new money
+            if above_peer and len(ds) >= 3 and ds[-3].investors > 0:
+                growth = d.investors / ds[-3].investors
+                if growth >= 1.6:
+                    out.append(Finding(
+                        "ponzi_payout", "MEDIUM", min(1.0, (growth - 1) / 2),
+                        f"披露收益{pct(y)}高于同类中位数{peer_s}，同时两期内投资人数增长{growth:.1f}倍"
+                        f"（{ds[-3].investors}→{d.investors}人）：兑付疑似依赖新增投资人资金（未存管，无流水可核）。",
+                        f"Disclosed yield {pct(y)} above the peer median of {peer_s} while investors grew {growth:.1f}x "
+                        f"in two periods ({ds[-3].investors} to {d.investors}): payouts likely depend on new "
+                        f"investors' money (no custody ledger to trace it).", (), (), 0, 0, ds[-3].period_end,
+                        (("disclosed_yield", y), ("investor_growth", growth))))
     for d in reversed(ds[-3:]):  # any of the last three periods
         if not (d.avg_term_days and d.yield_by_term):
             continue
@@ -56,8 +68,9 @@ def disclosed(view: PlatformView) -> list[Finding]:
                 f"{d.avg_term_days:.0f} days: short money lent long.", (), (), 0, 0, d.period_end,
                 (("longest_sold_term_days", float(sold)), ("avg_term_days", d.avg_term_days))))
             break
-    d = ds[-1]
-    if d.related_party_outstanding and d.outstanding:
+    for d in reversed(ds[-3:]):  # any of the last three periods: some disclose it only now and then
+        if not (d.related_party_outstanding and d.outstanding):
+            continue
         share = d.related_party_outstanding / d.outstanding
         if share >= 0.05:
             out.append(Finding(
@@ -66,6 +79,7 @@ def disclosed(view: PlatformView) -> list[Finding]:
                 f"Disclosed related-party outstanding of {yuan_en(d.related_party_outstanding)}, {pct(share)} of "
                 f"all outstanding.", (), (), d.related_party_outstanding, 0, d.period_end,
                 (("related_outstanding_share", share),)))
+            break
     return out
 
 
