@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 from detectors.assess import Assessment, Assessor
 from graph.ledger import Ledger
+from ingest.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ingest.dead_letters import DeadLetterPolicy, DeadLetterSink
-from ingest.decode import DecodeError, Envelope, decode
+from ingest.decode import DecodeError, Envelope, RawMessage, decode
 from ingest.sources import Source
 from schemas.records import DAY_MS, Account, Platform, Transaction
 from schemas.wire import Framing, SingleObjectFraming
@@ -55,7 +56,8 @@ class Pipeline:
     def __init__(self, source: Source, ledger: Ledger, assessor: Assessor, outputs: list[Output],
                  dead_letters: DeadLetterSink, *, framing: Framing | None = None,
                  dead_letter_policy: DeadLetterPolicy | None = None, assess_every_ms: int = 7 * DAY_MS,
-                 idle_assess_s: float = 2.0, max_pending: int = 500_000) -> None:
+                 idle_assess_s: float = 2.0, max_pending: int = 500_000, checkpoint_path: str | None = None,
+                 checkpoint_every_s: float = 60.0) -> None:
         self.source = source
         self.ledger = ledger
         self.assessor = assessor
@@ -66,6 +68,9 @@ class Pipeline:
         self.assess_every_ms = assess_every_ms
         self.idle_assess_s = idle_assess_s
         self.max_pending = max_pending
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every_s = checkpoint_every_s
+        self._last_checkpoint = time.monotonic()
         self.stats = RunStats()
         self.latest: list[Assessment] = []
         self._pending: dict[str, deque[Envelope]] = {}  # platform -> transactions waiting, in arrival order
@@ -74,17 +79,26 @@ class Pipeline:
         self._dirty = False
         self._lock = threading.Lock()
         self.caught_up = False  # set when the source has been read to its end and assessed
+        self.restored = False
+        if checkpoint_path:
+            self._restore(checkpoint_path)
 
     # ---- the loop --------------------------------------------------------------------------------
     def run(self, *, stop: threading.Event | None = None, until_caught_up: bool = False,
-            max_idle_s: float | None = None) -> RunStats:
-        """Run until the source is exhausted (files), caught up (tests), stopped, or idle too long."""
+            max_idle_s: float | None = None, max_inputs: int | None = None) -> RunStats:
+        """Run until the source is exhausted (files), caught up (tests), stopped, idle too long, or `max_inputs` read."""
         idle_since: float | None = None
+        interrupted = False
         try:
-            while stop is None or not stop.is_set():
+            while True:
+                if (stop is not None and stop.is_set()) or (max_inputs is not None and self.stats.inputs >= max_inputs):
+                    interrupted = True
+                    break
                 batch = self.source.poll()                               # poll
                 if batch is None:
                     break
+                if max_inputs is not None:
+                    batch = self._hold_back(batch, max_inputs - self.stats.inputs)
                 for msg in batch:
                     self.stats.inputs += 1
                     self.policy.saw()
@@ -109,13 +123,18 @@ class Pipeline:
                     if not self._dirty and not self._pending and not self.caught_up:
                         self.caught_up = self.source.caught_up()
                 self.source.commit(self._commit_points())               # commit, last
+                if self.checkpoint_path and time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s:
+                    self.save_checkpoint()
                 if batch == [] and until_caught_up and not self._pending and self.source.caught_up():
                     break
                 if idle_since is not None and max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                     break
-            self._expire_pending(force=True)
+            if not interrupted or self.source.caught_up():
+                self._expire_pending(force=True)  # nothing more will come; an interrupted run keeps them waiting
             self._assess(final=True)
             self.source.commit(self._commit_points())
+            if self.checkpoint_path:
+                self.save_checkpoint()
         finally:
             self.dead_letters.flush()
             for out in self.outputs:
@@ -231,6 +250,36 @@ class Pipeline:
             while self._next_assess_ms <= self.ledger.now_ms:
                 self._next_assess_ms += self.assess_every_ms
         log.info("assessed %d platforms at %d: %d new alerts", len(assessments), self.ledger.now_ms, len(alerts))
+
+    @staticmethod
+    def _hold_back(batch: list[RawMessage], room: int) -> list[RawMessage]:
+        """Process only `room` more inputs. The rest are read again after a restart: neither the commit
+        points nor a checkpoint's positions cover them (the batch is in offset order per partition)."""
+        return batch[:max(0, room)]
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        assert self.checkpoint_path
+        save_checkpoint(self.checkpoint_path, Checkpoint(self.ledger, self.assessor, dict(self._pending),
+                                                         dict(self._done)))
+        self._last_checkpoint = time.monotonic()
+        log.info("checkpoint saved at event time %d", self.ledger.now_ms)
+
+    def _restore(self, path: str) -> None:
+        cp = load_checkpoint(path)
+        start_from = getattr(self.source, "start_from", None)
+        if cp is None:
+            if start_from:
+                start_from(None)  # no state: rebuild it from the beginning of every input topic
+            return
+        self.ledger, self.assessor = cp.ledger, cp.assessor
+        self._pending = cp.pending
+        self._done = dict(cp.positions)
+        self.stats.pending = sum(len(q) for q in self._pending.values())
+        self.restored = True
+        if start_from:
+            start_from(dict(cp.positions))
+        log.info("restored checkpoint %s at event time %d", path, self.ledger.now_ms)
 
     # ---- bookkeeping --------------------------------------------------------------------------------
     def _dead(self, err: DecodeError) -> None:

@@ -131,17 +131,46 @@ class KafkaSource:
         self.poll_timeout_ms = poll_timeout_ms
         self.client_id = client_id
         self._consumer: Any = None
+        self._start: dict[tuple[str, int], int] | None = None
+        self._seek = False
+
+    def start_from(self, positions: dict[tuple[str, int], int] | None) -> None:
+        """Where to read from on assignment: a checkpoint's positions, or None for the beginning of every topic.
+
+        Not calling it keeps the group's committed offsets (a stateless consumer)."""
+        self._start = positions
+        self._seek = True
 
     @property
     def consumer(self) -> Any:
         if self._consumer is None:
             from kafka import KafkaConsumer
 
-            self._consumer = KafkaConsumer(
-                *sorted(self.topics), bootstrap_servers=self.bootstrap, group_id=self.group_id,
+            from kafka import ConsumerRebalanceListener
+
+            consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=self.group_id,
                 client_id=self.client_id, enable_auto_commit=False, auto_offset_reset="earliest",
                 session_timeout_ms=self.session_timeout_ms, heartbeat_interval_ms=self.heartbeat_interval_ms,
                 max_poll_records=self.max_poll_records, max_poll_interval_ms=300_000)
+            source = self
+
+            class Reposition(ConsumerRebalanceListener):
+                def on_partitions_revoked(self, revoked: Any) -> None:
+                    pass
+
+                def on_partitions_assigned(self, assigned: Any) -> None:
+                    if not source._seek:
+                        return
+                    for tp in assigned:
+                        pos = (source._start or {}).get((tp.topic, tp.partition))
+                        if pos is None:
+                            consumer.seek_to_beginning(tp)
+                        else:
+                            consumer.seek(tp, pos)
+
+            consumer.subscribe(sorted(self.topics), listener=Reposition())
+            self._consumer = consumer
         return self._consumer
 
     def poll(self) -> list[RawMessage] | None:

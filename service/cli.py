@@ -34,7 +34,8 @@ def _assessor(settings: Settings) -> Any:
                     params=DetectorParams(legal_yield_ceiling=settings.legal_yield_ceiling))
 
 
-def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_letters: Any, framing: Any = None) -> Any:
+def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_letters: Any, framing: Any = None,
+                   checkpoint: bool = False) -> Any:
     from graph.ledger import Ledger
     from ingest.dead_letters import DeadLetterPolicy
     from ingest.pipeline import Pipeline
@@ -45,7 +46,9 @@ def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_let
                     dead_letter_policy=DeadLetterPolicy(settings.dead_letter_max_ratio, settings.dead_letter_min_seen),
                     assess_every_ms=settings.assess_every_days * DAY_MS,
                     max_pending=settings.max_pending,
-                    idle_assess_s=settings.idle_assess_seconds)
+                    idle_assess_s=settings.idle_assess_seconds,
+                    checkpoint_path=settings.checkpoint_path if checkpoint else None,
+                    checkpoint_every_s=settings.checkpoint_every_seconds)
 
 
 def kafka_pipeline(settings: Settings, store: Any) -> Any:
@@ -63,7 +66,7 @@ def kafka_pipeline(settings: Settings, store: Any) -> Any:
                          max_poll_records=settings.max_poll_records)
     producer = make_producer(settings.bootstrap)
     return build_pipeline(settings, source, [store, KafkaOutput(producer, names, framing)],
-                          KafkaDeadLetters(producer, names["DeadLetter"]), framing)
+                          KafkaDeadLetters(producer, names["DeadLetter"]), framing, checkpoint=True)
 
 
 # ---- sub-commands -----------------------------------------------------------------------------------
@@ -196,6 +199,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.add_argument("--group-id")
     s.add_argument("--db")
+    s.add_argument("--checkpoint-dir", help="where checkpoints live (default var/checkpoints)")
     s = sub.add_parser("serve", help="serve the API over an existing store")
     s.add_argument("--port", type=int)
     s.add_argument("--db")
@@ -212,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, Any] = {}
     for opt, field in (("bootstrap", "bootstrap"), ("topic_prefix", "topic_prefix"), ("port", "port"),
-                       ("group_id", "group_id"), ("db", "db_path"), ("assess_every_days", "assess_every_days")):
+                       ("group_id", "group_id"), ("db", "db_path"), ("assess_every_days", "assess_every_days"),
+                       ("checkpoint_dir", "checkpoint_dir")):
         val = getattr(args, opt, None)
         if val is not None and not (opt == "db" and args.command == "replay"):
             overrides[field] = val

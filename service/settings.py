@@ -18,6 +18,12 @@ class Settings(BaseSettings):
     max_poll_records: int = 5_000
 
     db_path: str = "var/fundwatch.db"
+    checkpoint_dir: str = "var/checkpoints"  # run: state + positions, one file per topic prefix and group
+    checkpoint_every_seconds: float = 60.0
+
+    @property
+    def checkpoint_path(self) -> str:
+        return f"{self.checkpoint_dir}/{self.topic_prefix}{self.group_id}.ckpt"
     dead_letter_file: str = "var/deadletters.jsonl"
     dead_letter_max_ratio: float = 0.05
     dead_letter_min_seen: int = 1_000
