@@ -227,3 +227,32 @@ def test_complaint_surge_against_own_history_and_size():
     assert f.severity == "MEDIUM" and 0.001 < m["tail_probability"] < 0.01
     # the same complaints at a platform a hundred times larger are what its size predicts
     assert complaint_surge(view(big)) == []
+
+
+def test_cycle_across_platforms_through_a_shared_holder():
+    from detectors.rules.typologies import cross_platform_cycle
+    from schemas.records import Account, Platform
+    from tests.helpers import T0
+    b = Book(related=("CTRL",))
+    b.ledger.apply(Platform("P2", "昌吉测试资产管理有限公司", "ASSET_MANAGEMENT", "LICENSED", "652301", "资产管理", T0,
+                            custodian_id="CB02", related_parties=[]))
+    invs = investors(b, 2, 20 * WAN)
+    b.account("POOL", "CUSTODY_POOL", "H-P1")
+    b.account("B1", "BORROWER", "H-X")  # X borrows on P1 ...
+    b.ledger.apply(Account("X-INV", "P2", "H-X", "INVESTOR", T0))  # ... and invests on P2
+    b.ledger.apply(Account("P2-B", "P2", "H-P1", "BORROWER", T0))  # where P1's holder borrows
+    b.listing("L1", "LOAN", 30 * WAN, 0.1, 90, borrower="B1")
+    for inv in invs:
+        b.tx(1, "INVEST", inv, "POOL", 15 * WAN, listing="L1")
+    lent = b.tx(1.1, "DISBURSE", "POOL", "B1", 30 * WAN, listing="L1")
+    b.tx(1.2, "TRANSFER", "B1", "X-INV", 28 * WAN)  # X moves it between its own accounts: not a hop
+    from schemas.records import DAY_MS, Transaction
+    b.ledger.apply(Transaction("Q1", "CB02", "P2", T0 + int(1.3 * DAY_MS), "INVEST", "X-INV", "P2-B", 28 * WAN))
+    (f,) = cross_platform_cycle(view(b))
+    # P1's holder lends to X on P1; X lends it back to P1's holder on P2: a two-hop cycle across platforms
+    assert f.detector == "cycle" and dict(f.metrics)["platforms"] == 2
+    assert {"POOL", "B1", "X-INV", "P2-B"} <= set(f.account_ids) and {lent, "Q1"} <= set(f.tx_ids)
+    # within one platform, deposits and repayments of investors are not cycles
+    c = Book()
+    lawful_direct(c)
+    assert cross_platform_cycle(view(c)) == []

@@ -12,6 +12,7 @@ from typing import Any
 import networkx as nx
 
 from detectors.base import Finding, PlatformView, detector, yuan_en, yuan_zh
+from graph.windows import edge_amount
 
 FAN = 20  # distinct counterparties that make a fan
 MAX_CYCLES = 50
@@ -92,3 +93,65 @@ def fans(view: PlatformView) -> list[Finding]:
             f"(at least {FAN} counterparties), involving {yuan_en(ev.amount)}.",
             ev.tx_ids, ev.account_ids, ev.amount, view.window_days, ev.since_ms, (("accounts", float(len(accts))),)))
     return out
+
+
+MAX_EXPLORED = 2_000
+OWN_ROLES = ("PLATFORM_OWN", "CUSTODY_POOL", "RISK_RESERVE", "CLIENT_RESERVE")
+
+
+def _holder_edges(view: PlatformView, holder: str) -> list[tuple[str, str, str, dict[str, Any], int]]:
+    """Money leaving any account of `holder` inside the window: (payee holder, from acct, to acct, edge, amount)."""
+    G = view.ledger.graph
+    out = []
+    start = view.window.start_day
+    for acct in G.succ.get(("holder", holder), {}):
+        for b, e in G.succ[acct].items():
+            if e.get("kind") != "flow" or (start is not None and e["last_ts"] < (view.window.start_ms or 0)):
+                continue
+            amt = edge_amount(e, view.window)
+            if amt > 0:
+                out.append((G.nodes[b].get("holder"), acct, b, e, amt))
+    return out
+
+
+@detector("cycle")
+def cross_platform_cycle(view: PlatformView) -> list[Finding]:
+    """Money leaving the platform's own holder (own, pool, reserve accounts) or its declared related
+    parties and coming back to them through accounts on another platform: holders tie accounts across
+    platforms (2-4 holder hops, at most MAX_EXPLORED holders visited)."""
+    G = view.ledger.graph
+    starts = sorted({h for r in OWN_ROLES for a in view.accounts_by_role.get(r, ()) if (h := view.holder(a))}
+                    | set(view.related_holders))
+    explored = 0
+    found: list[list[tuple[str, str, dict[str, Any], int]]] = []
+    for s in starts:
+        stack: list[tuple[str, list[tuple[str, str, dict[str, Any], int]]]] = [(s, [])]
+        while stack and explored < MAX_EXPLORED and len(found) < MAX_CYCLES:
+            h, path = stack.pop()
+            explored += 1
+            for nh, a, b, e, amt in _holder_edges(view, h):
+                if nh is None:
+                    continue
+                step = path + [(a, b, e, amt)]
+                if nh == s and len(step) >= 2:
+                    touched = {G.nodes[x].get("platform") for x, _, _, _ in step} | {G.nodes[y].get("platform")
+                                                                                    for _, y, _, _ in step}
+                    if len(touched - {None}) >= 2:
+                        found.append(step)
+                elif len(step) < 4 and nh not in {G.nodes[x].get("holder") for x, _, _, _ in step}:
+                    stack.append((nh, step))
+    if not found:
+        return []
+    edges = {(a, b): (a, b, e, amt) for cyc in found for a, b, e, amt in cyc}
+    ev = view.evidence(sorted(edges.values(), key=lambda x: (-x[3], x[0], x[1])))
+    if ev.amount < MATERIAL:
+        return []
+    plats = sorted({G.nodes[x]["platform"] for x in ev.account_ids if G.nodes[x].get("platform")})
+    return [Finding(
+        "cycle", "MEDIUM", min(1.0, 0.4 + len(found) / 10),
+        f"近{view.window_days}日资金经共同持有人在{len(plats)}个平台（{'、'.join(plats)}）之间形成{len(found)}条闭环，"
+        f"涉及{yuan_zh(ev.amount)}。",
+        f"In the last {view.window_days} days money went round {len(found)} cycles through holders shared by "
+        f"{len(plats)} platforms ({', '.join(plats)}), involving {yuan_en(ev.amount)}.",
+        ev.tx_ids, ev.account_ids, ev.amount, view.window_days, ev.since_ms,
+        (("cycles", float(len(found))), ("platforms", float(len(plats)))))]
