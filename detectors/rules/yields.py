@@ -1,12 +1,15 @@
 """Returns above what the projects can earn (显失合理的超高回报率): excess yield, Ponzi payouts, subsidies."""
 from __future__ import annotations
 
+import statistics
+
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
 from graph.windows import edge_amount, edge_origins
 
 MATERIAL = 1_000_000
 MARGIN = 0.02
+PEER_MARGIN = 0.06
 PAYOUT_TYPES = ("REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
@@ -34,21 +37,35 @@ def excess_yield(view: PlatformView) -> list[Finding]:
     if not (above_ceiling or above_projects):
         return []
     gap = promised - (project if project is not None else ceiling)
+    peer = peer_promised_yield(view)
+    above_peers = peer is not None and promised > peer + PEER_MARGIN
     sev = "HIGH" if above_ceiling and above_projects else "MEDIUM"
-    if above_projects and gap >= 0.08:
+    if above_projects and (gap >= 0.08 or above_peers):
         sev = "HIGH"
     ev = view.evidence(view.edges(lambda u, v, e: view.role(u) == "INVESTOR" and view.role(v) in
                                   ("CUSTODY_POOL", "PLATFORM_OWN")))
     proj = f"{pct(project)}" if project is not None else "n/a"
+    peer_s = pct(peer) if peer is not None else "n/a"
     return [Finding(
         "excess_yield", sev, min(1.0, max(gap, promised - ceiling) * 5),
-        f"承诺投资人年化收益{pct(promised)}，所投项目借款利率加权仅{proj}"
+        f"承诺投资人年化收益{pct(promised)}，所投项目借款利率加权仅{proj}，同类平台承诺收益中位数{peer_s}"
         f"{'，超过法定上限' + pct(ceiling) if above_ceiling else ''}，项目收益无法覆盖。",
-        f"Investors are promised {pct(promised)} a year while the projects their money reaches pay {proj}"
+        f"Investors are promised {pct(promised)} a year while the projects their money reaches pay {proj} "
+        f"(peers of the same kind promise {peer_s})"
         f"{'; above the legal ceiling of ' + pct(ceiling) if above_ceiling else ''}: the projects cannot earn it.",
         ev.tx_ids, ev.account_ids, product_money, view.window_days, ev.since_ms,
         (("promised_yield", promised), ("project_yield", project if project is not None else -1.0),
-         ("legal_ceiling", ceiling)))]
+         ("peer_median_promised", peer if peer is not None else -1.0), ("legal_ceiling", ceiling)))]
+
+
+def peer_promised_yield(view: PlatformView) -> float | None:
+    """Median advertised yield of registered platforms of the same kind (five at least)."""
+    p = view.platform
+    if p is None:
+        return None
+    ys = [q.advertised_annual_yield for q in view.ledger.platforms.values()
+          if q.kind == p.kind and q.advertised_annual_yield is not None and q.platform_id != p.platform_id]
+    return statistics.median(ys) if len(ys) >= 5 else None
 
 
 POOL_PAYERS = ("CUSTODY_POOL", "PLATFORM_OWN", "RISK_RESERVE")
