@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from detectors.base import SEVERITIES, DetectorParams, Finding, PlatformView, registered_detectors
