@@ -41,7 +41,7 @@ def ensure_topics(bootstrap: str, prefix: str = "") -> dict[str, str]:
         parts, compacted = TOPIC_LAYOUT.get(name, (1, False))
         spec[topic] = {"num_partitions": parts, "replication_factor": 1,
                        "configs": {"cleanup.policy": "compact" if compacted else "delete"}}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fundwatch-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fundwatch-admin", bootstrap_timeout_ms=10_000)
     try:
         existing = set(admin.list_topics())
         missing = {t: s for t, s in spec.items() if t not in existing}

@@ -85,6 +85,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.kafka_io import produce_world, topic_names
 
+    if not _broker_ready(settings):
+        return 2
     t = time.monotonic()
     counts = produce_world(args.dir, settings.bootstrap, prefix=settings.topic_prefix,
                            framing=build_framing(settings, topic_names(settings.topic_prefix)))
@@ -115,11 +117,28 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _broker_ready(settings: Settings) -> bool:
+    """Create the topics up front, so a missing broker is one clear line, not a traceback from the lifespan."""
+    from kafka.errors import KafkaError
+
+    from ingest.kafka_io import ensure_topics
+
+    try:
+        ensure_topics(settings.bootstrap, settings.topic_prefix)
+        return True
+    except KafkaError as exc:
+        print(f"fundwatch: no Kafka broker answers at {settings.bootstrap} ({type(exc).__name__}); "
+              f"start the project's broker with `ops/kafka.sh start` and pass --bootstrap HOST:PORT", file=sys.stderr)
+        return False
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from service.api import PipelineRunner, create_app
 
+    if not _broker_ready(settings):
+        return 2
     runner = PipelineRunner(lambda store: kafka_pipeline(settings, store))
     app = create_app(settings, runner)
     print(f"fundwatch: consuming {settings.bootstrap} as group {settings.group_id}; "
