@@ -188,15 +188,17 @@ class Ledger:
                     if self._dedup_ids.get(t) == d:
                         del self._dedup_ids[t]
 
-    def apply_transaction(self, tx: Transaction) -> ApplyResult:
-        reason = self.validate(tx)
-        if reason:
-            return ApplyResult(False, reason)
-        missing = self.missing_accounts(tx)
-        if missing:
-            return ApplyResult(False, f"unregistered account {', '.join(missing)}")
-        if tx.platform_id not in self.platforms:
-            return ApplyResult(False, f"unregistered platform {tx.platform_id}")
+    def apply_transaction(self, tx: Transaction, *, checked: bool = False) -> ApplyResult:
+        """Apply one movement; `checked` skips validation the caller has just done (the pipeline does)."""
+        if not checked:
+            reason = self.validate(tx)
+            if reason:
+                return ApplyResult(False, reason)
+            missing = self.missing_accounts(tx)
+            if missing:
+                return ApplyResult(False, f"unregistered account {', '.join(missing)}")
+            if tx.platform_id not in self.platforms:
+                return ApplyResult(False, f"unregistered platform {tx.platform_id}")
         day = tx.ts // DAY_MS
         if tx.tx_id in self._dedup_ids:
             return ApplyResult(False, "duplicate tx_id")

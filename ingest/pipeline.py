@@ -175,7 +175,7 @@ class Pipeline:
             what = f"unregistered account {', '.join(missing)}" if missing else f"unregistered platform {tx.platform_id}"
             self._dead(DecodeError(env.source, f"transaction {tx.tx_id}: {what}", "validate"))
             return True
-        res = self.ledger.apply_transaction(tx)
+        res = self.ledger.apply_transaction(tx, checked=True)
         if res.applied:
             self.stats.applied += 1
             self._dirty = True
