@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import networkx as nx
 
@@ -71,8 +71,6 @@ class Ledger:
         self.disclosures: dict[str, list[Disclosure]] = {}
         self.platform_accounts: dict[str, set[str]] = {}
         self.platform_listings: dict[str, set[str]] = {}
-        self.first_seen: dict[str, int] = {}  # platform -> first event time
-        self.last_tx: dict[str, int] = {}  # platform -> newest transaction time
         self.related: dict[str, frozenset[str]] = {}  # platform -> declared related holders
         # platform -> day -> (type, src_role, dst_role, dst_related) -> [amount, count, *origins]
         self.platform_days: dict[str, dict[int, dict[tuple[str, str, str, bool], list[int]]]] = {}
@@ -89,11 +87,9 @@ class Ledger:
             self.graph_ = nx.DiGraph()
         return self.graph_
 
-    def _tick(self, ts: int, platform_id: str) -> None:
+    def _tick(self, ts: int) -> None:
         if ts > self.now_ms:
             self.now_ms = ts
-        if platform_id not in self.first_seen or ts < self.first_seen[platform_id]:
-            self.first_seen[platform_id] = ts
 
     # ---- apply ------------------------------------------------------------------------------
     def apply(self, record: Any) -> ApplyResult:
@@ -125,7 +121,7 @@ class Ledger:
         for h in p.related_parties:
             G.add_node(("holder", h), kind="holder")
             G.add_edge(node, ("holder", h), kind="related")
-        self._tick(p.updated_at, p.platform_id)
+        self._tick(p.updated_at)
         return ApplyResult(True)
 
     def apply_account(self, a: Account) -> ApplyResult:
@@ -140,7 +136,7 @@ class Ledger:
             G.remove_edge(("holder", prev.holder_id), a.account_id)
         G.add_node(("holder", a.holder_id), kind="holder")
         G.add_edge(("holder", a.holder_id), a.account_id, kind="holds")
-        self._tick(a.opened_at, a.platform_id)
+        self._tick(a.opened_at)
         return ApplyResult(True)
 
     def apply_listing(self, lst: Listing) -> ApplyResult:
@@ -150,7 +146,7 @@ class Ledger:
         else:
             book.listing = lst
         self.platform_listings.setdefault(lst.platform_id, set()).add(lst.listing_id)
-        self._tick(lst.listed_at, lst.platform_id)
+        self._tick(lst.listed_at)
         return ApplyResult(True)
 
     def apply_disclosure(self, d: Disclosure) -> ApplyResult:
@@ -158,7 +154,7 @@ class Ledger:
         items[:] = [x for x in items if x.period_end != d.period_end] + [d]
         items.sort(key=lambda x: x.period_end)
         del items[:-self.disclosures_kept]
-        self._tick(d.period_end, d.platform_id)
+        self._tick(d.period_end)
         return ApplyResult(True)
 
     def validate(self, tx: Transaction) -> str | None:
@@ -271,8 +267,7 @@ class Ledger:
         if tx.listing_id is not None:
             self._book(tx)
         self.tx_count += 1
-        self.last_tx[tx.platform_id] = max(self.last_tx.get(tx.platform_id, 0), tx.ts)
-        self._tick(tx.ts, tx.platform_id)
+        self._tick(tx.ts)
         return ApplyResult(True)
 
     def _book(self, tx: Transaction) -> None:
@@ -300,16 +295,6 @@ class Ledger:
     def role(self, account_id: str) -> str | None:
         a = self.accounts.get(account_id)
         return a.role if a else None
-
-    def platform_flows(self, platform_id: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        """Flow edges leaving this platform's accounts."""
-        G = self.graph
-        for a in self.platform_accounts.get(platform_id, ()):
-            for _, v, e in G.out_edges(a, data=True):
-                yield a, v, e
-
-    def holders_of(self, platform_id: str) -> set[str]:
-        return {self.accounts[a].holder_id for a in self.platform_accounts.get(platform_id, ())}
 
     def stats(self) -> dict[str, int]:
         G = self.graph

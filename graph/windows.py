@@ -6,16 +6,13 @@ retention are folded away, so windows longer than the retention read lifetime to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
-
-import networkx as nx
+from typing import Any
 
 from graph import trace
 from graph.ledger import B_AMOUNT, B_COUNT, B_ORIGIN0
 from schemas.records import DAY_MS
 
-__all__ = ["Window", "WINDOWS", "edge_amount", "edge_origins", "flow_edges", "role_flows", "in_flow", "out_flow",
-           "RoleFlows"]
+__all__ = ["Window", "WINDOWS", "edge_amount", "edge_origins", "role_flows", "RoleFlows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,30 +54,6 @@ def edge_origins(e: dict[str, Any], window: Window) -> list[int]:
             for i in range(trace.N_ORIGINS):
                 out[i] += b[B_ORIGIN0 + i]
     return out
-
-
-def flow_edges(G: nx.DiGraph, nodes: Iterable[str] | None = None, *, window: Window
-               ) -> list[tuple[str, str, dict[str, Any], int]]:
-    """Flow edges out of `nodes` (all accounts if None) with money inside the window: (u, v, data, amount)."""
-    edges = G.out_edges(nodes, data=True) if nodes is not None else G.edges(data=True)
-    out = []
-    for u, v, e in edges:
-        if e.get("kind") != "flow":
-            continue
-        amt = edge_amount(e, window)
-        if amt > 0:
-            out.append((u, v, e, amt))
-    return out
-
-
-def in_flow(G: nx.DiGraph, nodes: Iterable[str], *, window: Window) -> dict[str, int]:
-    return {n: sum(edge_amount(e, window) for _, _, e in G.in_edges(n, data=True) if e.get("kind") == "flow")
-            for n in nodes}
-
-
-def out_flow(G: nx.DiGraph, nodes: Iterable[str], *, window: Window) -> dict[str, int]:
-    return {n: sum(edge_amount(e, window) for _, _, e in G.out_edges(n, data=True) if e.get("kind") == "flow")
-            for n in nodes}
 
 
 class RoleFlows:

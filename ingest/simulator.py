@@ -20,7 +20,7 @@ from typing import Any
 
 from schemas.records import DAY_MS
 
-__all__ = ["SCHEMES", "SCHEME_DETECTORS", "simulate", "World"]
+__all__ = ["SCHEMES", "SCHEME_DETECTORS", "simulate", "write_world", "World"]
 
 T0 = 1_451_606_400_000  # 2016-01-01T00:00:00Z: the rectification year
 HOUR = 3_600_000
@@ -688,14 +688,11 @@ def simulate(platforms: int, days: int, seed: int, scheme_share: float = 0.3) ->
     return world
 
 
-FILES = {"Platform": "platforms.avro", "Account": "accounts.avro", "Listing": "listings.avro",
-         "Transaction": "transactions.avro", "Disclosure": "disclosures.avro"}
-
-
 def write_world(world: World, out: Path) -> dict[str, int]:
     """Write the world as Avro object container files plus labels.json; returns record counts."""
     import fastavro
 
+    from ingest.sources import FILES
     from schemas import schema
 
     out.mkdir(parents=True, exist_ok=True)

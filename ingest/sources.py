@@ -23,11 +23,10 @@ log = logging.getLogger(__name__)
 
 FILES = {"Platform": "platforms.avro", "Account": "accounts.avro", "Listing": "listings.avro",
          "Transaction": "transactions.avro", "Disclosure": "disclosures.avro"}
-_TIME_FIELD = {"Platform": "updated_at", "Account": "opened_at", "Listing": "listed_at", "Transaction": "ts",
-               "Disclosure": "period_end"}
 _PRIORITY = {n: i for i, n in enumerate(INPUT_RECORDS)}
 
 
+# timestamp fields per record; the first one orders a replay
 _TIME_FIELDS = {"Platform": ("updated_at", "launched_at"), "Account": ("opened_at",), "Listing": ("listed_at",),
                 "Transaction": ("ts",), "Disclosure": ("period_end",)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -43,7 +42,7 @@ def millis(row: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def time_of(name: str, row: dict[str, Any]) -> int:
-    v = row.get(_TIME_FIELD[name])
+    v = row.get(_TIME_FIELDS[name][0])
     return int(v) if isinstance(v, int) else 0
 
 

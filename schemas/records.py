@@ -1,13 +1,13 @@
 """Frozen Python mirrors of the input records. Amounts are fen (int), times epoch ms (int)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
 __all__ = [
     "PlatformKind", "Licence", "AccountRole", "ListingKind", "TxType",
     "Platform", "Account", "Listing", "Transaction", "Disclosure",
-    "RECORD_TYPES", "Record", "to_dict",
+    "RECORD_TYPES", "Record",
 ]
 
 PlatformKind = Literal["P2P_LENDING", "EQUITY_CROWDFUNDING", "INTERNET_INSURANCE", "ASSET_MANAGEMENT",
@@ -100,6 +100,3 @@ RECORD_TYPES: dict[str, type] = {
     "Transaction": Transaction, "Disclosure": Disclosure,
 }
 
-
-def to_dict(record: Any) -> dict[str, Any]:
-    return asdict(record)

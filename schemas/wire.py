@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import fastavro
 
-from schemas import Schema, by_fingerprint, schema
+from schemas import Schema, all_schemas, by_fingerprint, schema
 
 __all__ = ["SO_MAGIC", "encode_body", "decode_body", "encode_single_object", "Framing",
            "SingleObjectFraming", "ConfluentFraming", "SchemaRegistryClient", "FramingError"]
@@ -91,8 +91,7 @@ class SchemaRegistryClient:
         if schema_id not in self._by_id:
             out = self._call("GET", f"/schemas/ids/{schema_id}")
             canonical = fastavro.schema.to_parsing_canonical_form(json.loads(out["schema"]))
-            known = {x.canonical: x for x in (schema(n) for n in ("Platform", "Account", "Listing", "Transaction",
-                                                                   "Disclosure", "RiskScore", "Alert"))}
+            known = {x.canonical: x for x in all_schemas()}
             if canonical not in known:
                 raise FramingError(f"registry schema id {schema_id} is not one of fundwatch's contract schemas")
             self._by_id[schema_id] = known[canonical]

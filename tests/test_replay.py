@@ -6,7 +6,7 @@ import fastavro
 import numpy as np
 import pytest
 
-from ingest.simulator import FILES
+from ingest.sources import FILES
 from schemas import schema
 from service.cli import main
 

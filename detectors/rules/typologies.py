@@ -103,10 +103,10 @@ def _holder_edges(view: PlatformView, holder: str) -> list[tuple[str, str, str, 
     """Money leaving any account of `holder` inside the window: (payee holder, from acct, to acct, edge, amount)."""
     G = view.ledger.graph
     out = []
-    start = view.window.start_day
+    start = view.window.start_ms or 0
     for acct in G.succ.get(("holder", holder), {}):
         for b, e in G.succ[acct].items():
-            if e.get("kind") != "flow" or (start is not None and e["last_ts"] < (view.window.start_ms or 0)):
+            if e.get("kind") != "flow" or e["last_ts"] < start:
                 continue
             amt = edge_amount(e, view.window)
             if amt > 0:
