@@ -38,10 +38,12 @@ class Assessment:
     first_flagged_at: int | None
     evidence_graphs: tuple[dict[str, Any], ...] = ()  # parallel to findings
     registration_keywords: tuple[str, ...] = ()  # finance keywords in name or scope: a key supervision target
+    custodian_id: str | None = None  # the bank holding the platform's client money (None: not in custody)
 
     def as_dict(self) -> dict[str, Any]:
         return {"platform_id": self.platform_id, "name": self.name, "kind": self.kind, "licence": self.licence,
-                "jurisdiction": self.jurisdiction, "lead_departments": list(self.lead_departments),
+                "jurisdiction": self.jurisdiction, "custodian_id": self.custodian_id,
+                "lead_departments": list(self.lead_departments),
                 "score": self.score, "tier": self.tier, "disposition": self.disposition,
                 "outlier_percentile": round(self.outlier_percentile, 4),
                 "outlier_contributions": {k: v for k, v in self.contributions},
@@ -60,8 +62,20 @@ class Assessment:
                 "first_flagged_at": self.first_flagged_at, "as_of": self.as_of, "model_version": MODEL_VERSION}
 
 
-def alert_id(platform_id: str, detector: str) -> str:
-    return hashlib.sha1(f"{platform_id}|{detector}".encode()).hexdigest()[:16]
+def alert_id(platform_id: str, detector: str, episode: int = 1) -> str:
+    """What an alert is about, as an id: the same episode gives the same id in a replay, after a restart
+    and on any worker."""
+    return hashlib.sha1(f"{platform_id}|{detector}|{episode}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Episode:
+    """One (platform, detector) run of findings: it ends when the finding is absent for `episode_gap_ms`."""
+
+    number: int
+    severity: str  # the highest severity alerted in this episode
+    last_seen_ms: int
+    opened_ms: int
 
 
 @dataclass
@@ -76,16 +90,17 @@ class Assessor:
 
     def __init__(self, *, windows: tuple[int, ...] = (30, 90), refit_every_days: int = 7, random_state: int = 0,
                  alert_min_severity: str = "MEDIUM", use_hbos: bool = True,
-                 params: DetectorParams | None = None) -> None:
+                 params: DetectorParams | None = None, episode_gap_days: int = 30) -> None:
         self.windows = windows
         self.refit_every_days = refit_every_days
         self.random_state = random_state
         self.alert_min_severity = alert_min_severity
         self.use_hbos = use_hbos
         self.params = params or DetectorParams()
+        self.episode_gap_days = episode_gap_days
         self.fits_: dict[str, _Fit] = {}
         self.first_flagged_: dict[str, int] = {}
-        self.alerted_: dict[tuple[str, str], str] = {}  # (platform, detector) -> severity last alerted
+        self.episodes_: dict[tuple[str, str], _Episode] = {}  # (platform, detector) -> its current episode
 
     def findings(self, ledger: Ledger, platform_id: str) -> list[Finding]:
         """Every detector over every window; per detector, the strongest finding."""
@@ -135,32 +150,51 @@ class Assessor:
                 self.first_flagged_.get(pid),
                 tuple(evidence_subgraph(ledger.graph, f.account_ids,
                                         window=Window(f.window_days or None, ledger.now_ms)) for f in fs),
-                tuple(sorted(set(keywords_in(p.name) + keywords_in(p.business_scope))))))
+                tuple(sorted(set(keywords_in(p.name) + keywords_in(p.business_scope)))), p.custodian_id))
         result.sort(key=lambda a: (-a.score, a.platform_id))
         return result
 
     def new_alerts(self, assessments: list[Assessment]) -> list[dict[str, Any]]:
-        """Alert records for findings that are new or more severe than last alerted (one id per platform+detector)."""
+        """Alert events for this assessment: `change` is "opened" (a new episode), "escalated" (more severe
+        than alerted so far in the episode) or "seen" (a repeat: latest evidence and last seen only).
+
+        An episode of (platform, detector) starts when its finding appears at or above the alert floor
+        and ends when no finding of that detector has been seen for `episode_gap_days` of event time;
+        the alert id is a hash of platform, detector and episode number, so it is the same in a replay,
+        after a restart from any checkpoint and on any worker.
+        """
         order = {s: i for i, s in enumerate(SEVERITIES)}
         floor = order[self.alert_min_severity]
+        gap = self.episode_gap_days * DAY_MS
         out = []
         for a in assessments:
             for f in a.findings:
-                if order[f.severity] < floor:
-                    continue
                 key = (a.platform_id, f.detector)
-                prev = self.alerted_.get(key)
-                if prev is not None and order[prev] >= order[f.severity]:
+                ep = self.episodes_.get(key)
+                alive = ep is not None and a.as_of - ep.last_seen_ms <= gap
+                if order[f.severity] < floor:
+                    if alive and ep is not None:
+                        ep.last_seen_ms = a.as_of  # the problem persists, below the floor: the episode goes on
                     continue
-                self.alerted_[key] = f.severity
+                if not alive:
+                    ep = self.episodes_[key] = _Episode((ep.number + 1) if ep else 1, f.severity, a.as_of, a.as_of)
+                    change = "opened"
+                else:
+                    assert ep is not None
+                    change = "escalated" if order[f.severity] > order[ep.severity] else "seen"
+                    if change == "escalated":
+                        ep.severity = f.severity
+                    ep.last_seen_ms = a.as_of
                 out.append({
-                    "alert_id": alert_id(a.platform_id, f.detector), "platform_id": a.platform_id,
+                    "alert_id": alert_id(a.platform_id, f.detector, ep.number), "platform_id": a.platform_id,
                     "platform_name": a.name, "kind": a.kind, "licence": a.licence, "jurisdiction": a.jurisdiction,
-                    "lead_departments": list(a.lead_departments), "detector": f.detector, "severity": f.severity,
+                    "custodian_id": a.custodian_id, "episode": ep.number, "change": change,
+                    "lead_departments": list(a.lead_departments), "detector": f.detector,
+                    "severity": SEVERITIES[max(order[f.severity], order[ep.severity])],
                     "risk_score": a.score, "tier": a.tier, "disposition": a.disposition,
                     "summary_zh": f.summary_zh, "summary_en": f.summary_en,
-                    "since": f.since_ms if f.since_ms is not None else a.as_of, "raised_at": a.as_of,
-                    "window_days": f.window_days,
+                    "since": f.since_ms if f.since_ms is not None else a.as_of, "raised_at": ep.opened_ms,
+                    "last_seen": a.as_of, "window_days": f.window_days,
                     "evidence": {"tx_ids": list(f.tx_ids), "account_ids": list(f.account_ids), "amount": f.amount},
                     "metrics": {k: float(v) for k, v in f.metrics}})
         return out

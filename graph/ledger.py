@@ -19,7 +19,7 @@ from typing import Any
 import networkx as nx
 
 from graph import trace
-from schemas.records import DAY_MS, Account, Disclosure, Listing, Platform, Transaction
+from schemas.records import DAY_MS, Account, Disclosure, Listing, Platform, Tip, Transaction
 
 __all__ = ["Ledger", "ListingBook", "ApplyResult", "TYPE_INDEX", "TX_TYPES"]
 
@@ -69,6 +69,7 @@ class Ledger:
         self.accounts: dict[str, Account] = {}
         self.listings: dict[str, ListingBook] = {}
         self.disclosures: dict[str, list[Disclosure]] = {}
+        self.tips: dict[str, deque[tuple[int, str]]] = {}  # platform -> (counted at, receipt), newest last
         self.platform_accounts: dict[str, set[str]] = {}
         self.platform_listings: dict[str, set[str]] = {}
         self.related: dict[str, frozenset[str]] = {}  # platform -> declared related holders
@@ -103,6 +104,8 @@ class Ledger:
             return self.apply_listing(record)
         if isinstance(record, Disclosure):
             return self.apply_disclosure(record)
+        if isinstance(record, Tip):
+            return self.apply_tip(record)
         raise TypeError(f"not an input record: {type(record).__name__}")
 
     def apply_platform(self, p: Platform) -> ApplyResult:
@@ -155,6 +158,17 @@ class Ledger:
         items.sort(key=lambda x: x.period_end)
         del items[:-self.disclosures_kept]
         self._tick(d.period_end)
+        return ApplyResult(True)
+
+    def apply_tip(self, t: Tip, *, kept: int = 500) -> ApplyResult:
+        """Count a public tip-off. Tips are stamped with the wall clock when received, which need not be
+        the stream's event time (a replay of history): a tip counts at the earlier of the two and never
+        moves event time."""
+        items = self.tips.setdefault(t.platform_id, deque(maxlen=kept))
+        if any(r == t.receipt_id for _, r in items):
+            return ApplyResult(False, "duplicate tip receipt")
+        at = t.received_at if self.now_ms == 0 else min(t.received_at, self.now_ms)
+        items.append((at, t.receipt_id))
         return ApplyResult(True)
 
     def validate(self, tx: Transaction) -> str | None:

@@ -8,6 +8,7 @@ fsync, rename), so a crash leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from typing import Any
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "FORMAT"]
 
-FORMAT = 1
+FORMAT = 2  # 2: the ledger counts tip-offs
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,5 +48,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint | None:
     with open(path, "rb") as fh:
         cp = pickle.load(fh)  # our own file, written by save_checkpoint
     if not isinstance(cp, Checkpoint) or cp.format != FORMAT:
-        raise ValueError(f"{path} is not a fundwatch checkpoint of format {FORMAT}")
+        log.warning("%s is not a fundwatch checkpoint of format %d: rebuilding the state from the topics", path,
+                    FORMAT)
+        return None
     return cp

@@ -20,7 +20,8 @@ DEAD_LETTER_TOPIC = "custody.deadletter"
 # platform and share a partition count, so one consumer owns all of a platform's money.
 TOPIC_LAYOUT: dict[str, tuple[int, bool]] = {
     "Platform": (3, True), "Account": (3, True), "Listing": (6, False), "Transaction": (6, False),
-    "Disclosure": (6, False), "RiskScore": (3, True), "Alert": (3, False),
+    "Disclosure": (6, False), "RiskScore": (3, True), "Alert": (3, False), "Outcome": (6, False),
+    "Tip": (6, False),
 }
 
 
@@ -83,7 +84,8 @@ def produce_world(directory: str | Path, bootstrap: str, *, prefix: str = "", fr
 
 
 class KafkaOutput:
-    """RiskScore (compacted, key platform_id) when a platform's score or tier changes; every new Alert."""
+    """RiskScore (compacted, key platform_id) when a platform's score or tier changes; every Alert opened or
+    escalated (the same alert_id for the same episode: consumers upsert by it)."""
 
     def __init__(self, producer: Any, topics: dict[str, str], framing: Framing | None = None) -> None:
         self.producer = producer
@@ -100,6 +102,8 @@ class KafkaOutput:
             self.producer.send(self.topics["RiskScore"], key=a.platform_id.encode(),
                                value=self.framing.frame("RiskScore", a.record()))
         for al in alerts:
+            if al["change"] == "seen":
+                continue  # a repeat of an open alert: the topic carries openings and escalations
             self.producer.send(self.topics["Alert"], key=al["platform_id"].encode(),
                                value=self.framing.frame("Alert", al))
 

@@ -244,12 +244,12 @@ class Pipeline:
         with self._lock:
             self.latest = assessments
         self.stats.assessments += 1
-        self.stats.alerts += len(alerts)
+        self.stats.alerts += sum(1 for al in alerts if al["change"] != "seen")
         self._dirty = False
         if self._next_assess_ms is not None:
             while self._next_assess_ms <= self.ledger.now_ms:
                 self._next_assess_ms += self.assess_every_ms
-        log.info("assessed %d platforms at %d: %d new alerts", len(assessments), self.ledger.now_ms, len(alerts))
+        log.info("assessed %d platforms at %d: %d alert events", len(assessments), self.ledger.now_ms, len(alerts))
 
     @staticmethod
     def _hold_back(batch: list[RawMessage], room: int) -> list[RawMessage]:

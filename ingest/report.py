@@ -24,7 +24,7 @@ class ReportOutput:
 
     def publish(self, assessments: list[Assessment], alerts: list[dict[str, Any]], final: bool) -> None:
         self.assessments = assessments
-        self.alerts.extend(alerts)
+        self.alerts.extend(al for al in alerts if al["change"] != "seen")
 
     def flush(self) -> None:
         pass

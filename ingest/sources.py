@@ -22,13 +22,13 @@ __all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of"]
 log = logging.getLogger(__name__)
 
 FILES = {"Platform": "platforms.avro", "Account": "accounts.avro", "Listing": "listings.avro",
-         "Transaction": "transactions.avro", "Disclosure": "disclosures.avro"}
+         "Transaction": "transactions.avro", "Disclosure": "disclosures.avro", "Tip": "tips.avro"}
 _PRIORITY = {n: i for i, n in enumerate(INPUT_RECORDS)}
 
 
 # timestamp fields per record; the first one orders a replay
 _TIME_FIELDS = {"Platform": ("updated_at", "launched_at"), "Account": ("opened_at",), "Listing": ("listed_at",),
-                "Transaction": ("ts",), "Disclosure": ("period_end",)}
+                "Transaction": ("ts",), "Disclosure": ("period_end",), "Tip": ("received_at",)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 

@@ -39,6 +39,8 @@ RECORD_FILES: dict[str, str] = {
     "Disclosure": "disclosure.avsc",
     "RiskScore": "risk_score.avsc",
     "Alert": "alert.avsc",
+    "Outcome": "outcome.avsc",
+    "Tip": "tip.avsc",
 }
 
 # record name -> default topic; overridable through settings (topic_prefix)
@@ -50,11 +52,13 @@ TOPICS: dict[str, str] = {
     "Disclosure": "custody.disclosures",
     "RiskScore": "risk.scores",
     "Alert": "risk.alerts",
+    "Outcome": "supervision.outcomes",
+    "Tip": "supervision.tips",
 }
 
 # The inputs, in the order a replay must apply them within one timestamp: registry
 # entries before the accounts and listings that name them, before the money.
-INPUT_RECORDS: tuple[str, ...] = ("Platform", "Account", "Listing", "Transaction", "Disclosure")
+INPUT_RECORDS: tuple[str, ...] = ("Platform", "Account", "Listing", "Transaction", "Disclosure", "Tip")
 
 # Key field per record for Kafka keys and compaction.
 KEY_FIELD: dict[str, str] = {
@@ -65,6 +69,8 @@ KEY_FIELD: dict[str, str] = {
     "Disclosure": "platform_id",
     "RiskScore": "platform_id",
     "Alert": "platform_id",
+    "Outcome": "platform_id",
+    "Tip": "platform_id",
 }
 
 

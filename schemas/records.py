@@ -6,7 +6,7 @@ from typing import Literal
 
 __all__ = [
     "PlatformKind", "Licence", "AccountRole", "ListingKind", "TxType",
-    "Platform", "Account", "Listing", "Transaction", "Disclosure",
+    "Platform", "Account", "Listing", "Transaction", "Disclosure", "Tip",
     "RECORD_TYPES", "Record",
 ]
 
@@ -93,10 +93,19 @@ class Disclosure:
     complaints: int | None = None
 
 
-Record = Platform | Account | Listing | Transaction | Disclosure
+@dataclass(frozen=True, slots=True)
+class Tip:
+    """A public tip-off about a platform: complaint evidence, counted (its text stays in the service)."""
+
+    receipt_id: str
+    platform_id: str
+    received_at: int
+
+
+Record = Platform | Account | Listing | Transaction | Disclosure | Tip
 
 RECORD_TYPES: dict[str, type] = {
     "Platform": Platform, "Account": Account, "Listing": Listing,
-    "Transaction": Transaction, "Disclosure": Disclosure,
+    "Transaction": Transaction, "Disclosure": Disclosure, "Tip": Tip,
 }
 

@@ -1,4 +1,4 @@
-"""`fundwatch`: simulate, produce, replay, run, serve, top."""
+"""`fundwatch`: simulate, produce, replay, run, serve, top, keys, audit."""
 from __future__ import annotations
 
 import argparse
@@ -132,6 +132,16 @@ def _broker_ready(settings: Settings) -> bool:
         return False
 
 
+def record_publisher(settings: Settings) -> Any:
+    """The channel that publishes outcomes and tip-offs recorded through the API to their topics."""
+    from ingest.kafka_io import make_producer, topic_names
+    from service.delivery import RecordPublisher
+
+    names = topic_names(settings.topic_prefix)
+    return lambda store: RecordPublisher(store, make_producer(settings.bootstrap), names,
+                                         build_framing(settings, names))
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -140,7 +150,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if not _broker_ready(settings):
         return 2
     runner = PipelineRunner(lambda store: kafka_pipeline(settings, store))
-    app = create_app(settings, runner)
+    app = create_app(settings, runner, channels=[record_publisher(settings)])
     print(f"fundwatch: consuming {settings.bootstrap} as group {settings.group_id}; "
           f"API on http://{settings.host}:{settings.port}/docs", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
@@ -156,8 +166,67 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """Make, list and revoke API keys in the service's store (the service need not be running)."""
+    from service.auth import KeyError_, create_key
+    from service.store import NotFound, Store
+
+    store = Store(settings.db_path)
+    try:
+        if args.keys_command == "create":
+            try:
+                token, desc = create_key(store, name=args.name, role=args.role, departments=args.department or [],
+                                         jurisdictions=args.jurisdiction or [], custodian_id=args.custodian_id,
+                                         all_platforms=args.all_platforms, created_by="cli")
+            except KeyError_ as exc:
+                print(f"fundwatch keys: {exc}", file=sys.stderr)
+                return 2
+            if args.json:
+                print(json.dumps({**desc, "key": token}, ensure_ascii=False))
+            else:
+                print(token)
+                print(f"# {desc['role']} key {desc['key_id']} for {desc['name']}: shown once, stored only as a "
+                      f"salted hash", file=sys.stderr)
+        elif args.keys_command == "list":
+            for k in store.keys():
+                scope = ",".join(k["departments"] + k["jurisdictions"] + ([k["custodian_id"]] if k["custodian_id"]
+                                                                          else []))
+                state = "revoked" if k["revoked_at"] else "active"
+                print(f"{k['key_id']}  {k['role']:<9} {state:<7} {scope or '-':<24} {k['name']}")
+        else:
+            try:
+                store.revoke_key(args.key_id, "cli")
+            except NotFound:
+                print(f"fundwatch keys: no active key {args.key_id}", file=sys.stderr)
+                return 2
+            print(f"revoked {args.key_id}")
+        return 0
+    finally:
+        store.close()
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    """`fundwatch audit verify`: walk the hash chain; name every entry that was edited, removed or inserted."""
+    from service.store import Store
+
+    store = Store(settings.db_path)
+    try:
+        broken = store.verify_audit()
+        n = store.audit_count()
+    finally:
+        store.close()
+    if not broken:
+        print(f"audit log intact: {n} entries, hash chain verified")
+        return 0
+    for b in broken:
+        print(f"audit entry {b['seq']}: {'; '.join(b['problems'])}")
+    print(f"audit log BROKEN: {len(broken)} of {n} entries fail the hash chain", file=sys.stderr)
+    return 1
+
+
+def _get(url: str, key: str | None = None) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
 
@@ -179,10 +248,15 @@ def cmd_top(args: argparse.Namespace, settings: Settings) -> int:
             print(f"fundwatch: {base} did not catch up within {args.wait}s", file=sys.stderr)
             return 1
         time.sleep(1)
-    ranked = _get(f"{base}/v1/platforms?limit={args.n}")
+    key = args.key or settings.api_key
+    if not key:
+        print("fundwatch top: needs an API key (--key or FUNDWATCH_API_KEY); make one with `fundwatch keys create`",
+              file=sys.stderr)
+        return 2
+    ranked = _get(f"{base}/v1/platforms?limit={args.n}", key)
     print(f"{ranked['total']} platforms scored; the {min(args.n, ranked['total'])} riskiest:\n")
     for i, p in enumerate(ranked["items"], 1):
-        detail = _get(f"{base}/v1/platforms/{p['platform_id']}")
+        detail = _get(f"{base}/v1/platforms/{p['platform_id']}", key)
         print(f"{i:2d}. {p['score']:5.1f} {p['tier']:<8} {p['platform_id']} {p['name']} ({p['kind']}, "
               f"{p['licence']}, {p['jurisdiction']}) -> {p['disposition']}; leads: {', '.join(p['lead_departments'])}")
         for f in detail["findings"][:4]:
@@ -226,6 +300,25 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--api", default="http://127.0.0.1:8000")
     s.add_argument("-n", type=int, default=10)
     s.add_argument("--wait", type=float, default=300)
+    s.add_argument("--key", help="API key (env FUNDWATCH_API_KEY)")
+    s = sub.add_parser("keys", help="make, list and revoke API keys")
+    s.add_argument("--db", help="the service's store (default var/fundwatch.db, env FUNDWATCH_DB_PATH)")
+    ks = s.add_subparsers(dest="keys_command", required=True)
+    k = ks.add_parser("create", help="make a key; prints it once")
+    k.add_argument("--role", required=True, choices=["custodian", "pboc", "regulator", "district", "admin"])
+    k.add_argument("--name", required=True, help="who holds the key")
+    k.add_argument("--department", action="append", help="regulator: a lead department (repeatable)")
+    k.add_argument("--jurisdiction", action="append", help="district: a 6-digit code (repeatable)")
+    k.add_argument("--custodian-id", help="custodian: the bank's custodian_id")
+    k.add_argument("--all-platforms", action="store_true", help="admin: also see every platform")
+    k.add_argument("--json", action="store_true", help="print the key and its description as JSON")
+    ks.add_parser("list", help="every key (never the secret)")
+    k = ks.add_parser("revoke", help="revoke a key now (its webhooks stop too)")
+    k.add_argument("key_id")
+    s = sub.add_parser("audit", help="the audit log")
+    s.add_argument("--db", help="the service's store")
+    au = s.add_subparsers(dest="audit_command", required=True)
+    au.add_parser("verify", help="check the hash chain; exit 1 naming every broken entry")
     return p
 
 
@@ -242,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides[field] = val
     settings = Settings(**overrides)
     handlers = {"simulate": cmd_simulate, "produce": cmd_produce, "replay": cmd_replay, "run": cmd_run,
-                "serve": cmd_serve, "top": cmd_top}
+                "serve": cmd_serve, "top": cmd_top, "keys": cmd_keys, "audit": cmd_audit}
     return handlers[args.command](args, settings)
 
 

@@ -36,6 +36,22 @@ class Settings(BaseSettings):
     retention_days: int = 90
     random_state: int = 0
 
+    alert_episode_gap_days: int = 30  # a finding absent this long (event time) ends its alert's episode
+
+    # access and delivery
+    secret_key: str | None = None  # hex or base64; webhook secrets derive from it (else secret_key_file)
+    secret_key_file: str = "var/secret.key"
+    webhook_max_attempts: int = 5
+    webhook_backoff_base_seconds: float = 0.5  # then 1, 2, 4 ... capped at webhook_backoff_max_seconds
+    webhook_backoff_max_seconds: float = 30.0
+    webhook_timeout_seconds: float = 5.0
+    delivery_poll_seconds: float = 0.2  # how often SSE streams and webhook workers look at the outbox
+    tip_max_bytes: int = 8_192
+    tip_rate_per_hour: int = 10  # tip-offs accepted per client address and hour
+    max_request_bytes: int = 1_048_576
+
+    api_key: str | None = None  # for `fundwatch top` (a client, not the service)
+
     host: str = "127.0.0.1"
     port: int = 8000
     consume: bool = False  # the API process also runs the Kafka pipeline (fundwatch run)

@@ -2,6 +2,8 @@
 import pytest
 from fastapi.testclient import TestClient
 
+from service.auth import create_key
+
 from detectors.assess import Assessor
 from graph.ledger import Ledger
 from ingest.dead_letters import MemoryDeadLetters
@@ -21,9 +23,10 @@ def store(small_world_dir):
 
 @pytest.fixture
 def client(store, tmp_path):
-    app = create_app(Settings(db_path=str(tmp_path / "unused.db")))
+    app = create_app(Settings(db_path=str(tmp_path / "unused.db"), secret_key_file=str(tmp_path / "secret.key")))
     app.dependency_overrides[get_store] = lambda: store
-    with TestClient(app) as c:
+    key, _ = create_key(store, name="PBoC analyst", role="pboc")
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as c:
         yield c
 
 
@@ -81,6 +84,7 @@ def test_key_supervision_targets(client):
 def test_errors_are_clear(client):
     assert client.get("/v1/platforms/NOPE").status_code == 404
     assert "NOPE" in client.get("/v1/platforms/NOPE").json()["detail"]
+    assert client.get("/v1/platforms", params={"offset": 2**63}).status_code == 422
     assert client.get("/v1/platforms", params={"tier": "SEVERE"}).status_code == 422
     assert client.get("/v1/platforms", params={"jurisdiction": "32"}).status_code == 422
 

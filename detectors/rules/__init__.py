@@ -6,6 +6,7 @@ from detectors.rules import (  # noqa: F401
     payments,
     registration,
     self_financing,
+    tips,
     typologies,
     yields,
 )

@@ -1,0 +1,29 @@
+"""Public tip-offs (举报, seed 000 §三(三)): complaints count as evidence, but only as a lead.
+
+A tip is an unverified claim that anyone can send, so tips alone never raise more than a
+MEDIUM finding: they draw a regulator's attention and order what the money rules leave equal;
+only the money or the disclosures raise a platform to HIGH.
+"""
+from __future__ import annotations
+
+from detectors.base import Finding, PlatformView, detector
+
+TIPS_LOW = 3  # tips inside the window for a LOW finding
+TIPS_MEDIUM = 10  # and for a MEDIUM one
+
+
+@detector("tip_offs")
+def tip_offs(view: PlatformView) -> list[Finding]:
+    start = view.window.start_ms
+    tips = [(t, r) for t, r in view.ledger.tips.get(view.platform_id, ()) if start is None or t >= start]
+    n = len(tips)
+    if n < TIPS_LOW:
+        return []
+    sev = "MEDIUM" if n >= TIPS_MEDIUM else "LOW"
+    since = min(t for t, _ in tips)
+    return [Finding(
+        "tip_offs", sev, min(1.0, n / (2 * TIPS_MEDIUM)),
+        f"近{view.window_days or '全部'}天收到公众举报{n}条（举报平台），作为投诉线索待核实。",
+        f"{n} public tip-offs in the last {view.window_days or 'all'} days (tip-off platform): complaint leads "
+        f"to be checked.",
+        window_days=view.window_days, since_ms=since, metrics=(("tips", float(n)),))]
