@@ -25,7 +25,7 @@ from service.auth import AdminDep, KeyError_, PbocDep, PrincipalDep, authenticat
 from service.delivery import WebhookDispatcher, load_server_key, webhook_secret
 from service.deps import StoreDep, get_store
 from service.settings import Settings
-from service.store import ALERT_STATES, OUTCOME_STATUSES, RESOLUTIONS, Conflict, NotFound, Store
+from service.store import ALERT_STATES, OUTCOME_STATUSES, RESOLUTIONS, Conflict, Invalid, NotFound, Store
 
 __all__ = ["create_app", "get_store", "get_runner", "PipelineRunner"]
 
@@ -446,6 +446,8 @@ def transition_alert(alert_id: str, body: TransitionIn, store: StoreDep, princip
                                 note=body.note)
     except NotFound:
         raise _not_found(f"alert {alert_id}") from None
+    except Invalid as exc:
+        raise HTTPException(422, str(exc)) from None
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from None
 

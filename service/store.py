@@ -26,7 +26,7 @@ from detectors.base import SEVERITIES
 from service.scope import EVERYTHING, Scope, jurisdiction_prefix
 
 __all__ = ["Store", "StoreError", "NotFound", "Conflict", "jurisdiction_prefix", "ALERT_STATES", "RESOLUTIONS",
-           "OUTCOME_STATUSES", "SCHEMA_VERSION", "wall_ms"]
+           "OUTCOME_STATUSES", "SCHEMA_VERSION", "wall_ms", "Invalid"]
 
 ALERT_STATES = ("new", "acknowledged", "investigating", "closed")
 # closing resolutions: the seeds' dispositions as outcomes of a case, and the false alarm (a label)
@@ -55,7 +55,11 @@ class NotFound(StoreError):
 
 
 class Conflict(StoreError):
-    pass
+    """The object is not in a state that allows this."""
+
+
+class Invalid(StoreError):
+    """The request lacks what this change needs."""
 
 
 # ---- migrations: each runs once, in order; `pragma user_version` says how far a database is -----------
@@ -362,11 +366,11 @@ class Store:
                    note: str | None = None) -> dict[str, Any]:
         """Move an alert forward in new -> acknowledged -> investigating -> closed; closing needs a resolution."""
         if to_state not in ALERT_STATES[1:]:
-            raise Conflict(f"an alert can be moved to {', '.join(ALERT_STATES[1:])}, not {to_state!r}")
+            raise Invalid(f"an alert can be moved to {', '.join(ALERT_STATES[1:])}, not {to_state!r}")
         if to_state == "closed" and (resolution not in RESOLUTIONS or not (note or "").strip()):
-            raise Conflict(f"closing needs a resolution ({', '.join(RESOLUTIONS)}) and a note")
+            raise Invalid(f"closing needs a resolution ({', '.join(RESOLUTIONS)}) and a note")
         if to_state != "closed" and resolution is not None:
-            raise Conflict("only closing takes a resolution")
+            raise Invalid("only closing takes a resolution")
         cond, args = scope.alert_sql("a")
         now = self.clock()
         with self._tx() as c:
