@@ -146,6 +146,7 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._last_sig: dict[str, tuple[float, str, str]] | None = None
+        self._as_of: dict[str, int] | None = None
 
     # ---- connection and migrations ---------------------------------------------------------------
     @property
@@ -211,14 +212,20 @@ class Store:
                     "select h.platform_id, h.score, h.tier, h.detectors from score_history h join "
                     "(select platform_id, max(as_of) m from score_history group by platform_id) l "
                     "on h.platform_id = l.platform_id and h.as_of = l.m")}
+            if self._as_of is None:
+                self._as_of = dict(c.execute("select platform_id, as_of from platform_score").fetchall())
+            # a state being rebuilt (a restart without checkpoint, a replay) is behind what the store shows:
+            # its older scores neither replace the newer ones nor rewrite their history
+            fresh = [a for a in assessments if a.as_of >= (self._as_of.get(a.platform_id) or 0)]
             c.executemany(
                 "insert or replace into platform_score (platform_id, name, kind, licence, jurisdiction, score, tier, "
                 "disposition, as_of, keywords, body, custodian_id, departments) values (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(a.platform_id, a.name, a.kind, a.licence, a.jurisdiction, a.score, a.tier, a.disposition, a.as_of,
                   ",".join(a.registration_keywords), json.dumps(a.as_dict(), ensure_ascii=False), a.custodian_id,
-                  _csv(a.lead_departments)) for a in assessments])
+                  _csv(a.lead_departments)) for a in fresh])
             history = []
-            for a in assessments:
+            for a in fresh:
+                self._as_of[a.platform_id] = a.as_of
                 sig = (a.score, a.tier, ",".join(sorted({f.detector for f in a.findings})))
                 if self._last_sig.get(a.platform_id) != sig:
                     self._last_sig[a.platform_id] = sig

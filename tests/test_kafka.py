@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from ingest.kafka_io import ensure_topics
 from ingest.sources import FileSource
 from schemas.wire import SingleObjectFraming, decode_body, encode_single_object
+from service.auth import create_key
 from service.cli import kafka_pipeline, main
 from service.settings import Settings
 from service.store import Store
@@ -29,8 +30,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get(url):
-    with urllib.request.urlopen(url, timeout=10) as r:
+def get(url, key=None):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
 
@@ -65,7 +67,8 @@ def test_round_trip_service_scores_equal_replay(kafka_bootstrap, topic_prefix, s
     # publish the world, then run the real service (consumer group + API) as a user would
     assert main(["--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "produce", str(small_world_dir)]) == 0
     port = free_port()
-    env = {**os.environ, "FUNDWATCH_IDLE_ASSESS_SECONDS": "1"}
+    key, _ = create_key(Store(str(tmp_path / "svc.db")), name="PBoC analyst", role="pboc")
+    env = {**os.environ, "FUNDWATCH_IDLE_ASSESS_SECONDS": "1", "FUNDWATCH_SECRET_KEY_FILE": str(tmp_path / "k")}
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--bootstrap", kafka_bootstrap, "--topic-prefix",
                              topic_prefix, "run", "--port", str(port), "--group-id", f"{topic_prefix}svc",
                              "--db", str(tmp_path / "svc.db"), "--checkpoint-dir", str(tmp_path)], cwd=ROOT, env=env,
@@ -84,11 +87,11 @@ def test_round_trip_service_scores_equal_replay(kafka_bootstrap, topic_prefix, s
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             time.sleep(1)
         assert health.get("pipeline", {}).get("caught_up"), health
-        items = get(f"http://127.0.0.1:{port}/v1/platforms?limit=1000")["items"]
+        items = get(f"http://127.0.0.1:{port}/v1/platforms?limit=1000", key)["items"]
         got = {p["platform_id"]: p["score"] for p in items}
         assert got == expected
         assert health["pipeline"]["stats"]["dead"] == 0
-        top = get(f"http://127.0.0.1:{port}/v1/platforms/{items[0]['platform_id']}")
+        top = get(f"http://127.0.0.1:{port}/v1/platforms/{items[0]['platform_id']}", key)
         assert top["findings"] and top["findings"][0]["evidence"]
     finally:
         proc.terminate()
