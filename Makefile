@@ -38,17 +38,27 @@ test-unit: install
 lint: install
 	$(BIN)/python -m mypy ingest graph detectors service schemas
 
-# Simulate a world, publish it to the local broker, run the service on it, print the ten riskiest.
+# Simulate a world, publish it to the local broker, run the service on it, print the ten riskiest,
+# then one API key per role and how to use them.
 demo: install
 	@set -e; bootstrap=$$($(KAFKA) start); mkdir -p var; \
 	  $(MAKE) --no-print-directory stop-service; \
-	  rm -rf $(DEMO_DIR) var/demo.db; \
+	  rm -rf $(DEMO_DIR) var/demo.db var/demo.db-wal var/demo.db-shm var/demo-keys.txt; \
 	  $(BIN)/fundwatch simulate --platforms $(DEMO_PLATFORMS) --days $(DEMO_DAYS) --seed 7 --out $(DEMO_DIR); \
 	  prefix=demo$$(date +%s).; \
 	  $(BIN)/fundwatch --bootstrap $$bootstrap --topic-prefix $$prefix produce $(DEMO_DIR); \
+	  $(BIN)/fundwatch keys --db var/demo.db demo --world $(DEMO_DIR) > var/demo-keys.txt; \
+	  pboc=$$(awk '$$1=="pboc"{print $$2}' var/demo-keys.txt); \
+	  district=$$(awk '$$1=="district"{print $$2}' var/demo-keys.txt); \
 	  nohup $(BIN)/fundwatch --bootstrap $$bootstrap --topic-prefix $$prefix run --port $(PORT) \
 	    --group-id fundwatch-demo --db var/demo.db > var/service.log 2>&1 & echo $$! > var/service.pid; \
-	  $(BIN)/fundwatch top --api http://127.0.0.1:$(PORT) -n 10 --wait 600 || { tail -20 var/service.log; exit 1; }; \
+	  $(BIN)/fundwatch top --api http://127.0.0.1:$(PORT) -n 10 --wait 600 --key $$pboc || { tail -20 var/service.log; exit 1; }; \
+	  echo; echo "API keys, one per role (also in var/demo-keys.txt; shown once, stored hashed in var/demo.db):"; \
+	  sed 's/^/  /' var/demo-keys.txt; \
+	  echo; echo "Try them:"; \
+	  echo "  curl -s -H 'Authorization: Bearer $$district' 'http://127.0.0.1:$(PORT)/v1/platforms?limit=5'"; \
+	  echo "  curl -sN -H 'Authorization: Bearer $$pboc' -H 'Last-Event-ID: 0' http://127.0.0.1:$(PORT)/v1/alerts/stream"; \
+	  echo "  API reference: http://127.0.0.1:$(PORT)/docs"; \
 	  echo "The service keeps running (pid $$(cat var/service.pid), log var/service.log); 'make stop' ends it and the broker."
 
 stop-service:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, HttpUrl
 from detectors.features import FEATURES
 from detectors.risk import DEPARTMENTS, DISPOSITIONS, LEAD_DEPARTMENTS, TIER_CUTS, TIERS
 from service.auth import AdminDep, KeyError_, PbocDep, PrincipalDep, authenticate, create_key
-from service.delivery import WebhookDispatcher, load_server_key, webhook_secret
+from service.delivery import WebhookDispatcher, event_payload, load_server_key, webhook_secret
 from service.deps import StoreDep, get_store
 from service.settings import Settings
 from service.store import ALERT_STATES, OUTCOME_STATUSES, RESOLUTIONS, Conflict, Invalid, NotFound, Store
@@ -374,7 +374,8 @@ def list_alerts(store: StoreDep, principal: PrincipalDep, jurisdiction: Jurisdic
 @router.get("/v1/alerts/stream", tags=["alerts"],
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "Server-Sent Events: `id` is the event's sequence number, `event` its "
-                                            "type, `data` the alert as JSON"}})
+                                            "type, `data` the same JSON a webhook receives: "
+                                            "{id, type, at, alert}"}})
 async def alert_stream(request: Request, store: StoreDep, principal: PrincipalDep,
                        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
                        from_id: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this event id "
@@ -401,8 +402,7 @@ async def alert_stream(request: Request, store: StoreDep, principal: PrincipalDe
             batch = await run_in_threadpool(store.events_after, cursor, principal.scope)
             for ev in batch:
                 cursor = ev["seq"]
-                yield (f"id: {ev['seq']}\nevent: {ev['type']}\n"
-                       f"data: {json.dumps(ev['alert'], ensure_ascii=False, separators=(',', ':'))}\n\n")
+                yield f"id: {ev['seq']}\nevent: {ev['type']}\ndata: {event_payload(ev).decode()}\n\n"
             if batch:
                 beat = time.monotonic()
                 continue

@@ -187,6 +187,8 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
                 print(token)
                 print(f"# {desc['role']} key {desc['key_id']} for {desc['name']}: shown once, stored only as a "
                       f"salted hash", file=sys.stderr)
+        elif args.keys_command == "demo":
+            return _demo_keys(store, args)
         elif args.keys_command == "list":
             for k in store.keys():
                 scope = ",".join(k["departments"] + k["jurisdictions"] + ([k["custodian_id"]] if k["custodian_id"]
@@ -203,6 +205,42 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         store.close()
+
+
+def _demo_keys(store: Any, args: argparse.Namespace) -> int:
+    """One key per role for a simulated world: the district and the custodian with the most platforms."""
+    from collections import Counter
+
+    import fastavro
+
+    from ingest.sources import FILES
+    from service.auth import create_key
+
+    path = Path(args.world) / FILES["Platform"]
+    platforms: list[dict[str, Any]] = []
+    if path.exists():
+        with open(path, "rb") as fh:
+            platforms = [r for r in fastavro.reader(fh) if isinstance(r, dict)]
+    if not platforms:
+        print(f"fundwatch keys demo: no platforms in {args.world}", file=sys.stderr)
+        return 2
+    county = Counter(p["jurisdiction"] for p in platforms).most_common(1)[0][0]
+    bank = Counter(p["custodian_id"] for p in platforms if p.get("custodian_id")).most_common(1)[0][0]
+    specs = [("admin", "系统管理员 operations", {}),
+             ("pboc", "人行中心支行 PBoC branch analyst", {}),
+             ("regulator", "银监分局 banking regulator officer", {"departments": ["BANKING_REGULATOR"]}),
+             ("district", f"属地政府 district {county}", {"jurisdictions": [county]}),
+             ("custodian", f"存管银行 custodian {bank}", {"custodian_id": bank})]
+    out = []
+    for role, name, extra in specs:
+        token, _ = create_key(store, name=name, role=role, created_by="demo", **extra)
+        out.append({"role": role, "name": name, "key": token})
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        for k in out:
+            print(f"{k['role']:<10} {k['key']}   # {k['name']}")
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -313,6 +351,9 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--all-platforms", action="store_true", help="admin: also see every platform")
     k.add_argument("--json", action="store_true", help="print the key and its description as JSON")
     ks.add_parser("list", help="every key (never the secret)")
+    k = ks.add_parser("demo", help="one key per role for a simulated world (make demo)")
+    k.add_argument("--world", required=True, help="the world's directory (fundwatch simulate --out)")
+    k.add_argument("--json", action="store_true")
     k = ks.add_parser("revoke", help="revoke a key now (its webhooks stop too)")
     k.add_argument("key_id")
     s = sub.add_parser("audit", help="the audit log")

@@ -192,15 +192,22 @@ class _WebhookWorker(threading.Thread):
         events = self.d.store.events_after(hook["cursor"], scope, limit=100)
         if not events:
             if head > hook["cursor"]:
-                self.d.store.advance_webhook(self.webhook_id, head, delivered=False)  # nothing in scope up to head
+                self.d.store.advance_webhook(self.webhook_id, head, delivered=0)  # nothing in scope up to head
             return False
+        # the cursor moves once per batch (or at a dead letter): a crash mid-batch sends those events again,
+        # which receivers dedupe by X-Fundwatch-Event-Id; per-event writes would cost more than the POSTs
+        done, delivered = hook["cursor"], 0
         for ev in events:
             if self.stop.is_set():
-                return True
+                break
             ok, attempts, error = self._deliver(client, ev)
-            if not ok:
+            done = ev["seq"]
+            if ok:
+                delivered += 1
+            else:
                 self.d.store.webhook_dead_letter(self.webhook_id, ev["seq"], attempts, error)
-            self.d.store.advance_webhook(self.webhook_id, ev["seq"], delivered=ok)
+        if done > hook["cursor"]:
+            self.d.store.advance_webhook(self.webhook_id, done, delivered=delivered)
         return True
 
     def _redeliveries(self, client: httpx.Client) -> bool:

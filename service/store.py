@@ -495,10 +495,10 @@ class Store:
                 raise NotFound(webhook_id)
             self._audit(c, actor, "webhook.delete", f"webhook:{webhook_id}", {})
 
-    def advance_webhook(self, webhook_id: str, seq: int, *, delivered: bool) -> None:
+    def advance_webhook(self, webhook_id: str, seq: int, *, delivered: int) -> None:
         with self._tx() as c:
             c.execute("update webhook set cursor = max(cursor, ?), delivered = delivered + ? where webhook_id = ?",
-                      (seq, int(delivered), webhook_id))
+                      (seq, delivered, webhook_id))
 
     def webhook_dead_letter(self, webhook_id: str, seq: int, attempts: int, error: str) -> None:
         with self._tx() as c:

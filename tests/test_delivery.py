@@ -84,7 +84,7 @@ def test_sse_is_scoped_and_resumes_from_last_event_id(service):
     store.publish([], [alert(1, "320703"), alert(2, "320706"), alert(3, "320703", kind="PRIVATE_FINANCE",
                                                                      deps=("STABILITY_OFFICE",))], final=False)
     reader.join(timeout=30)
-    assert [e["data"]["alert_id"] for e in got] == ["A0001", "A0003"]  # 320706 is another district's
+    assert [e["data"]["alert"]["alert_id"] for e in got] == ["A0001", "A0003"]  # 320706 is another district's
     assert all(e["event"] == "alert.opened" for e in got)
     last = got[-1]["id"]
     # while the district is away: two more alerts, and the banking regulator acknowledges A0001
@@ -92,13 +92,14 @@ def test_sse_is_scoped_and_resumes_from_last_event_id(service):
     r = httpx.post(f"{base}/v1/alerts/A0001/transitions", json={"to": "acknowledged"}, headers=h(keys["banking"]))
     assert r.status_code == 200
     missed = read_sse(url, h(keys["district"], **{"Last-Event-ID": str(last)}), want=2)
-    assert [(e["event"], e["data"]["alert_id"]) for e in missed] == [("alert.opened", "A0005"),
-                                                                      ("alert.transitioned", "A0001")]
-    assert missed[1]["data"]["state"] == "acknowledged" and missed[0]["id"] > last
+    assert [(e["event"], e["data"]["alert"]["alert_id"]) for e in missed] == [("alert.opened", "A0005"),
+                                                                               ("alert.transitioned", "A0001")]
+    assert missed[1]["data"]["alert"]["state"] == "acknowledged" and missed[0]["id"] > last
+    assert missed[0]["data"]["id"] == missed[0]["id"] and missed[0]["data"]["type"] == "alert.opened"
     # the banking regulator's stream from the start: only alerts its department leads
     bank = read_sse(url + "?from_id=0", h(keys["banking"]), want=4)
-    assert {e["data"]["alert_id"] for e in bank} <= {"A0001", "A0002", "A0004", "A0005"}
-    assert "A0003" not in {e["data"]["alert_id"] for e in bank}
+    assert {e["data"]["alert"]["alert_id"] for e in bank} <= {"A0001", "A0002", "A0004", "A0005"}
+    assert "A0003" not in {e["data"]["alert"]["alert_id"] for e in bank}
     assert httpx.get(url, headers=h("fwk_000000000000_x")).status_code == 401
     assert httpx.get(url, headers=h(keys["district"], **{"Last-Event-ID": "x"})).status_code == 422
 
