@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     tip_max_bytes: int = 8_192
     tip_rate_per_hour: int = 10  # tip-offs accepted per client address and hour
     max_request_bytes: int = 1_048_576
+    outbox_retention_days: float = 30.0  # alert events kept for SSE resumption and webhook redelivery
 
     api_key: str | None = None  # for `fundwatch top` (a client, not the service)
 

@@ -140,9 +140,13 @@ def _uncsv(text: str | None) -> list[str]:
 
 
 class Store:
-    def __init__(self, path: str = ":memory:", *, clock: Callable[[], int] = wall_ms) -> None:
+    def __init__(self, path: str = ":memory:", *, clock: Callable[[], int] = wall_ms,
+                 outbox_retention_days: float = 30.0) -> None:
         self.path = path
         self.clock = clock
+        self.outbox_retention_ms = int(outbox_retention_days * 86_400_000)
+        self._touched: dict[str, int] = {}
+        self._next_prune = 0
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._last_sig: dict[str, tuple[float, str, str]] | None = None
@@ -233,6 +237,10 @@ class Store:
             c.executemany("insert or replace into score_history values (?,?,?,?,?,?)", history)
             for al in alerts:
                 self._upsert_alert(c, al, now)
+            if now >= self._next_prune:  # bounded: events older than the retention are gone (SSE resumes
+                # within it; a dead letter whose event is gone says so when redelivered)
+                c.execute("delete from outbox where at < ?", (now - self.outbox_retention_ms,))
+                self._next_prune = now + 3_600_000
 
     def _upsert_alert(self, c: sqlite3.Connection, al: dict[str, Any], now: int) -> None:
         row = c.execute("select severity_rank, state, last_seen from alert where alert_id = ?",
@@ -457,6 +465,9 @@ class Store:
     def touch_key(self, key_id: str) -> None:
         """Last use, at most once a minute per key (a write per request would serialise reads)."""
         now = self.clock()
+        if now - self._touched.get(key_id, 0) < 60_000:
+            return
+        self._touched[key_id] = now
         with self._tx() as c:
             c.execute("update api_key set last_used_at = ? where key_id = ? and "
                       "(last_used_at is null or last_used_at < ?)", (now, key_id, now - 60_000))

@@ -286,3 +286,14 @@ def test_cli_keys_create_list_revoke(tmp_path, capsys):
     from service.auth import authenticate
 
     assert authenticate(Store(db), token) is None
+
+
+def test_the_outbox_keeps_only_its_retention(tmp_path):
+    now = [1_800_000_000_000]
+    store = Store(str(tmp_path / "o.db"), clock=lambda: now[0], outbox_retention_days=1)
+    from tests.test_delivery import alert
+
+    store.publish([], [alert(1, "320703")], final=False)
+    now[0] += 2 * DAY_MS
+    store.publish([], [alert(2, "320703")], final=False)
+    assert [e["alert"]["alert_id"] for e in store.events_after(0, store_scope())] == ["A0002"]
