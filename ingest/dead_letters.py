@@ -113,4 +113,4 @@ class KafkaDeadLetters:
         log.warning("dead letter: %s", err)
 
     def flush(self) -> None:
-        self.producer.flush()
+        self.producer.flush(timeout=5.0)

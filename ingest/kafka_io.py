@@ -16,6 +16,7 @@ __all__ = ["topic_names", "TOPIC_LAYOUT", "ensure_topics", "make_producer", "pro
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TOPIC = "custody.deadletter"
+FLUSH_TIMEOUT_S = 5.0  # a flush that cannot finish (broker away) raises rather than holding a shutdown
 # record name -> (partitions, compacted). Transactions, listings and disclosures are keyed by
 # platform and share a partition count, so one consumer owns all of a platform's money.
 TOPIC_LAYOUT: dict[str, tuple[int, bool]] = {
@@ -58,7 +59,7 @@ def make_producer(bootstrap: str) -> Any:
     from kafka import KafkaProducer
 
     return KafkaProducer(bootstrap_servers=bootstrap, client_id="fundwatch-producer", linger_ms=20,
-                         batch_size=256 * 1024, acks="all")
+                         batch_size=256 * 1024, acks="all", max_block_ms=10_000)
 
 
 def produce_world(directory: str | Path, bootstrap: str, *, prefix: str = "", framing: Framing | None = None
@@ -108,4 +109,4 @@ class KafkaOutput:
                                value=self.framing.frame("Alert", al))
 
     def flush(self) -> None:
-        self.producer.flush()
+        self.producer.flush(timeout=FLUSH_TIMEOUT_S)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from detectors.assess import Assessment, Assessor
 from graph.ledger import Ledger
 from ingest.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ingest.dead_letters import DeadLetterPolicy, DeadLetterSink
+from ingest.dead_letters import DeadLetterPolicy, DeadLetterRatioExceeded, DeadLetterSink
 from ingest.decode import DecodeError, Envelope, RawMessage, decode
 from ingest.sources import Source
 from schemas.records import DAY_MS, Account, Platform, Transaction
@@ -57,7 +57,7 @@ class Pipeline:
                  dead_letters: DeadLetterSink, *, framing: Framing | None = None,
                  dead_letter_policy: DeadLetterPolicy | None = None, assess_every_ms: int = 7 * DAY_MS,
                  idle_assess_s: float = 2.0, max_pending: int = 500_000, checkpoint_path: str | None = None,
-                 checkpoint_every_s: float = 60.0) -> None:
+                 checkpoint_every_s: float = 60.0, pause_on_dead_letter_cap: bool = False) -> None:
         self.source = source
         self.ledger = ledger
         self.assessor = assessor
@@ -80,6 +80,11 @@ class Pipeline:
         self._lock = threading.Lock()
         self.caught_up = False  # set when the source has been read to its end and assessed
         self.restored = False
+        self.pause_on_dead_letter_cap = pause_on_dead_letter_cap
+        self.paused: str | None = None  # why consumption stopped (the dead-letter cap), for health
+        self.heartbeat = time.monotonic()  # the loop's last turn, for health
+        self.lag: int | None = None  # records behind the ends of the input partitions (Kafka), for health
+        self._lag_at = 0.0
         if checkpoint_path:
             self._restore(checkpoint_path)
 
@@ -91,44 +96,65 @@ class Pipeline:
         interrupted = False
         try:
             while True:
+                self.heartbeat = time.monotonic()
                 if (stop is not None and stop.is_set()) or (max_inputs is not None and self.stats.inputs >= max_inputs):
                     interrupted = True
                     break
-                batch = self.source.poll()                               # poll
-                if batch is None:
-                    break
-                if max_inputs is not None:
-                    batch = self._hold_back(batch, max_inputs - self.stats.inputs)
-                for msg in batch:
-                    self.stats.inputs += 1
-                    self.policy.saw()
-                    item = decode(msg, self.framing)                     # decode
-                    if isinstance(item, DecodeError):
-                        self._dead(item)
+                if self.paused is not None:  # an operator must look; health says why
+                    if stop is None:
+                        break
+                    stop.wait(0.5)
+                    continue
+                try:
+                    batch = self.source.poll()                           # poll
+                    if batch is None:
+                        break
+                    if max_inputs is not None:
+                        batch = self._hold_back(batch, max_inputs - self.stats.inputs)
+                    for msg in batch:
+                        self.stats.inputs += 1
+                        self.policy.saw()
+                        item = decode(msg, self.framing)                 # decode
+                        if isinstance(item, DecodeError):
+                            self._dead(item)
+                        else:
+                            self._apply(item)                            # graph.apply
+                        self._mark(msg.topic, msg.partition, msg.offset)
+                        if self._due():
+                            self._assess(final=False)                    # detect, score, publish
+                    if batch:
+                        idle_since = None
+                        self.caught_up = False
                     else:
-                        self._apply(item)                                # graph.apply
-                    self._mark(msg.topic, msg.partition, msg.offset)
-                    if self._due():
-                        self._assess(final=False)                        # detect, score, publish
-                if batch:
-                    idle_since = None
-                    self.caught_up = False
-                else:
-                    idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since >= self.idle_assess_s:
-                        if self._pending and self.source.caught_up():
-                            self._expire_pending(force=True)  # all there is has been read: nothing more will come
-                        if self._dirty:
-                            self._assess(final=not self._pending)
-                    if not self._dirty and not self._pending and not self.caught_up:
-                        self.caught_up = self.source.caught_up()
+                        idle_since = idle_since or time.monotonic()
+                        if time.monotonic() - idle_since >= self.idle_assess_s:
+                            if self._pending and self.source.caught_up():
+                                self._expire_pending(force=True)  # all there is has been read: nothing more will come
+                            if self._dirty:
+                                self._assess(final=not self._pending)
+                        if not self._dirty and not self._pending and not self.caught_up:
+                            self.caught_up = self.source.caught_up()
+                except DeadLetterRatioExceeded as exc:
+                    if not self.pause_on_dead_letter_cap:
+                        raise
+                    self.paused = str(exc)
+                    log.error("pipeline paused: %s", exc)
+                    continue
                 self.source.commit(self._commit_points())               # commit, last
+                self._measure_lag()
                 if self.checkpoint_path and time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s:
                     self.save_checkpoint()
                 if batch == [] and until_caught_up and not self._pending and self.source.caught_up():
                     break
                 if idle_since is not None and max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                     break
+            if stop is not None and stop.is_set():
+                # a shutdown: the state goes to the checkpoint as it is, and the next start resumes from it;
+                # no last assessment (it would hold a SIGTERM up for the time a full scoring pass takes)
+                self.source.commit(self._commit_points())
+                if self.checkpoint_path:
+                    self.save_checkpoint()
+                return self.stats
             if not interrupted or self.source.caught_up():
                 self._expire_pending(force=True)  # nothing more will come; an interrupted run keeps them waiting
             self._assess(final=True)
@@ -136,10 +162,21 @@ class Pipeline:
             if self.checkpoint_path:
                 self.save_checkpoint()
         finally:
-            self.dead_letters.flush()
-            for out in self.outputs:
-                out.flush()
+            flushes = [self.dead_letters.flush, *(out.flush for out in self.outputs)]
+            for flush in flushes:
+                try:
+                    flush()
+                except Exception as exc:  # a broker away at shutdown: said, not raised over the real cause
+                    log.warning("flush at the end of the run failed: %s: %s", type(exc).__name__, exc)
         return self.stats
+
+    def _measure_lag(self) -> None:
+        """Records behind the ends of the input partitions, at most every few seconds (health reads it)."""
+        lag = getattr(self.source, "lag", None)
+        if lag is None or time.monotonic() - self._lag_at < 5.0:
+            return
+        self._lag_at = time.monotonic()
+        self.lag = lag()
 
     # ---- apply, with transactions waiting for their accounts ---------------------------------------
     def _apply(self, env: Envelope) -> None:
@@ -259,7 +296,16 @@ class Pipeline:
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        """Only once the outputs have flushed what this state reflects: a checkpoint never runs ahead of them."""
         assert self.checkpoint_path
+        try:
+            self.dead_letters.flush()
+            for out in self.outputs:
+                out.flush()
+        except Exception as exc:  # a broker away: keep the previous checkpoint, try again later
+            log.warning("checkpoint skipped, outputs did not flush: %s: %s", type(exc).__name__, exc)
+            self._last_checkpoint = time.monotonic()
+            return
         save_checkpoint(self.checkpoint_path, Checkpoint(self.ledger, self.assessor, dict(self._pending),
                                                          dict(self._done)))
         self._last_checkpoint = time.monotonic()

@@ -9,6 +9,7 @@ import heapq
 from datetime import datetime, timedelta, timezone
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
@@ -17,7 +18,7 @@ import fastavro
 from ingest.decode import RawMessage
 from schemas import INPUT_RECORDS
 
-__all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of"]
+__all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of", "transient"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class KafkaSource:
 
     def __init__(self, bootstrap: str, group_id: str, topics: dict[str, str], *, session_timeout_ms: int = 10_000,
                  heartbeat_interval_ms: int = 1_000, max_poll_records: int = 5_000, poll_timeout_ms: int = 500,
-                 client_id: str = "fundwatch") -> None:
+                 client_id: str = "fundwatch", instance_id: str | None = None) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = topics  # topic -> record name
@@ -129,9 +130,13 @@ class KafkaSource:
         self.max_poll_records = max_poll_records
         self.poll_timeout_ms = poll_timeout_ms
         self.client_id = client_id
+        self.instance_id = instance_id
         self._consumer: Any = None
+        self.transient_errors = 0
+        self._failures = 0
         self._start: dict[tuple[str, int], int] | None = None
         self._seek = False
+        self._positioned: set[Any] = set()  # assigned partitions already put where the state says
 
     def start_from(self, positions: dict[tuple[str, int], int] | None) -> None:
         """Where to read from on assignment: a checkpoint's positions, or None for the beginning of every topic.
@@ -151,29 +156,50 @@ class KafkaSource:
                 bootstrap_servers=self.bootstrap, group_id=self.group_id,
                 client_id=self.client_id, enable_auto_commit=False, auto_offset_reset="earliest",
                 session_timeout_ms=self.session_timeout_ms, heartbeat_interval_ms=self.heartbeat_interval_ms,
-                max_poll_records=self.max_poll_records, max_poll_interval_ms=300_000)
+                max_poll_records=self.max_poll_records, max_poll_interval_ms=300_000,
+                group_instance_id=self.instance_id)
             source = self
 
             class Reposition(ConsumerRebalanceListener):
                 def on_partitions_revoked(self, revoked: Any) -> None:
-                    pass
+                    source._positioned.difference_update(revoked)
 
                 def on_partitions_assigned(self, assigned: Any) -> None:
-                    if not source._seek:
-                        return
-                    for tp in assigned:
-                        pos = (source._start or {}).get((tp.topic, tp.partition))
-                        if pos is None:
-                            consumer.seek_to_beginning(tp)
-                        else:
-                            consumer.seek(tp, pos)
+                    source._position(assigned)
 
             consumer.subscribe(sorted(self.topics), listener=Reposition())
             self._consumer = consumer
         return self._consumer
 
+    def _position(self, partitions: Any) -> None:
+        """Put newly assigned partitions where the state says (checkpoint positions, or the beginning)."""
+        if not self._seek:
+            return
+        for tp in partitions:
+            pos = (self._start or {}).get((tp.topic, tp.partition))
+            if pos is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, pos)
+            self._positioned.add(tp)
+
     def poll(self) -> list[RawMessage] | None:
-        batches = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+        try:
+            batches = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            self._transient(exc, "poll")
+            return []
+        self._failures = 0
+        if self._seek:
+            # a static member rejoining gets its partitions back without the rebalance callback, and the
+            # fetch starts at the committed offsets, which may be ahead of the checkpoint: records fetched
+            # for a partition not yet positioned are dropped, and it is positioned before the next fetch
+            fresh = [tp for tp in self.consumer.assignment() if tp not in self._positioned]
+            if fresh:
+                self._position(fresh)
+                batches = {tp: recs for tp, recs in batches.items() if tp not in fresh}
         out = []
         for tp, records in sorted(batches.items(), key=lambda kv: (kv[0].topic, kv[0].partition)):
             name = self.topics[tp.topic]
@@ -182,22 +208,67 @@ class KafkaSource:
         return out
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit for lag monitoring; a rebalance or a broker away makes this one fail, the next one catches up."""
         if not offsets:
             return
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
-        self.consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+        assigned = self.consumer.assignment()
+        points = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+        points = {tp: o for tp, o in points.items() if tp in assigned}  # a revoked partition is not ours to commit
+        if not points:
+            return
+        try:
+            self.consumer.commit(points)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            self._transient(exc, "commit")
+
+    def _transient(self, exc: Exception, what: str) -> None:
+        self._failures = getattr(self, "_failures", 0) + 1
+        self.transient_errors += 1
+        delay = min(5.0, 0.1 * 2 ** min(self._failures, 6))
+        log.warning("Kafka %s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
+        time.sleep(delay)
 
     def caught_up(self) -> bool:
         """True when every assigned partition has been read to its end."""
+        lag = self.lag()
+        return lag == 0
+
+    def lag(self) -> int | None:
+        """Records between the read positions and the ends of the assigned partitions (None: not assigned yet)."""
         c = self.consumer
         assigned = c.assignment()
         if not assigned:
-            return False
-        ends = c.end_offsets(list(assigned))
-        return all(c.position(tp) >= ends.get(tp, 0) for tp in assigned)
+            return None
+        try:
+            ends = c.end_offsets(list(assigned))
+            return sum(max(0, ends.get(tp, 0) - c.position(tp)) for tp in assigned)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log.warning("Kafka lag unknown (%s: %s)", type(exc).__name__, exc)
+            return None
 
     def close(self) -> None:
         if self._consumer is not None:
-            self._consumer.close()
+            try:
+                self._consumer.close(autocommit=False, timeout_ms=3_000)
+            except Exception as exc:  # closing with the broker gone must not hold up a shutdown
+                log.warning("closing the consumer: %s: %s", type(exc).__name__, exc)
             self._consumer = None
+
+
+def transient(exc: BaseException) -> bool:
+    """Errors that a later attempt may not meet: rebalances, a moved coordinator, a broker restarting."""
+    from kafka import errors
+
+    if isinstance(exc, (errors.CommitFailedError, errors.RebalanceInProgressError, errors.NotCoordinatorError,
+                        errors.CoordinatorNotAvailableError, errors.CoordinatorLoadInProgressError,
+                        errors.BrokerNotAvailableError, errors.KafkaConnectionError, errors.KafkaTimeoutError,
+                        errors.RequestTimedOutError, errors.NodeNotReadyError, errors.UnknownMemberIdError,
+                        errors.IllegalGenerationError)):
+        return True
+    return isinstance(exc, errors.KafkaError) and bool(getattr(exc, "retriable", False))

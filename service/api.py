@@ -7,7 +7,9 @@ outside the scope answers 404 exactly like a missing one.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -15,8 +17,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, AsyncIterator, Callable, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, HttpUrl
 
 from detectors.features import FEATURES
@@ -40,7 +43,7 @@ Resolution = Literal["RECTIFIED", "BUSINESS_STOPPED", "BANNED", "REFERRED_TO_POL
 OutcomeStatus = Literal["NORMAL", "RECTIFYING", "SUSPENDED", "CLOSED", "WITHDRAWAL_DIFFICULTY",
                         "POLICE_INVESTIGATION", "RUN_AWAY"]
 Role = Literal["custodian", "pboc", "regulator", "district", "admin"]
-JurisdictionQ = Annotated[str | None, Query(pattern=r"^\d{6}$")]
+JurisdictionQ = Annotated[str | None, Query(pattern=r"^[0-9]{6}$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=2**62)]
 PlatformId = Annotated[str, Field(min_length=1, max_length=200)]
@@ -79,9 +82,26 @@ class PipelineRunner:
     def status(self) -> dict[str, Any]:
         if self.pipeline is None:
             return {"running": False}
+        p = self.pipeline
         return {"running": bool(self.thread and self.thread.is_alive()), "error": self.error,
-                "caught_up": self.pipeline.caught_up, "stats": self.pipeline.stats.as_dict(),
-                "event_time_ms": self.pipeline.ledger.now_ms}
+                "paused": p.paused, "caught_up": p.caught_up, "lag_records": p.lag,
+                "loop_turned_s_ago": round(time.monotonic() - p.heartbeat, 1), "stats": p.stats.as_dict(),
+                "event_time_ms": p.ledger.now_ms}
+
+    def problems(self, settings: Settings) -> list[str]:
+        """Why the pipeline is not ready, in words an operator can act on (empty: ready)."""
+        st = self.status()
+        out = []
+        if not st["running"]:
+            out.append(f"pipeline not running: {st.get('error') or 'stopped'}")
+        if st.get("paused"):
+            out.append(f"pipeline paused: {st['paused']}")
+        if st.get("lag_records") is not None and st["lag_records"] > settings.health_max_lag_records:
+            out.append(f"pipeline lagging: {st['lag_records']} records behind (bound "
+                       f"{settings.health_max_lag_records})")
+        if st["running"] and st.get("loop_turned_s_ago", 0) > settings.health_stall_seconds:
+            out.append(f"pipeline stalled: its loop last turned {st['loop_turned_s_ago']} s ago")
+        return out
 
 
 class BodyLimit:
@@ -102,19 +122,24 @@ class BodyLimit:
             await _refuse(send, 413, f"request body over {limit} bytes")
             return
         seen = 0
+        too_large = False
 
         async def limited() -> Any:
-            nonlocal seen
+            nonlocal seen, too_large
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge()
+                if seen > limit:  # a chunked body: stop reading, let the app fail, answer 413 ourselves
+                    too_large = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return msg
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
+        async def guarded_send(msg: Any) -> None:
+            if not too_large:
+                await send(msg)
+
+        await self.app(scope, limited, guarded_send)
+        if too_large:
             await _refuse(send, 413, f"request body over {limit} bytes")
 
 
@@ -201,9 +226,19 @@ def create_app(settings: Settings | None = None, runner: PipelineRunner | None =
                               "key's scope. Money in fen; rates as annual fractions; times in epoch milliseconds "
                               "(event time for scores and alerts, wall-clock time for workflow, tips and audit).")
     app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodyLimit, default=settings.max_request_bytes,
                        per_path={"/v1/tips": settings.tip_max_bytes})
     return app
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with where and why, never the input echoed back: what a client sent may not even encode
+    (a lone surrogate, NaN), and a 500 for bad input is a bug."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")).encode("utf-8", "replace")
+               .decode("utf-8"), "type": str(e.get("type", ""))} for e in errors]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def get_runner(request: Request) -> PipelineRunner | None:
@@ -220,10 +255,15 @@ def _not_found(what: str) -> HTTPException:
 
 
 # ---- open -----------------------------------------------------------------------------------------
-@router.get("/healthz", tags=["open"])
-def healthz(store: StoreDep, runner: RunnerDep) -> dict[str, Any]:
+@router.get("/healthz", tags=["open"], responses={503: {"description": "not ready: `reasons` says why"}})
+def healthz(request: Request, store: StoreDep, runner: RunnerDep) -> JSONResponse:
+    """Ready (200) or not (503, with the reasons): the pipeline dead, paused by the dead-letter cap,
+    lagging beyond its bound or stalled. `fundwatch serve` (no pipeline) is ready when its store answers."""
     total, _ = store.platforms(limit=1)
-    return {"status": "ok", "platforms_scored": total, "pipeline": runner.status() if runner else {"running": False}}
+    reasons = runner.problems(request.app.state.settings) if runner else []
+    body = {"status": "unavailable" if reasons else "ok", "reasons": reasons, "platforms_scored": total,
+            "pipeline": runner.status() if runner else {"running": False}}
+    return JSONResponse(body, status_code=503 if reasons else 200)
 
 
 class TipIn(BaseModel):
@@ -345,6 +385,7 @@ def get_outcomes(platform_id: str, store: StoreDep, principal: PrincipalDep) -> 
     """What became of the platform, as recorded."""
     if store.platform(platform_id, principal.scope) is None:
         raise _not_found(f"platform {platform_id}")
+    store.audit(principal.actor, "outcomes.read", f"platform:{platform_id}")
     return {"platform_id": platform_id, "items": store.outcomes(platform_id, principal.scope)}
 
 
@@ -368,6 +409,9 @@ def list_alerts(store: StoreDep, principal: PrincipalDep, jurisdiction: Jurisdic
     total, items = store.alerts(principal.scope, jurisdiction=jurisdiction, department=department,
                                 platform_id=platform_id, min_severity=min_severity, state=state,
                                 resolution=resolution, limit=limit, offset=offset)
+    if items:  # alerts carry evidence: their reads are audited like the platform file's
+        store.audit(principal.actor, "alerts.read", "alerts",
+                    {"count": len(items), "platforms": sorted({a["platform_id"] for a in items})[:50]})
     return {"total": total, "items": items}
 
 
@@ -386,9 +430,10 @@ async def alert_stream(request: Request, store: StoreDep, principal: PrincipalDe
     stream starts with the next event."""
     start: int | None = from_id
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit() or len(last_event_id.strip()) > 18:
+        if not re.fullmatch(r"[0-9]{1,18}", last_event_id.strip()):
             raise HTTPException(422, "Last-Event-ID is an event id (a whole number)")
-        start = int(last_event_id)
+        start = int(last_event_id.strip())
+    store.audit(principal.actor, "alerts.stream", "alerts", {"from": start})
     cursor = start if start is not None else await run_in_threadpool(store.last_event_seq)
     poll = request.app.state.settings.delivery_poll_seconds
     token = request.headers.get("authorization", "").partition(" ")[2]
@@ -400,6 +445,11 @@ async def alert_stream(request: Request, store: StoreDep, principal: PrincipalDe
         while not await request.is_disconnected():
             head = await run_in_threadpool(store.last_event_seq)
             batch = await run_in_threadpool(store.events_after, cursor, principal.scope)
+            now = time.monotonic()
+            if now - checked > 30:  # a revoked key loses its stream within half a minute, busy or not
+                checked = now
+                if await run_in_threadpool(authenticate, store, token) is None:
+                    return
             for ev in batch:
                 cursor = ev["seq"]
                 yield f"id: {ev['seq']}\nevent: {ev['type']}\ndata: {event_payload(ev).decode()}\n\n"
@@ -407,11 +457,6 @@ async def alert_stream(request: Request, store: StoreDep, principal: PrincipalDe
                 beat = time.monotonic()
                 continue
             cursor = max(cursor, head)
-            now = time.monotonic()
-            if now - checked > 30:  # a revoked key loses its stream within half a minute
-                checked = now
-                if await run_in_threadpool(authenticate, store, token) is None:
-                    return
             if now - beat > 15:
                 beat = now
                 yield ": keep-alive\n\n"
@@ -427,6 +472,7 @@ def get_alert(alert_id: str, store: StoreDep, principal: PrincipalDep) -> dict[s
     a = store.alert(alert_id, principal.scope)
     if a is None:
         raise _not_found(f"alert {alert_id}")
+    store.audit(principal.actor, "alert.read", f"alert:{alert_id}", {"platform_id": a["platform_id"]})
     return a
 
 
@@ -463,6 +509,12 @@ def create_webhook(body: WebhookIn, request: Request, store: StoreDep, principal
     only. Events from now on are delivered; see the README for verifying signatures."""
     import secrets as _secrets
 
+    settings: Settings = request.app.state.settings
+    problem = _webhook_url_problem(body.url, settings)
+    if problem:
+        raise HTTPException(422, problem)
+    if len(store.webhooks(principal.key_id, active_only=True)) >= settings.webhooks_per_principal:
+        raise HTTPException(409, f"at most {settings.webhooks_per_principal} webhooks per key; delete one first")
     wid = "wh_" + _secrets.token_hex(8)
     hook = store.add_webhook(wid, principal.key_id, str(body.url), principal.actor)
     return {**_hook_view(hook), "secret": webhook_secret(request.app.state.server_key, wid)}
@@ -513,7 +565,7 @@ class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Role
     departments: list[Department] = Field(default_factory=list, max_length=6)
-    jurisdictions: list[Annotated[str, Field(pattern=r"^\d{6}$")]] = Field(default_factory=list, max_length=100)
+    jurisdictions: list[Annotated[str, Field(pattern=r"^[0-9]{6}$")]] = Field(default_factory=list, max_length=100)
     custodian_id: str | None = Field(default=None, min_length=1, max_length=100)
     all_platforms: bool = False
 
@@ -555,7 +607,26 @@ def audit(store: StoreDep, principal: AdminDep, after: Offset = 0, limit: Limit 
 @router.get("/v1/audit/verify", tags=["access"])
 def audit_verify(store: StoreDep, principal: AdminDep) -> dict[str, Any]:
     broken = store.verify_audit()
-    return {"ok": not broken, "entries": store.audit_count(), "broken": broken}
+    return {"ok": not broken, "entries": store.audit_count(), "broken": broken, "head": store.audit_head()}
+
+
+def _webhook_url_problem(url: HttpUrl, settings: Settings) -> str | None:
+    """No credentials in the address, no link-local or cloud-metadata targets, loopback only when allowed
+    (receivers are the supervisors' own hosts: private addresses are fine)."""
+    if url.username or url.password:
+        return "a webhook address carries no user or password (the signature authenticates fundwatch)"
+    host = (url.host or "").strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        host = "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+        return f"{host} is not a receiver's address"
+    if ip.is_loopback and not settings.webhook_allow_loopback:
+        return "loopback addresses are refused (FUNDWATCH_WEBHOOK_ALLOW_LOOPBACK=true allows them, e.g. for tests)"
+    return None
 
 
 def _hook_view(h: dict[str, Any], dead: int | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -35,7 +36,7 @@ def _assessor(settings: Settings) -> Any:
 
 
 def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_letters: Any, framing: Any = None,
-                   checkpoint: bool = False) -> Any:
+                   checkpoint: bool = False, live: bool = False) -> Any:
     from graph.ledger import Ledger
     from ingest.dead_letters import DeadLetterPolicy
     from ingest.pipeline import Pipeline
@@ -48,7 +49,8 @@ def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_let
                     max_pending=settings.max_pending,
                     idle_assess_s=settings.idle_assess_seconds,
                     checkpoint_path=settings.checkpoint_path if checkpoint else None,
-                    checkpoint_every_s=settings.checkpoint_every_seconds)
+                    checkpoint_every_s=settings.checkpoint_every_seconds,
+                    pause_on_dead_letter_cap=live)
 
 
 def kafka_pipeline(settings: Settings, store: Any) -> Any:
@@ -63,10 +65,10 @@ def kafka_pipeline(settings: Settings, store: Any) -> Any:
     source = KafkaSource(settings.bootstrap, settings.group_id, {names[n]: n for n in INPUT_RECORDS},
                          session_timeout_ms=settings.session_timeout_ms,
                          heartbeat_interval_ms=settings.heartbeat_interval_ms,
-                         max_poll_records=settings.max_poll_records)
+                         max_poll_records=settings.max_poll_records, instance_id=settings.worker_instance_id)
     producer = make_producer(settings.bootstrap)
     return build_pipeline(settings, source, [store, KafkaOutput(producer, names, framing)],
-                          KafkaDeadLetters(producer, names["DeadLetter"]), framing, checkpoint=True)
+                          KafkaDeadLetters(producer, names["DeadLetter"]), framing, checkpoint=True, live=True)
 
 
 # ---- sub-commands -----------------------------------------------------------------------------------
@@ -153,7 +155,24 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, runner, channels=[record_publisher(settings)])
     print(f"fundwatch: consuming {settings.bootstrap} as group {settings.group_id}; "
           f"API on http://{settings.host}:{settings.port}/docs", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    # SIGTERM/SIGINT end it within seconds: open SSE streams get 5 s, then the pipeline checkpoints and stops
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                                           timeout_graceful_shutdown=5, proxy_headers=settings.trust_proxy_headers))
+
+    def watch() -> None:
+        """A pipeline that died for good ends the process, non-zero, so a supervisor restarts it."""
+        while not server.should_exit:
+            t = runner.thread
+            if t is not None and not t.is_alive():
+                server.should_exit = True
+                return
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="fundwatch-watch", daemon=True).start()
+    server.run()
+    if runner.thread is not None and not runner.stop.is_set() or runner.error:
+        print(f"fundwatch: the pipeline stopped: {runner.error or 'its source ended'}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -162,7 +181,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from service.api import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                timeout_graceful_shutdown=5, proxy_headers=settings.trust_proxy_headers)
     return 0
 
 
@@ -251,15 +271,25 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     try:
         broken = store.verify_audit()
         n = store.audit_count()
+        head = store.audit_head()
+        cut = None
+        if args.expect_head:
+            seq, _, digest = args.expect_head.partition(":")
+            cut = store.check_audit_head(int(seq), digest)
     finally:
         store.close()
-    if not broken:
-        print(f"audit log intact: {n} entries, hash chain verified")
-        return 0
     for b in broken:
         print(f"audit entry {b['seq']}: {'; '.join(b['problems'])}")
-    print(f"audit log BROKEN: {len(broken)} of {n} entries fail the hash chain", file=sys.stderr)
-    return 1
+    if cut:
+        print(f"audit head: {cut}")
+    if broken or cut:
+        print(f"audit log BROKEN: {len(broken)} of {n} entries fail the hash chain"
+              f"{'; the recorded head does not match' if cut else ''}", file=sys.stderr)
+        return 1
+    print(f"audit log intact: {n} entries, hash chain verified")
+    if head:
+        print(f"head {head['seq']}:{head['hash']} (record it elsewhere; --expect-head checks it later)")
+    return 0
 
 
 def _get(url: str, key: str | None = None) -> Any:
@@ -342,7 +372,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("keys", help="make, list and revoke API keys")
     s.add_argument("--db", help="the service's store (default var/fundwatch.db, env FUNDWATCH_DB_PATH)")
     ks = s.add_subparsers(dest="keys_command", required=True)
+    db_here = dict(default=argparse.SUPPRESS, help="the service's store (also accepted before the sub-command)")
     k = ks.add_parser("create", help="make a key; prints it once")
+    k.add_argument("--db", **db_here)  # type: ignore[arg-type]
     k.add_argument("--role", required=True, choices=["custodian", "pboc", "regulator", "district", "admin"])
     k.add_argument("--name", required=True, help="who holds the key")
     k.add_argument("--department", action="append", help="regulator: a lead department (repeatable)")
@@ -350,16 +382,20 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--custodian-id", help="custodian: the bank's custodian_id")
     k.add_argument("--all-platforms", action="store_true", help="admin: also see every platform")
     k.add_argument("--json", action="store_true", help="print the key and its description as JSON")
-    ks.add_parser("list", help="every key (never the secret)")
+    ks.add_parser("list", help="every key (never the secret)").add_argument("--db", **db_here)  # type: ignore[arg-type]
     k = ks.add_parser("demo", help="one key per role for a simulated world (make demo)")
+    k.add_argument("--db", **db_here)  # type: ignore[arg-type]
     k.add_argument("--world", required=True, help="the world's directory (fundwatch simulate --out)")
     k.add_argument("--json", action="store_true")
     k = ks.add_parser("revoke", help="revoke a key now (its webhooks stop too)")
+    k.add_argument("--db", **db_here)  # type: ignore[arg-type]
     k.add_argument("key_id")
     s = sub.add_parser("audit", help="the audit log")
     s.add_argument("--db", help="the service's store")
     au = s.add_subparsers(dest="audit_command", required=True)
-    au.add_parser("verify", help="check the hash chain; exit 1 naming every broken entry")
+    v = au.add_parser("verify", help="check the hash chain; exit 1 naming every broken entry")
+    v.add_argument("--db", **db_here)  # type: ignore[arg-type]
+    v.add_argument("--expect-head", metavar="SEQ:HASH", help="a head printed earlier: the log must still hold it")
     return p
 
 

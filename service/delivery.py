@@ -266,7 +266,10 @@ class RecordPublisher:
         self.stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.publish_pending()
+        try:
+            self.publish_pending()
+        except Exception as exc:  # the broker is away: what is unpublished stays marked so, for the next start
+            log.warning("outcomes and tips not published at shutdown: %s: %s", type(exc).__name__, exc)
 
     def _run(self) -> None:
         while not self.stop.wait(self.poll_s):
@@ -292,7 +295,7 @@ class RecordPublisher:
                                                                 "platform_id": t["platform_id"],
                                                                 "received_at": t["received_at"]}))
         if outcomes or tips:
-            self.producer.flush()
+            self.producer.flush(timeout=5.0)
             self.store.mark_published("outcome", [o["id"] for o in outcomes])
             self.store.mark_published("tip", [t["receipt_id"] for t in tips])
             n = len(outcomes) + len(tips)

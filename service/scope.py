@@ -22,7 +22,7 @@ __all__ = ["Scope", "ROLES", "ADVERTISING_DEPARTMENT", "jurisdiction_prefix", "k
 
 ROLES = ("custodian", "pboc", "regulator", "district", "admin")
 ADVERTISING_DEPARTMENT = "MARKET_REGULATOR"
-JURISDICTION_RE = re.compile(r"^\d{6}$")
+JURISDICTION_RE = re.compile(r"^[0-9]{6}$")  # ASCII digits only (\d would take fullwidth ones)
 ALL_KINDS = tuple(LEAD_DEPARTMENTS)
 
 
@@ -60,6 +60,15 @@ class Scope:
                    custodians=(custodian_id,) if custodian_id else (),
                    kinds=kinds_led_by(deps), departments=deps,
                    jurisdictions=tuple(sorted({jurisdiction_prefix(j) for j in jurisdictions})))
+
+    def without_custodians(self) -> "Scope":
+        """The same scope less what it sees as a custodian bank (tip-offs are for supervisors only)."""
+        return Scope(self.everything, (), self.kinds, self.departments, self.jurisdictions)
+
+    @property
+    def supervises(self) -> bool:
+        """A supervisor's scope (PBoC, a regulator, a district) rather than only a bank's own clients."""
+        return bool(self.everything or self.kinds or self.departments or self.jurisdictions)
 
     @property
     def empty(self) -> bool:

@@ -16,6 +16,15 @@ class Settings(BaseSettings):
     session_timeout_ms: int = 10_000  # kafka-python 3 defaults to 45 s, which makes group joins slow
     heartbeat_interval_ms: int = 1_000
     max_poll_records: int = 5_000
+    instance_id: str | None = None  # static group membership; default: this host and the API port
+
+    @property
+    def worker_instance_id(self) -> str:
+        """Stable across restarts of the same worker, so a restart takes its partitions back at once instead
+        of sharing them with its own dead predecessor until the session times out (KIP-345)."""
+        import socket
+
+        return self.instance_id or f"fundwatch-{socket.gethostname()}-{self.port}"
 
     db_path: str = "var/fundwatch.db"
     checkpoint_dir: str = "var/checkpoints"  # run: state + positions, one file per topic prefix and group
@@ -46,12 +55,18 @@ class Settings(BaseSettings):
     webhook_backoff_max_seconds: float = 30.0
     webhook_timeout_seconds: float = 5.0
     delivery_poll_seconds: float = 0.2  # how often SSE streams and webhook workers look at the outbox
+    webhook_allow_loopback: bool = False  # receivers on this host (tests, a local relay)
+    webhooks_per_principal: int = 5
+    trust_proxy_headers: bool = False  # X-Forwarded-For names the client only behind a proxy you run
     tip_max_bytes: int = 8_192
     tip_rate_per_hour: int = 10  # tip-offs accepted per client address and hour
     max_request_bytes: int = 1_048_576
     outbox_retention_days: float = 30.0  # alert events kept for SSE resumption and webhook redelivery
 
     api_key: str | None = None  # for `fundwatch top` (a client, not the service)
+
+    health_max_lag_records: int = 100_000  # /healthz answers 503 when the pipeline is further behind
+    health_stall_seconds: float = 180.0  # ... or when its loop has not turned for this long
 
     host: str = "127.0.0.1"
     port: int = 8000

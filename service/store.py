@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -158,6 +159,8 @@ class Store:
         if self._conn is None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                if not Path(self.path).exists():  # tip contacts and key hashes: readable by the service only
+                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
             if self.path != ":memory:":
                 conn.execute("pragma journal_mode=wal")
@@ -380,6 +383,8 @@ class Store:
     def transition(self, alert_id: str, scope: Scope, actor: str, to_state: str, *, resolution: str | None = None,
                    note: str | None = None) -> dict[str, Any]:
         """Move an alert forward in new -> acknowledged -> investigating -> closed; closing needs a resolution."""
+        if not scope.supervises:
+            raise NotFound(alert_id)  # a custodian bank reads its clients' alerts; supervisors work them
         if to_state not in ALERT_STATES[1:]:
             raise Invalid(f"an alert can be moved to {', '.join(ALERT_STATES[1:])}, not {to_state!r}")
         if to_state == "closed" and (resolution not in RESOLUTIONS or not (note or "").strip()):
@@ -583,7 +588,9 @@ class Store:
 
     def tips(self, scope: Scope, *, platform_id: str | None = None, limit: int = 100, offset: int = 0
              ) -> tuple[int, list[dict[str, Any]]]:
-        """Tips about platforms in scope; a tip naming no known platform is the PBoC branch's to read."""
+        """Tips about platforms in scope, for supervisors (a custodian bank reads none: tipsters may name
+        themselves); a tip naming no known platform is the PBoC branch's to read."""
+        scope = scope.without_custodians()
         cond, args = scope.platform_sql("p")
         if scope.everything:
             base, bargs = "from tip t where 1=1", []
@@ -641,6 +648,19 @@ class Store:
                 bad.append({"seq": r["seq"], "problems": problems})
             prev, expect = r["hash"], r["seq"] + 1
         return bad
+
+    def audit_head(self) -> dict[str, Any] | None:
+        """The newest entry's number and hash: kept outside the database (a ticket, a print-out, another
+        system), it shows a truncated or wholly rewritten log that the chain alone cannot."""
+        return self._one("select seq, hash, at from audit order by seq desc limit 1")
+
+    def check_audit_head(self, seq: int, digest: str) -> str | None:
+        row = self._one("select hash from audit where seq = ?", (seq,))
+        if row is None:
+            return f"entry {seq}, the recorded head, is gone: the log was cut short"
+        if row["hash"] != digest:
+            return f"entry {seq} no longer has the recorded head hash: the log was rewritten"
+        return None
 
     def _iter_audit(self) -> Iterator[dict[str, Any]]:
         after = 0

@@ -28,7 +28,8 @@ def free_port() -> int:
 def service_env(tmp: Path, db: str, **extra: str) -> dict[str, str]:
     env = {**os.environ, "FUNDWATCH_DB_PATH": db, "FUNDWATCH_SECRET_KEY_FILE": str(tmp / "secret.key"),
            "FUNDWATCH_DELIVERY_POLL_SECONDS": "0.05", "FUNDWATCH_WEBHOOK_BACKOFF_BASE_SECONDS": "0.05",
-           "FUNDWATCH_WEBHOOK_BACKOFF_MAX_SECONDS": "0.2", "FUNDWATCH_WEBHOOK_TIMEOUT_SECONDS": "1"}
+           "FUNDWATCH_WEBHOOK_BACKOFF_MAX_SECONDS": "0.2", "FUNDWATCH_WEBHOOK_TIMEOUT_SECONDS": "1",
+           "FUNDWATCH_WEBHOOK_ALLOW_LOOPBACK": "true"}
     env.update(extra)
     return env
 

@@ -168,3 +168,10 @@ def test_signatures_and_the_replay_window():
         verify_signature(secret, old, body)  # a captured request sent again an hour later
     with pytest.raises(SignatureError, match="missing"):
         verify_signature(secret, {}, body)
+
+
+def test_the_tip_limit_is_per_real_address_not_per_claimed_one(service):
+    base = service["base"]
+    codes = [httpx.post(f"{base}/v1/tips", json={"platform": "P1", "text": f"tip {i}"},
+                        headers={"X-Forwarded-For": f"10.9.9.{i}"}).status_code for i in range(11)]
+    assert codes == [202] * 10 + [429]  # a spoofed X-Forwarded-For buys no more tips

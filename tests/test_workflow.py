@@ -191,7 +191,7 @@ def test_tips_are_public_limited_and_never_reveal_a_platform(client, scored):
     assert client.get("/v1/tips", headers=bearer(store, role="admin")).json()["total"] == 0
 
 
-def test_tips_count_as_complaint_evidence_but_alone_never_above_medium():
+def test_tips_count_as_complaint_evidence_but_alone_never_open_an_alert():
     book = Book()
     ledger = book.ledger
     ledger._tick(T0 + 40 * DAY_MS)
@@ -204,7 +204,13 @@ def test_tips_count_as_complaint_evidence_but_alone_never_above_medium():
     assert [f.severity for f in tip_offs(view())] == ["LOW"]
     for i in range(3, 40):
         ledger.apply(Tip(f"R{i}", "P1", T0 + 39 * DAY_MS))
-    assert [f.severity for f in tip_offs(view())] == ["MEDIUM"]
+    found = tip_offs(view())
+    assert [f.severity for f in found] == ["LOW"] and found[0].score == 1.0
+    from detectors.assess import Assessment
+
+    a = Assessment("P1", "n", "P2P_LENDING", "LICENSED", "320703", (), 10.0, "LOW", "MONITOR", 0.5, (),
+                   tuple(found), ledger.now_ms, None)
+    assert Assessor().new_alerts([a]) == []  # below the default alert floor: a flood of tips opens nothing
     # a tip stamped in the wall clock's future does not move a replay's event time
     now = ledger.now_ms
     ledger.apply(Tip("FUTURE", "P1", now + 3650 * DAY_MS))
@@ -249,6 +255,23 @@ def test_a_deleted_audit_entry_is_named(tmp_path):
     raw.execute("delete from audit where seq = 3")
     raw.commit()
     assert [b["seq"] for b in store.verify_audit()] == [4]
+
+
+def test_a_cut_tail_is_caught_against_a_recorded_head(tmp_path, capsys):
+    db = str(tmp_path / "h.db")
+    store = Store(db)
+    for i in range(5):
+        store.audit("t", "x", f"o{i}")
+    assert main(["audit", "verify", "--db", db]) == 0
+    head = capsys.readouterr().out.split("head ")[1].split()[0]
+    assert head.startswith("5:")
+    raw = sqlite3.connect(db)
+    raw.execute("drop trigger audit_no_delete")
+    raw.execute("delete from audit where seq >= 4")
+    raw.commit()
+    assert store.verify_audit() == []  # the chain alone cannot see a cut tail
+    assert main(["audit", "verify", "--db", db, "--expect-head", head]) == 1
+    assert "cut short" in capsys.readouterr().out
 
 
 # ---- store ----------------------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """Public tip-offs (举报, seed 000 §三(三)): complaints count as evidence, but only as a lead.
 
-A tip is an unverified claim that anyone can send, so tips alone never raise more than a
-MEDIUM finding: they draw a regulator's attention and order what the money rules leave equal;
-only the money or the disclosures raise a platform to HIGH.
+A tip is an unverified claim that anyone can send (and a rival can send many), so tips alone
+make at most a LOW finding, below the alert floor: they raise the score a little and order what
+the money rules leave equal; a regulator reads them with the platform's file. Only the money or
+the disclosures open alerts and raise tiers.
 """
 from __future__ import annotations
 
 from detectors.base import Finding, PlatformView, detector
 
 TIPS_LOW = 3  # tips inside the window for a LOW finding
-TIPS_MEDIUM = 10  # and for a MEDIUM one
+TIPS_FULL = 20  # the finding's strength is full from this many
 
 
 @detector("tip_offs")
@@ -19,10 +20,9 @@ def tip_offs(view: PlatformView) -> list[Finding]:
     n = len(tips)
     if n < TIPS_LOW:
         return []
-    sev = "MEDIUM" if n >= TIPS_MEDIUM else "LOW"
     since = min(t for t, _ in tips)
     return [Finding(
-        "tip_offs", sev, min(1.0, n / (2 * TIPS_MEDIUM)),
+        "tip_offs", "LOW", min(1.0, n / TIPS_FULL),
         f"近{view.window_days or '全部'}天收到公众举报{n}条（举报平台），作为投诉线索待核实。",
         f"{n} public tip-offs in the last {view.window_days or 'all'} days (tip-off platform): complaint leads "
         f"to be checked.",

@@ -1,0 +1,164 @@
+"""Health tells the truth, and the service's life ends cleanly: 503 with the reason when the pipeline is
+dead, paused or lagging; `fundwatch run` exits non-zero when its pipeline dies; SIGTERM ends it within
+seconds; kill -9 and an immediate restart never crash on the group's rebalance."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from detectors.assess import Assessor
+from graph.ledger import Ledger
+from ingest.dead_letters import DeadLetterPolicy, MemoryDeadLetters
+from ingest.decode import RawMessage
+from ingest.pipeline import Pipeline
+from service.api import PipelineRunner, create_app
+from service.auth import create_key
+from service.cli import main
+from service.settings import Settings
+from service.store import Store
+from tests.helpers import ListSource
+from tests.servers import free_port, service_env, start, stop, wait_for
+
+
+class BrokenSource(ListSource):
+    """A source that fails for good after its messages (a bug, a disk gone): not a broker stand-in."""
+
+    def poll(self):
+        batch = super().poll()
+        if batch is None:
+            raise RuntimeError("the source broke")
+        return batch
+
+
+class EndlessSource(ListSource):
+    """Live-like: after its messages it answers 'nothing now' forever, and reports a lag."""
+
+    def __init__(self, messages, lag=None):
+        super().__init__(messages)
+        self._lag = lag
+
+    def poll(self):
+        return super().poll() or []
+
+    def lag(self):
+        return self._lag
+
+
+def client_for(tmp_path, pipeline, **settings):
+    runner = PipelineRunner(lambda store: pipeline)
+    app = create_app(Settings(db_path=str(tmp_path / "h.db"), secret_key_file=str(tmp_path / "k"), **settings),
+                     runner)
+    return TestClient(app), runner
+
+
+def test_health_is_503_when_the_pipeline_died(tmp_path):
+    pipe = Pipeline(BrokenSource([]), Ledger(), Assessor(), [], MemoryDeadLetters())
+    client, runner = client_for(tmp_path, pipe)
+    with client:
+        wait_for(lambda: runner.thread is not None and not runner.thread.is_alive(), 10, "the pipeline to die")
+        r = client.get("/healthz")
+        assert r.status_code == 503
+        assert r.json()["status"] == "unavailable"
+        assert "pipeline not running: RuntimeError: the source broke" in r.json()["reasons"]
+
+
+def test_health_is_503_when_paused_by_the_dead_letter_cap(tmp_path):
+    garbage = [RawMessage("custody.transactions", 0, i, "Transaction", value=b"junk") for i in range(30)]
+    pipe = Pipeline(EndlessSource(garbage), Ledger(), Assessor(), [], MemoryDeadLetters(),
+                    dead_letter_policy=DeadLetterPolicy(0.05, 10), pause_on_dead_letter_cap=True)
+    client, runner = client_for(tmp_path, pipe)
+    with client:
+        wait_for(lambda: pipe.paused is not None, 10, "the pause")
+        r = client.get("/healthz")
+        assert r.status_code == 503 and runner.thread is not None and runner.thread.is_alive()
+        assert any(x.startswith("pipeline paused:") and "dead-lettered" in x for x in r.json()["reasons"])
+        assert pipe.stats.inputs < 30  # it stopped consuming
+    assert not runner.thread.is_alive()  # and a shutdown still ends it
+
+
+def test_health_is_503_when_lagging_and_200_when_not(tmp_path):
+    pipe = Pipeline(EndlessSource([], lag=250_000), Ledger(), Assessor(), [], MemoryDeadLetters())
+    client, _ = client_for(tmp_path, pipe, health_max_lag_records=1000)
+    with client:
+        wait_for(lambda: pipe.lag is not None, 10, "a lag measurement")
+        r = client.get("/healthz")
+        assert r.status_code == 503 and "pipeline lagging: 250000 records behind (bound 1000)" in r.json()["reasons"]
+        pipe.source._lag = 0
+        pipe._lag_at = 0.0
+        wait_for(lambda: client.get("/healthz").status_code == 200, 15, "health to recover")
+
+
+def test_serve_without_a_pipeline_is_healthy(tmp_path):
+    with TestClient(create_app(Settings(db_path=str(tmp_path / "s.db"), secret_key_file=str(tmp_path / "k")))) as c:
+        assert c.get("/healthz").json()["status"] == "ok"
+
+
+@pytest.mark.kafka
+def test_run_exits_nonzero_when_its_pipeline_dies(kafka_bootstrap, topic_prefix, tmp_path):
+    db = str(tmp_path / "d.db")
+    port = free_port()
+    env = service_env(tmp_path, db, FUNDWATCH_CHECKPOINT_EVERY_SECONDS="0.5")
+    proc = subprocess.Popen(
+        [*_cli(), "--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "run", "--port", str(port),
+         "--group-id", f"{topic_prefix}die", "--db", db, "--checkpoint-dir", "/dev/null/ckpt"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=_root())
+    try:
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out
+    assert "the pipeline stopped" in out
+
+
+@pytest.mark.kafka
+def test_sigterm_ends_run_within_seconds_and_kill9_restarts_never_crash(kafka_bootstrap, topic_prefix,
+                                                                         small_world_dir, tmp_path):
+    assert main(["--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "produce", str(small_world_dir)]) == 0
+    db = str(tmp_path / "r.db")
+    key, _ = create_key(Store(db), name="pboc", role="pboc")
+    port = free_port()
+    args = ["--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "run", "--port", str(port),
+            "--group-id", f"{topic_prefix}k9", "--db", db, "--checkpoint-dir", str(tmp_path / "ckpt")]
+    env = service_env(tmp_path, db, FUNDWATCH_IDLE_ASSESS_SECONDS="0.5", FUNDWATCH_CHECKPOINT_EVERY_SECONDS="2")
+    for _ in range(3):  # kill -9 mid-stream, restart at once: the group is still rebalancing
+        proc = start(args, env, port)
+        time.sleep(3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    proc = start(args, env, port)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            h = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            return h.status_code == 200 and h.json()["pipeline"].get("caught_up")
+
+        wait_for(ready, 240, "the restarted service to catch up")
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/platforms", headers={"Authorization": f"Bearer {key}"}
+                         ).json()["total"] == 25
+        t, wall = time.monotonic(), time.time()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        # uvicorn re-raises the signal once it has shut down gracefully, so the status is SIGTERM's own
+        assert proc.returncode in (0, -signal.SIGTERM) and time.monotonic() - t < 10
+        ckpt = next((tmp_path / "ckpt").glob("*.ckpt"))
+        assert ckpt.stat().st_mtime >= wall  # the shutdown wrote the state down on its way out
+    finally:
+        stop(proc)
+
+
+def _cli():
+    import sys
+
+    return [sys.executable, "-m", "service.cli"]
+
+
+def _root():
+    from tests.servers import ROOT
+
+    return ROOT
