@@ -46,6 +46,7 @@ class OutlierEnsemble:
         from pyod.models.iforest import IForest
 
         X = np.asarray(X, dtype=float)
+        self.X_fit_ = X  # kept: a checkpoint stores the data and refits (seeded) instead of pickling models
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: imputed with 0 below
             med = np.nanmedian(X, axis=0) if len(X) else np.zeros(X.shape[1])
