@@ -188,7 +188,7 @@ def _dec(o: Any, allowed: dict[str, type]) -> Any:
             return model.fit(fit) if fit is not None else model
         if dataclasses.is_dataclass(cls):
             return cls(**state)
-        obj = object.__new__(cls)  # Ledger, Assessor: their state, not their constructor's defaults
+        obj: Any = object.__new__(cls)  # Ledger, Assessor: their state, not their constructor's defaults
         obj.__dict__.update(state)
         return obj
     raise CheckpointError(f"unknown tag in {sorted(o)[:3]}")
