@@ -13,7 +13,7 @@ Limits (defaults; the tunable ones are `FUNDWATCH_VALIDATE_*` settings, see READ
 | ids (platform, account, listing, tx, holder, receipt, custodian) | 1..128 characters | keys in the graph, the store and URLs |
 | jurisdiction | exactly 6 ASCII digits | administrative division code (GB/T 2260); scopes match on it |
 | names | at most 256 characters | registered company names are far shorter |
-| business scope, background, memo | at most 4,096 characters | a registered business scope fits in a few hundred |
+| business scope, memo | at most 4,096 characters | a registered business scope fits in a few hundred |
 | related_parties | at most 1,000 entries | each becomes a graph edge |
 | yield_by_term | at most 64 entries, labels 1..64 characters | term buckets, a handful in practice |
 | money (fen): amount, volume, outstanding, related-party outstanding | 0..10^15 (amounts > 0) | 10^15 fen is 10 trillion yuan, above any single movement of client money; 9,223 of them still fit an int64 |
@@ -23,6 +23,7 @@ Limits (defaults; the tunable ones are `FUNDWATCH_VALIDATE_*` settings, see READ
 | shares (top-10 borrower and investor), overdue rate | 0..1 | fractions |
 | term_days, avg_term_days | 0..36,500 | a hundred years |
 | counts (investors, borrowers, complaints) | 0..2^31-1 | Avro int, never negative |
+| enums (kind, licence, role, background, type) | the contract's symbols | records built in Python skip Avro's check |
 | every timestamp | 1990-01-01 .. wall clock + 1 day | nothing in this contract predates internet finance or is from tomorrow |
 
 Event time. The stream's event time is the ledger's `now_ms` (the newest time seen; the first
@@ -62,6 +63,7 @@ PLATFORM_KINDS = frozenset(("P2P_LENDING", "EQUITY_CROWDFUNDING", "INTERNET_INSU
 LICENCES = frozenset(("LICENSED", "UNLICENSED", "SCOPE_MISMATCH"))
 ACCOUNT_ROLES = frozenset(("INVESTOR", "BORROWER", "PLATFORM_OWN", "CUSTODY_POOL", "RISK_RESERVE",
                            "CLIENT_RESERVE", "EXTERNAL"))
+BACKGROUNDS = frozenset(("STATE_OWNED", "LISTED", "VC_BACKED", "BANK", "PRIVATE"))
 LISTING_KINDS = frozenset(("LOAN", "PRODUCT"))
 TX_TYPES = frozenset(("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "FEE", "TRANSFER", "REFUND"))
 _DIGITS = frozenset("0123456789")
@@ -185,7 +187,7 @@ def _platform(p: Platform, lim: Limits) -> str | None:
         _text("name", p.name, lim.max_name_len, optional=False),
         _enum("kind", p.kind, PLATFORM_KINDS), _enum("licence", p.licence, LICENCES),
         _text("business_scope", p.business_scope, lim.max_text_len, optional=False),
-        _text("background", p.background, lim.max_text_len),
+        None if p.background is None else _enum("background", p.background, BACKGROUNDS),
         None if p.custodian_id is None else _id("custodian_id", p.custodian_id, lim),
         None if p.advertised_annual_yield is None else _float(
             "advertised_annual_yield", p.advertised_annual_yield, 0.0, lim.max_annual_rate),
