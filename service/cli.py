@@ -48,7 +48,7 @@ def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_let
                     max_pending=settings.max_pending,
                     idle_assess_s=settings.idle_assess_seconds,
                     checkpoint_path=settings.checkpoint_path if checkpoint else None,
-                    checkpoint_every_s=settings.checkpoint_every_seconds)
+                    checkpoint_every_s=settings.checkpoint_every_seconds, limits=settings.limits())
 
 
 def kafka_pipeline(settings: Settings, store: Any) -> Any:

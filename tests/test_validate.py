@@ -244,3 +244,12 @@ def test_assessment_survives_non_finite_disclosures_that_bypass_the_door():
 def test_validate_module_has_no_import_time_work():
     src = (Path(__file__).resolve().parents[1] / "ingest" / "validate.py").read_text(encoding="utf-8")
     assert "time.time()" not in src.split("class Gate")[0]
+
+
+def test_settings_tune_the_door_and_reach_the_pipeline():
+    from service.cli import build_pipeline
+    from service.settings import Settings
+
+    s = Settings(validate_money_late_days=3, validate_max_amount_fen=10**9)
+    p = build_pipeline(s, ListSource([]), [], MemoryDeadLetters())
+    assert p.gate.limits.money_late_ms == 3 * DAY_MS and p.gate.limits.max_amount == 10**9
