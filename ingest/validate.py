@@ -26,8 +26,8 @@ Limits (defaults; the tunable ones are `FUNDWATCH_VALIDATE_*` settings, see READ
 | enums (kind, licence, role, background, type) | the contract's symbols | records built in Python skip Avro's check |
 | every timestamp | 1990-01-01 .. wall clock + 1 day | nothing in this contract predates internet finance or is from tomorrow |
 
-Event time. The stream's event time is the ledger's `now_ms` (the newest time seen; the first
-record sets it). Each record type has one field that moves it; how far that field may lead the
+Event time. The stream's event time is the newest time accepted at the door or applied by the ledger
+(`now_ms`), whichever is later; the first record sets it. Each record type has one field that moves it; how far that field may lead the
 stream, and how far it may trail its own input partition's event time, depends on the type:
 
 | record (field) | ahead of the stream | behind its partition | why |
@@ -161,17 +161,25 @@ def transaction_reason(tx: Transaction, lim: Limits = DEFAULT_LIMITS) -> str | N
     if tx.type not in TX_TYPES:
         return _enum("type", tx.type, TX_TYPES)
     m = lim.max_id_len
-    for name in ("tx_id", "custodian_id", "platform_id", "from_account", "to_account"):
-        v = getattr(tx, name)
-        if type(v) is not str or not v or len(v) > m:
-            return _id(name, v, lim)
+    if type(tx.tx_id) is not str or not 0 < len(tx.tx_id) <= m:
+        return _id("tx_id", tx.tx_id, lim)
+    if type(tx.custodian_id) is not str or not 0 < len(tx.custodian_id) <= m:
+        return _id("custodian_id", tx.custodian_id, lim)
+    if type(tx.platform_id) is not str or not 0 < len(tx.platform_id) <= m:
+        return _id("platform_id", tx.platform_id, lim)
+    if type(tx.from_account) is not str or not 0 < len(tx.from_account) <= m:
+        return _id("from_account", tx.from_account, lim)
+    if type(tx.to_account) is not str or not 0 < len(tx.to_account) <= m:
+        return _id("to_account", tx.to_account, lim)
     if tx.listing_id is not None and (type(tx.listing_id) is not str or not tx.listing_id or len(tx.listing_id) > m):
         return _id("listing_id", tx.listing_id, lim)
     if type(tx.currency) is not str or not 1 <= len(tx.currency) <= 8:
         return f"currency {str(tx.currency)[:16]!r} is not a currency code"
     if tx.memo is not None and (type(tx.memo) is not str or len(tx.memo) > lim.max_text_len):
         return _text("memo", tx.memo, lim.max_text_len)
-    return _int("ts", tx.ts, 0, INT64_MAX)
+    if type(tx.ts) is not int or not 0 <= tx.ts <= INT64_MAX:
+        return _int("ts", tx.ts, 0, INT64_MAX)
+    return None
 
 
 def _platform(p: Platform, lim: Limits) -> str | None:
@@ -334,29 +342,47 @@ def check_time(rec: Record, now_ms: int, partition_ms: int | None, wall_ms: int,
 def validate(rec: Record, *, now_ms: int, partition_ms: int | None, wall_ms: int,
              limits: Limits = DEFAULT_LIMITS) -> str | None:
     """Why `rec` must not touch state, or None. Pure: the caller supplies every clock."""
+    if type(rec) is Transaction:  # the hot path, same rules as check_time without its dispatch
+        reason = transaction_reason(rec, limits)
+        if reason:
+            return reason
+        t = rec.ts
+        if t < limits.time_floor_ms or t > wall_ms + limits.wall_skew_ms or (
+                now_ms and t > now_ms + limits.money_ahead_ms) or (
+                partition_ms is not None and t < partition_ms - limits.money_late_ms):
+            return check_time(rec, now_ms, partition_ms, wall_ms, limits)
+        return None
     return check_content(rec, limits) or check_time(rec, now_ms, partition_ms, wall_ms, limits)
 
 
 @dataclass
 class Gate:
-    """`validate` plus each input partition's event time (the newest accepted time read from it)."""
+    """`validate` plus the clocks it needs: each input partition's event time, and the stream's.
+
+    The stream's event time is the newest time accepted here or the ledger's, whichever is later:
+    a transaction waiting for its account has passed the door but not yet moved the ledger's clock,
+    and the records behind it in its partition must not look as if they were from the future."""
 
     limits: Limits = DEFAULT_LIMITS
     clock: Callable[[], float] = time.time
     partitions: dict[tuple[str, int], int] = field(default_factory=dict)
+    stream_ms: int = 0
 
     def check(self, env: Envelope, now_ms: int) -> str | None:
         """The reason `env` is refused (prefixed with what it is), or None after noting its time."""
         rec, src = env.record, env.source
         key = (src.topic, src.partition)
         part = self.partitions.get(key)
-        reason = validate(rec, now_ms=now_ms, partition_ms=part, wall_ms=int(self.clock() * 1000),
-                          limits=self.limits)
+        reason = validate(rec, now_ms=max(now_ms, self.stream_ms), partition_ms=part,
+                          wall_ms=int(self.clock() * 1000), limits=self.limits)
         if reason:
             return f"invalid {type(rec).__name__} {_ident(rec)}: {reason}"
-        t = event_time(rec)
-        if t is not None and (part is None or t > part):
-            self.partitions[key] = t
+        t = rec.ts if type(rec) is Transaction else event_time(rec)
+        if t is not None:
+            if part is None or t > part:
+                self.partitions[key] = t
+            if t > self.stream_ms:
+                self.stream_ms = t
         return None
 
 

@@ -253,3 +253,11 @@ def test_settings_tune_the_door_and_reach_the_pipeline():
     s = Settings(validate_money_late_days=3, validate_max_amount_fen=10**9)
     p = build_pipeline(s, ListSource([]), [], MemoryDeadLetters())
     assert p.gate.limits.money_late_ms == 3 * DAY_MS and p.gate.limits.max_amount == 10**9
+
+
+def test_money_behind_a_waiting_transaction_is_not_from_the_future():
+    """A transaction waiting for its account has passed the door; the ones after it are measured from it."""
+    msgs = base() + [raw("custody.transactions", 0, d, "Transaction", tx(f"w{d}", "X1", "R9", 1, ts=T0 + d * 5 * DAY_MS))
+                     for d in range(4)] + [raw("custody.accounts", 0, 9, "Account", account("R9", "CLIENT_RESERVE"))]
+    p, stats, dead, _ = run(msgs, batch=1)
+    assert not dead.items and p.ledger.graph.nodes["R9"]["balance"] == 4
