@@ -15,6 +15,8 @@ from graph.ledger import Ledger
 from graph.windows import Window
 from schemas.records import DAY_MS
 
+INT64_MAX = 2**63 - 1  # evidence amounts are Avro longs: sums of many large movements must still encode
+
 __all__ = ["Assessment", "Assessor", "MODEL_VERSION", "alert_id"]
 
 MODEL_VERSION = "fundwatch-0.1"
@@ -195,6 +197,7 @@ class Assessor:
                     "summary_zh": f.summary_zh, "summary_en": f.summary_en,
                     "since": f.since_ms if f.since_ms is not None else a.as_of, "raised_at": ep.opened_ms,
                     "last_seen": a.as_of, "window_days": f.window_days,
-                    "evidence": {"tx_ids": list(f.tx_ids), "account_ids": list(f.account_ids), "amount": f.amount},
+                    "evidence": {"tx_ids": list(f.tx_ids), "account_ids": list(f.account_ids),
+                                 "amount": min(f.amount, INT64_MAX)},  # Avro long, SQLite integer
                     "metrics": {k: float(v) for k, v in f.metrics}})
         return out

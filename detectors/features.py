@@ -5,6 +5,7 @@ the scorer imputes the population median, so a missing value never looks anomalo
 """
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 
@@ -46,6 +47,7 @@ FEATURES: dict[str, str] = {
     "no_custody": "1 when the platform has no custodian bank",
 }
 FEATURE_NAMES = tuple(FEATURES)
+log = logging.getLogger(__name__)
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
 
@@ -136,4 +138,15 @@ def population_features(ledger: Ledger, platform_ids: list[str]) -> np.ndarray:
     peer = {k: statistics.median(v) for k, v in by_kind.items() if len(v) >= 3}
     if not platform_ids:
         return np.empty((0, len(FEATURE_NAMES)))
-    return np.vstack([platform_features(ledger, pid, peer) for pid in platform_ids])
+    X = np.vstack([_safe_features(ledger, pid, peer) for pid in platform_ids])
+    X[~np.isfinite(X)] = NAN  # an infinite ratio is as unobservable as a missing one
+    return X
+
+
+def _safe_features(ledger: Ledger, platform_id: str, peer_yield: dict[str, float]) -> np.ndarray:
+    """Defence in depth: a platform whose data the vector cannot describe is unobserved, never a crash."""
+    try:
+        return platform_features(ledger, platform_id, peer_yield)
+    except (ArithmeticError, ValueError) as exc:
+        log.warning("features of %s not computable: %s", platform_id, exc)
+        return np.full(len(FEATURE_NAMES), NAN)

@@ -12,6 +12,7 @@ Edge kinds: "flow" account->account, "holds" holder->account, "related" platform
 """
 from __future__ import annotations
 
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +20,10 @@ from typing import Any
 import networkx as nx
 
 from graph import trace
+from ingest.validate import transaction_reason
 from schemas.records import DAY_MS, Account, Disclosure, Listing, Platform, Tip, Transaction
 
-__all__ = ["Ledger", "ListingBook", "ApplyResult", "TYPE_INDEX", "TX_TYPES"]
+__all__ = ["Ledger", "ListingBook", "ApplyResult", "TYPE_INDEX", "TX_TYPES", "tx_digest"]
 
 TX_TYPES = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "FEE", "TRANSFER", "REFUND")
 TYPE_INDEX = {t: i for i, t in enumerate(TX_TYPES)}
@@ -55,6 +57,15 @@ class ApplyResult:
     reason: str = ""
 
 
+def tx_digest(tx: Transaction) -> int:
+    """A compact, process-independent digest of everything a transaction says (CRC-32: a re-send with other
+    content passes as an exact duplicate with probability 2^-32). Python's hash() is salted per process,
+    and the digests outlive the process in checkpoints."""
+    return zlib.crc32(f"{tx.tx_id}\x1f{tx.custodian_id}\x1f{tx.platform_id}\x1f{tx.ts}\x1f{tx.type}\x1f"
+                      f"{tx.from_account}\x1f{tx.to_account}\x1f{tx.amount}\x1f{tx.currency}\x1f{tx.listing_id}"
+                      f"\x1f{tx.interest}\x1f{tx.memo}".encode("utf-8", "surrogatepass")) | 1 << 32
+
+
 class Ledger:
     """Owns the networkx graph; `apply` takes any input record and is idempotent by tx_id."""
 
@@ -79,7 +90,7 @@ class Ledger:
         self.now_ms = 0
         self.tx_count = 0
         self._dedup: dict[int, list[str]] = {}  # day -> tx ids first seen that day
-        self._dedup_ids: dict[str, int] = {}
+        self._dedup_ids: dict[str, int] = {}  # tx id -> content digest (tx_digest)
 
     # ---- state ------------------------------------------------------------------------------
     @property
@@ -172,14 +183,9 @@ class Ledger:
         return ApplyResult(True)
 
     def validate(self, tx: Transaction) -> str | None:
-        """Why a transaction cannot be applied, or None. Missing accounts may still arrive."""
-        if tx.amount <= 0:
-            return f"non-positive amount {tx.amount}"
-        if tx.interest is not None and (tx.interest < 0 or tx.interest > tx.amount):
-            return f"interest {tx.interest} outside 0..amount {tx.amount}"
-        if tx.from_account == tx.to_account:
-            return "payer and payee are the same account"
-        return None
+        """Why a transaction cannot be applied, or None (the contract's rules, ingest/validate.py).
+        Missing accounts may still arrive. The pipeline checks every record at its door instead."""
+        return transaction_reason(tx)
 
     def missing_accounts(self, tx: Transaction) -> list[str]:
         return [a for a in (tx.from_account, tx.to_account) if a not in self.accounts]
@@ -187,16 +193,17 @@ class Ledger:
     def seen(self, tx_id: str) -> bool:
         return tx_id in self._dedup_ids
 
-    def _remember(self, tx_id: str, day: int) -> None:
-        """Idempotency for `dedup_days` of event time: ids are forgotten day by day, so memory stays bounded."""
-        self._dedup_ids[tx_id] = day
+    def _remember(self, tx_id: str, day: int, digest: int) -> None:
+        """Idempotency for `dedup_days` of money time: ids (with their content digest) are forgotten day by
+        day, so memory stays bounded. The horizon follows the newest transaction day remembered, not the
+        stream's event time, so no registry record or disclosure can empty the memory by moving time."""
+        self._dedup_ids[tx_id] = digest
         self._dedup.setdefault(day, []).append(tx_id)
         if len(self._dedup) > self.dedup_days + 1:
-            horizon = self.now_ms // DAY_MS - self.dedup_days
+            horizon = max(self._dedup) - self.dedup_days
             for d in [d for d in self._dedup if d < horizon]:
                 for t in self._dedup.pop(d):
-                    if self._dedup_ids.get(t) == d:
-                        del self._dedup_ids[t]
+                    self._dedup_ids.pop(t, None)  # an id is in one day's list at a time: only new ids are added
 
     def apply_transaction(self, tx: Transaction, *, checked: bool = False) -> ApplyResult:
         """Apply one movement; `checked` skips validation the caller has just done (the pipeline does)."""
@@ -210,9 +217,13 @@ class Ledger:
             if tx.platform_id not in self.platforms:
                 return ApplyResult(False, f"unregistered platform {tx.platform_id}")
         day = tx.ts // DAY_MS
-        if tx.tx_id in self._dedup_ids:
-            return ApplyResult(False, "duplicate tx_id")
-        self._remember(tx.tx_id, day)
+        digest = tx_digest(tx)
+        seen = self._dedup_ids.get(tx.tx_id)
+        if seen is not None:
+            if seen == digest or seen < 1 << 20:  # same content; or a day number from a format-2 checkpoint
+                return ApplyResult(False, "duplicate tx_id")
+            return ApplyResult(False, f"conflict: tx_id {tx.tx_id} was applied with different content")
+        self._remember(tx.tx_id, day, digest)
         G = self.graph
         # networkx's documented dict-of-dicts storage, read directly on this hot path (views cost ~1 us each)
         nodes, succ = G._node, G._succ

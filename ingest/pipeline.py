@@ -21,6 +21,7 @@ from ingest.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ingest.dead_letters import DeadLetterPolicy, DeadLetterRatioExceeded, DeadLetterSink
 from ingest.decode import DecodeError, Envelope, RawMessage, decode
 from ingest.sources import Source
+from ingest.validate import Gate, Limits
 from schemas.records import DAY_MS, Account, Platform, Transaction
 from schemas.wire import Framing, SingleObjectFraming
 
@@ -57,7 +58,8 @@ class Pipeline:
                  dead_letters: DeadLetterSink, *, framing: Framing | None = None,
                  dead_letter_policy: DeadLetterPolicy | None = None, assess_every_ms: int = 7 * DAY_MS,
                  idle_assess_s: float = 2.0, max_pending: int = 500_000, checkpoint_path: str | None = None,
-                 checkpoint_every_s: float = 60.0, pause_on_dead_letter_cap: bool = False) -> None:
+                 checkpoint_every_s: float = 60.0, pause_on_dead_letter_cap: bool = False,
+                 limits: Limits | None = None) -> None:
         self.source = source
         self.ledger = ledger
         self.assessor = assessor
@@ -65,6 +67,7 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.framing = framing or SingleObjectFraming()
         self.policy = dead_letter_policy or DeadLetterPolicy()
+        self.gate = Gate(limits) if limits else Gate()  # every record is checked here once (ingest/validate.py)
         self.assess_every_ms = assess_every_ms
         self.idle_assess_s = idle_assess_s
         self.max_pending = max_pending
@@ -180,6 +183,10 @@ class Pipeline:
 
     # ---- apply, with transactions waiting for their accounts ---------------------------------------
     def _apply(self, env: Envelope) -> None:
+        reason = self.gate.check(env, self.ledger.now_ms)
+        if reason:
+            self._dead(DecodeError(env.source, reason, "validate"))
+            return
         rec = env.record
         if isinstance(rec, Transaction):
             queue = self._pending.get(rec.platform_id)
@@ -199,10 +206,6 @@ class Pipeline:
         """Apply one transaction; False when it has to wait for a registry record."""
         tx = env.record
         assert isinstance(tx, Transaction)
-        reason = self.ledger.validate(tx)
-        if reason:
-            self._dead(DecodeError(env.source, f"invalid transaction {tx.tx_id}: {reason}", "validate"))
-            return True
         missing = self.ledger.missing_accounts(tx)
         if missing or tx.platform_id not in self.ledger.platforms:
             if allow_wait:

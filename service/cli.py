@@ -50,7 +50,7 @@ def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_let
                     idle_assess_s=settings.idle_assess_seconds,
                     checkpoint_path=settings.checkpoint_path if checkpoint else None,
                     checkpoint_every_s=settings.checkpoint_every_seconds,
-                    pause_on_dead_letter_cap=live)
+                    pause_on_dead_letter_cap=live, limits=settings.limits())
 
 
 def kafka_pipeline(settings: Settings, store: Any) -> Any:

@@ -1,7 +1,12 @@
 """All of fundwatch's settings in one pydantic-settings class (environment: FUNDWATCH_*)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from ingest.validate import Limits
 
 __all__ = ["Settings"]
 
@@ -36,6 +41,26 @@ class Settings(BaseSettings):
     dead_letter_file: str = "var/deadletters.jsonl"
     dead_letter_max_ratio: float = 0.05
     dead_letter_min_seen: int = 1_000
+
+    # the door (ingest/validate.py; README "Bad input"): what a record may say and how far its time may stray
+    validate_max_amount_fen: int = 10**15
+    validate_max_annual_rate: float = 10.0
+    validate_money_ahead_days: float = 7.0  # + money_late_days must stay within the ledger's 14-day duplicate memory
+    validate_money_late_days: float = 7.0
+    validate_registry_ahead_days: float = 45.0  # Platform.updated_at, Account.opened_at, Listing.listed_at
+    validate_disclosure_ahead_days: float = 45.0
+    validate_disclosure_late_days: float = 400.0
+
+    def limits(self) -> "Limits":
+        from ingest.validate import Limits
+        from schemas.records import DAY_MS
+
+        return Limits(max_amount=self.validate_max_amount_fen, max_annual_rate=self.validate_max_annual_rate,
+                      money_ahead_ms=int(self.validate_money_ahead_days * DAY_MS),
+                      money_late_ms=int(self.validate_money_late_days * DAY_MS),
+                      registry_ahead_ms=int(self.validate_registry_ahead_days * DAY_MS),
+                      disclosure_ahead_ms=int(self.validate_disclosure_ahead_days * DAY_MS),
+                      disclosure_late_ms=int(self.validate_disclosure_late_days * DAY_MS))
 
     assess_every_days: int = 7  # event-time cadence of scoring
     max_pending: int = 500_000  # transactions waiting for their account or platform, at most
