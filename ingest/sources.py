@@ -6,6 +6,7 @@ commit, so `run` and `replay` share everything after the source. Only ingest/ im
 from __future__ import annotations
 
 import heapq
+import json
 from datetime import datetime, timedelta, timezone
 import logging
 import os
@@ -15,7 +16,7 @@ from typing import Any, Iterator, Protocol
 import fastavro
 
 from ingest.decode import RawMessage
-from schemas import INPUT_RECORDS
+from schemas import INPUT_RECORDS, writer_schema
 
 __all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of"]
 
@@ -72,17 +73,36 @@ class FileSource:
     def files(self) -> dict[str, Path]:
         return {n: self.directory / f for n, f in FILES.items() if (self.directory / f).exists()}
 
-    def _read(self, name: str, path: Path) -> Iterator[tuple[int, int, int, RawMessage]]:
+    @staticmethod
+    def reader_schema(name: str, path: Path) -> Any:
+        """None when the file's writer schema is fundwatch's own (read as is, the fast path); else fundwatch's
+        reader schema, to which fastavro resolves the file's writer schema by Avro's rules (a bank's newer or
+        older version: added fields dropped, missing ones defaulted, int->long, float->double)."""
         with open(path, "rb") as fh:
-            for i, raw in enumerate(fastavro.reader(fh)):
+            header = fastavro.reader(fh).metadata.get("avro.schema", "null")
+        try:
+            s = writer_schema(json.loads(header), str(path))
+        except ValueError as exc:
+            log.warning("%s; its rows will be dead letters", exc)
+            return None
+        if s.name != name:
+            log.warning("%s holds %s records, not %s; its rows will be dead letters", path, s.name, name)
+            return None
+        return None if s.writer is None else s.reader
+
+    def _read(self, name: str, path: Path) -> Iterator[tuple[int, int, int, RawMessage]]:
+        reader_schema = self.reader_schema(name, path)
+        with open(path, "rb") as fh:
+            for i, raw in enumerate(fastavro.reader(fh, reader_schema=reader_schema)):
                 row = millis(raw, name)  # type: ignore[arg-type]
                 yield time_of(name, row), _PRIORITY[name], i, RawMessage(str(path), -1, i, name, row=row)
 
     def _rows(self, name: str, path: Path) -> Iterator[tuple[int, int, int, RawMessage]]:
         """Stream the file when it is in time order (checked in a first pass); else sort it in memory."""
         last = None
+        reader_schema = self.reader_schema(name, path)
         with open(path, "rb") as fh:
-            for raw in fastavro.reader(fh):
+            for raw in fastavro.reader(fh, reader_schema=reader_schema):
                 t = time_of(name, millis(raw, name))  # type: ignore[arg-type]
                 if last is not None and t < last:
                     log.warning("%s is not in time order; sorting it in memory", path)

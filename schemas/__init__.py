@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import fastavro
 
@@ -258,7 +258,7 @@ class SchemaCatalog:
     records there may use. The directories are read on first use, never at import.
     """
 
-    def __init__(self, directories: list[str | Path] | None = None) -> None:
+    def __init__(self, directories: Sequence[str | Path] | None = None) -> None:
         self.directories = [Path(d) for d in directories or []]
         self._index: dict[bytes, Schema] | None = None
 

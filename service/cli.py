@@ -18,12 +18,16 @@ log = logging.getLogger("fundwatch")
 
 
 def build_framing(settings: Settings, topics: dict[str, str]) -> Any:
+    import os
+
+    from schemas import SchemaCatalog
     from schemas.wire import ConfluentFraming, SchemaRegistryClient, SingleObjectFraming
 
     if settings.schema_registry_url:
         return ConfluentFraming(SchemaRegistryClient(settings.schema_registry_url),
                                 {name: f"{t}-value" for name, t in topics.items()})
-    return SingleObjectFraming()
+    dirs = [d for d in (settings.schema_dir or "").split(os.pathsep) if d]
+    return SingleObjectFraming(SchemaCatalog(dirs))
 
 
 def _assessor(settings: Settings) -> Any:
