@@ -161,6 +161,16 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:  # noqa: N802 - register a subject's schema: the same schema keeps its id
+        self.server.calls += 1
+        posted = json.loads(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["schema"])
+        known = {json.dumps(v, sort_keys=True): k for k, v in self.server.by_id.items()}
+        sid = known.get(json.dumps(posted, sort_keys=True), max(self.server.by_id, default=0) + 1)
+        self.server.by_id[sid] = posted
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(json.dumps({"id": sid}).encode())
+
     def log_message(self, *args: Any) -> None:
         pass
 

@@ -109,3 +109,44 @@ def test_topics_create_makes_every_topic_with_its_partitions_and_compaction(kafk
     assert described[names["Transaction"]] == 6 and configs[names["Platform"]]["cleanup.policy"] == "compact"
     # a second run finds them there and changes nothing
     assert main(["--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "topics", "create"]) == 0
+
+
+def test_service_waits_for_a_registry_that_is_down_and_dead_letters_nothing(kafka_bootstrap, topic_prefix, tmp_path):
+    import threading
+
+    import schemas
+    from service.cli import kafka_pipeline
+    from service.settings import Settings
+    from service.store import Store
+    from tests.test_evolution import Registry, confluent, free_port
+    from tests.test_pipeline import PLATFORM, account
+
+    names = ensure_topics(kafka_bootstrap, topic_prefix)
+    ids = {1: schemas.schema("Platform").raw, 2: schemas.schema("Account").raw, 3: writer("transaction_v2.avsc")}
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, compression_type="zstd")
+    p.send(names["Platform"], key=b"P1", value=confluent(1, ids[1], PLATFORM))
+    for a in (account("X1", "EXTERNAL"), account("R1", "CLIENT_RESERVE")):
+        p.send(names["Account"], key=a["account_id"].encode(), value=confluent(2, ids[2], a))
+    for i in range(20):
+        p.send(names["Transaction"], key=b"P1", value=confluent(3, ids[3], v2_tx(i)))
+    p.flush()
+    p.close()
+    port = free_port()
+    settings = Settings(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, group_id=f"{topic_prefix}reg",
+                        schema_registry_url=f"http://127.0.0.1:{port}", idle_assess_seconds=0.5,
+                        checkpoint_dir=str(tmp_path))
+    pipe = kafka_pipeline(settings, Store(":memory:"))
+    pipe.retry_first_s = 0.2
+    server = Registry(port, ids)
+    starter = threading.Timer(4.0, lambda: threading.Thread(target=server.serve_forever, daemon=True).start())
+    starter.start()
+    try:
+        stats = pipe.run(until_caught_up=True, max_idle_s=60)
+    finally:
+        starter.cancel()
+        server.shutdown()
+        server.server_close()
+        pipe.source.close()
+    assert server.calls >= 3  # the registry was asked once it came up
+    assert stats.dead == 0 and stats.inputs == 23 and pipe.ledger.tx_count == 20
+    assert pipe.ledger.graph.nodes["R1"]["balance"] == sum(1_000 + i for i in range(20))
