@@ -1,7 +1,10 @@
-"""Bytes (or container-file rows) to records. Never raises into the loop: a record or a DecodeError.
+"""Bytes (or container-file rows) to records: a record or a DecodeError, or TransientError to wait on.
 
 A DecodeError keeps where the input came from (topic, partition, offset; or file and record
 index) and why it failed, so the dead-letter sink can keep it and an operator can find it.
+The one thing decode raises is TransientError: the writer schema's source (the schema
+registry) did not answer. The bytes may be perfectly good, so the loop waits and decodes
+the same message again rather than dead-lettering valid data.
 """
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.records import RECORD_TYPES, Record
-from schemas.wire import Framing, FramingError, decode_body
+from schemas.wire import Framing, FramingError, SchemaSourceUnavailable, decode_body
 
-__all__ = ["RawMessage", "Envelope", "DecodeError", "decode", "to_record"]
+__all__ = ["RawMessage", "Envelope", "DecodeError", "TransientError", "decode", "to_record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,15 @@ class DecodeError:
         return f"{self.source.position()}: {self.reason}"
 
 
+class TransientError(Exception):
+    """Decoding could not be attempted (schema registry unreachable): retry the same message later."""
+
+    def __init__(self, source: RawMessage, reason: str) -> None:
+        super().__init__(f"{source.position()}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
 def to_record(name: str, row: dict[str, Any]) -> Record:
     cls = RECORD_TYPES[name]
     rec: Record = cls(**row)
@@ -64,6 +76,8 @@ def decode(msg: RawMessage, framing: Framing) -> Envelope | DecodeError:
         if s.name != msg.expected:
             return DecodeError(msg, f"a {s.name} record on a topic that carries {msg.expected}")
         return Envelope(to_record(s.name, decode_body(s, body)), msg)
+    except SchemaSourceUnavailable as exc:
+        raise TransientError(msg, str(exc)) from exc
     except FramingError as exc:
         return DecodeError(msg, str(exc))
     except (ValueError, TypeError, KeyError, EOFError, IndexError, UnicodeDecodeError) as exc:

@@ -19,7 +19,7 @@ from detectors.assess import Assessment, Assessor
 from graph.ledger import Ledger
 from ingest.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ingest.dead_letters import DeadLetterPolicy, DeadLetterRatioExceeded, DeadLetterSink
-from ingest.decode import DecodeError, Envelope, RawMessage, decode
+from ingest.decode import DecodeError, Envelope, RawMessage, TransientError, decode
 from ingest.sources import Source
 from ingest.validate import Gate, Limits
 from schemas.records import DAY_MS, Account, Platform, Transaction
@@ -115,9 +115,16 @@ class Pipeline:
                     if max_inputs is not None:
                         batch = self._hold_back(batch, max_inputs - self.stats.inputs)
                     for msg in batch:
+                        try:
+                            item = decode(msg, self.framing)             # decode
+                        except TransientError as exc:                    # registry unreachable: wait, same message
+                            waited = self._decode_when_possible(msg, exc, stop)
+                            if waited is None:
+                                interrupted = True                       # stopped while waiting: not marked, read again
+                                break
+                            item = waited
                         self.stats.inputs += 1
                         self.policy.saw()
-                        item = decode(msg, self.framing)                 # decode
                         if isinstance(item, DecodeError):
                             self._dead(item)
                         else:
@@ -125,6 +132,8 @@ class Pipeline:
                         self._mark(msg.topic, msg.partition, msg.offset)
                         if self._due():
                             self._assess(final=False)                    # detect, score, publish
+                    if interrupted:
+                        break
                     if batch:
                         idle_since = None
                         self.caught_up = False
@@ -180,6 +189,31 @@ class Pipeline:
             return
         self._lag_at = time.monotonic()
         self.lag = lag()
+
+    # ---- waiting out an unreachable schema registry -------------------------------------------------
+    retry_first_s = 0.5  # then doubling, at most retry_max_s
+    retry_max_s = 30.0
+
+    def _decode_when_possible(self, msg: RawMessage, exc: TransientError,
+                              stop: threading.Event | None) -> Envelope | DecodeError | None:
+        """Decode `msg` again, with backoff, until its writer schema can be fetched. Consumption pauses meanwhile and
+        nothing is dead-lettered (the bytes may be valid). None when stopped first: `msg` is not marked done."""
+        delay = self.retry_first_s
+        while True:
+            log.warning("%s; consumption paused, retrying in %.1f s", exc, delay)
+            if stop is not None:
+                if stop.wait(delay):
+                    return None
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, self.retry_max_s)
+            try:
+                item = decode(msg, self.framing)
+            except TransientError as again:
+                exc = again
+                continue
+            log.warning("%s: schema source answers again; consumption resumes", msg.position())
+            return item
 
     # ---- apply, with transactions waiting for their accounts ---------------------------------------
     def _apply(self, env: Envelope) -> None:

@@ -6,6 +6,7 @@ commit, so `run` and `replay` share everything after the source. Only ingest/ im
 from __future__ import annotations
 
 import heapq
+import json
 from datetime import datetime, timedelta, timezone
 import logging
 import os
@@ -16,12 +17,14 @@ from typing import Any, Iterator, Protocol
 import fastavro
 
 from ingest.decode import RawMessage
-from schemas import INPUT_RECORDS
+from schemas import INPUT_RECORDS, writer_schema
 
 __all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of", "transient"]
 
 log = logging.getLogger(__name__)
 
+# record name -> its container file in a replay directory. A record's data may also be split into parts named
+# <stem>-<anything>.avro (transactions-2016-01.avro, transactions-part-0003.avro), read together in event time.
 FILES = {"Platform": "platforms.avro", "Account": "accounts.avro", "Listing": "listings.avro",
          "Transaction": "transactions.avro", "Disclosure": "disclosures.avro", "Tip": "tips.avro"}
 _PRIORITY = {n: i for i, n in enumerate(INPUT_RECORDS)}
@@ -61,8 +64,10 @@ class Source(Protocol):
 class FileSource:
     """Avro object container files in one directory, merged in event time (registry before money at equal times).
 
-    Any subset of the five files may be present. Each file is read lazily; a file that is not
-    in time order is sorted in memory (and said so), so replays stay deterministic.
+    Any subset of the files in FILES may be present, each whole or in <stem>-*.avro parts. Each file
+    is read lazily; a file that is not in time order is sorted in memory (and said so), so replays
+    stay deterministic. A file written with another version of a record's schema is resolved to
+    fundwatch's reader schema by Avro's rules.
     """
 
     def __init__(self, directory: str | os.PathLike[str], batch_size: int = 5000) -> None:
@@ -70,30 +75,63 @@ class FileSource:
         self.batch_size = batch_size
         self._it: Iterator[RawMessage] | None = None
 
-    def files(self) -> dict[str, Path]:
-        return {n: self.directory / f for n, f in FILES.items() if (self.directory / f).exists()}
+    def files(self) -> dict[str, list[Path]]:
+        """Record name -> its files here: FILES[name] and any <stem>-*.avro parts, in name order. Other .avro
+        files are named in a warning and left alone (a misspelt name must not pass for an empty input)."""
+        out: dict[str, list[Path]] = {}
+        taken: set[Path] = set()
+        for name, fname in FILES.items():
+            stem = fname[:-len(".avro")]
+            paths = sorted({*self.directory.glob(fname), *self.directory.glob(f"{stem}-*.avro")})
+            if paths:
+                out[name] = paths
+                taken.update(paths)
+        ignored = sorted(p.name for p in self.directory.glob("*.avro") if p not in taken)
+        if ignored:
+            log.warning("%s: ignoring %s (not a replay file name: %s, or <stem>-*.avro parts)", self.directory,
+                        ", ".join(ignored), ", ".join(FILES.values()))
+        return out
 
-    def _read(self, name: str, path: Path) -> Iterator[tuple[int, int, int, RawMessage]]:
+    @staticmethod
+    def reader_schema(name: str, path: Path) -> Any:
+        """None when the file's writer schema is fundwatch's own (read as is, the fast path); else fundwatch's
+        reader schema, to which fastavro resolves the file's writer schema by Avro's rules (a bank's newer or
+        older version: added fields dropped, missing ones defaulted, int->long, float->double)."""
         with open(path, "rb") as fh:
-            for i, raw in enumerate(fastavro.reader(fh)):
-                row = millis(raw, name)  # type: ignore[arg-type]
-                yield time_of(name, row), _PRIORITY[name], i, RawMessage(str(path), -1, i, name, row=row)
+            header = fastavro.reader(fh).metadata.get("avro.schema", "null")
+        try:
+            s = writer_schema(json.loads(header), str(path))
+        except ValueError as exc:
+            log.warning("%s; its rows will be dead letters", exc)
+            return None
+        if s.name != name:
+            log.warning("%s holds %s records, not %s; its rows will be dead letters", path, s.name, name)
+            return None
+        return None if s.writer is None else s.reader
 
-    def _rows(self, name: str, path: Path) -> Iterator[tuple[int, int, int, RawMessage]]:
+    def _read(self, name: str, path: Path, part: int = 0) -> Iterator[tuple[int, int, int, int, RawMessage]]:
+        reader_schema = self.reader_schema(name, path)
+        with open(path, "rb") as fh:
+            for i, raw in enumerate(fastavro.reader(fh, reader_schema=reader_schema)):
+                row = millis(raw, name)  # type: ignore[arg-type]
+                yield time_of(name, row), _PRIORITY[name], part, i, RawMessage(str(path), -1, i, name, row=row)
+
+    def _rows(self, name: str, path: Path, part: int = 0) -> Iterator[tuple[int, int, int, int, RawMessage]]:
         """Stream the file when it is in time order (checked in a first pass); else sort it in memory."""
         last = None
+        reader_schema = self.reader_schema(name, path)
         with open(path, "rb") as fh:
-            for raw in fastavro.reader(fh):
+            for raw in fastavro.reader(fh, reader_schema=reader_schema):
                 t = time_of(name, millis(raw, name))  # type: ignore[arg-type]
                 if last is not None and t < last:
                     log.warning("%s is not in time order; sorting it in memory", path)
-                    return iter(sorted(self._read(name, path), key=lambda x: (x[0], x[2])))
+                    return iter(sorted(self._read(name, path, part), key=lambda x: (x[0], x[3])))
                 last = t
-        return self._read(name, path)
+        return self._read(name, path, part)
 
     def _merged(self) -> Iterator[RawMessage]:
-        streams = [self._rows(n, p) for n, p in self.files().items()]
-        for _, _, _, msg in heapq.merge(*streams, key=lambda x: (x[0], x[1], x[2])):
+        streams = [self._rows(n, p, i) for n, paths in self.files().items() for i, p in enumerate(paths)]
+        for _, _, _, _, msg in heapq.merge(*streams, key=lambda x: (x[0], x[1], x[2], x[3])):
             yield msg
 
     def poll(self) -> list[RawMessage] | None:

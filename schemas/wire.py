@@ -3,20 +3,27 @@
 Single-object encoding (Avro spec): 0xC3 0x01, the writer schema's CRC-64-AVRO fingerprint
 (8 bytes, little-endian), then the binary body. Confluent: 0x00, a 4-byte big-endian schema
 id, then the body; ids are resolved through a schema registry's REST API.
+
+Either way the writer schema is found (by fingerprint in a `SchemaCatalog`, by id in the
+registry) and resolved to fundwatch's reader schema, so a compatible newer or older writer
+loses nothing. A registry that cannot be reached is `SchemaSourceUnavailable`, not bad data:
+the caller waits and tries the same bytes again.
 """
 from __future__ import annotations
 
 import io
 import json
+import urllib.error
 import urllib.request
 from typing import Any, Protocol
 
 import fastavro
 
-from schemas import Schema, all_schemas, by_fingerprint, schema
+from schemas import Schema, SchemaCatalog, schema, writer_schema
 
 __all__ = ["SO_MAGIC", "encode_body", "decode_body", "encode_single_object", "Framing",
-           "SingleObjectFraming", "ConfluentFraming", "SchemaRegistryClient", "FramingError"]
+           "SingleObjectFraming", "ConfluentFraming", "SchemaRegistryClient", "FramingError",
+           "SchemaSourceUnavailable"]
 
 SO_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = 0
@@ -26,6 +33,10 @@ class FramingError(ValueError):
     """The bytes are not framed the way this deployment expects, or name an unknown schema."""
 
 
+class SchemaSourceUnavailable(Exception):
+    """The writer schema's source (the schema registry) did not answer: nothing is wrong with the bytes."""
+
+
 def encode_body(s: Schema, record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, s.parsed, record)
@@ -33,8 +44,16 @@ def encode_body(s: Schema, record: dict[str, Any]) -> bytes:
 
 
 def decode_body(s: Schema, body: bytes) -> dict[str, Any]:
+    """The record as fundwatch's reader schema sees it; another writer version is resolved by Avro's rules."""
     buf = io.BytesIO(body)
-    rec = fastavro.schemaless_reader(buf, s.reader, None)
+    if s.writer is None:  # fundwatch's own schema: no resolution, the fast path
+        rec = fastavro.schemaless_reader(buf, s.reader, None)
+    else:
+        try:
+            rec = fastavro.schemaless_reader(buf, s.writer, s.reader)
+        except fastavro.read.SchemaResolutionError as exc:
+            raise FramingError(f"writer schema {s.fingerprint_le.hex()} ({s.origin}) does not resolve to "
+                               f"fundwatch's {s.name}: {exc}") from exc
     if buf.tell() != len(body):
         raise FramingError(f"{len(body) - buf.tell()} trailing bytes after a {s.name} record")
     return rec  # type: ignore[return-value]
@@ -51,15 +70,22 @@ class Framing(Protocol):
 
 
 class SingleObjectFraming:
+    """Avro single-object encoding; writer schemas by fingerprint from a catalog (fundwatch's own by default)."""
+
+    def __init__(self, catalog: SchemaCatalog | None = None) -> None:
+        self.catalog = catalog or SchemaCatalog()
+
     def frame(self, name: str, record: dict[str, Any]) -> bytes:
         return encode_single_object(name, record)
 
     def unframe(self, data: bytes) -> tuple[Schema, bytes]:
         if len(data) < 10 or data[:2] != SO_MAGIC:
             raise FramingError(f"not Avro single-object encoding (starts {data[:2].hex() or 'empty'}, {len(data)} bytes)")
-        s = by_fingerprint(data[2:10])
+        s = self.catalog.by_fingerprint(data[2:10])
         if s is None:
-            raise FramingError(f"unknown schema fingerprint {data[2:10].hex()}")
+            where = ", ".join(str(d) for d in self.catalog.directories) or "none configured (FUNDWATCH_SCHEMA_DIR)"
+            raise FramingError(f"unknown schema fingerprint {data[2:10].hex()}: not a fundwatch schema nor one "
+                               f"in the schema directory ({where})")
         return s, data[10:]
 
 
@@ -73,11 +99,20 @@ class SchemaRegistryClient:
         self._ids: dict[tuple[str, str], int] = {}
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One REST call. 5xx, 429, refused connections and timeouts are SchemaSourceUnavailable (try again);
+        other HTTP errors (404: no such id) are the answer and stay HTTPError."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            return json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500 or exc.code == 429:
+                raise SchemaSourceUnavailable(f"schema registry {self.url} answered {exc.code}") from exc
+            raise
+        except OSError as exc:  # URLError, refused, reset, timeout
+            raise SchemaSourceUnavailable(f"schema registry {self.url} unreachable: {exc}") from exc
 
     def register(self, subject: str, s: Schema) -> int:
         key = (subject, s.name)
@@ -88,13 +123,16 @@ class SchemaRegistryClient:
         return self._ids[key]
 
     def lookup(self, schema_id: int) -> Schema:
+        """The writer schema with this id, resolved to fundwatch's reader (cached: ids never change)."""
         if schema_id not in self._by_id:
-            out = self._call("GET", f"/schemas/ids/{schema_id}")
-            canonical = fastavro.schema.to_parsing_canonical_form(json.loads(out["schema"]))
-            known = {x.canonical: x for x in all_schemas()}
-            if canonical not in known:
-                raise FramingError(f"registry schema id {schema_id} is not one of fundwatch's contract schemas")
-            self._by_id[schema_id] = known[canonical]
+            try:
+                out = self._call("GET", f"/schemas/ids/{schema_id}")
+            except urllib.error.HTTPError as exc:
+                raise FramingError(f"schema registry has no schema id {schema_id} ({exc.code})") from exc
+            try:
+                self._by_id[schema_id] = writer_schema(json.loads(out["schema"]), f"registry schema id {schema_id}")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise FramingError(f"registry schema id {schema_id} is not a fundwatch record: {exc}") from exc
         return self._by_id[schema_id]
 
 
@@ -111,7 +149,4 @@ class ConfluentFraming:
     def unframe(self, data: bytes) -> tuple[Schema, bytes]:
         if len(data) < 5 or data[0] != CONFLUENT_MAGIC:
             raise FramingError(f"not Confluent-framed Avro (starts {data[:1].hex() or 'empty'}, {len(data)} bytes)")
-        try:
-            return self.registry.lookup(int.from_bytes(data[1:5], "big")), data[5:]
-        except OSError as exc:
-            raise FramingError(f"schema registry unreachable: {exc}") from exc
+        return self.registry.lookup(int.from_bytes(data[1:5], "big")), data[5:]

@@ -1,4 +1,4 @@
-"""`fundwatch`: simulate, produce, replay, run, serve, top, keys, audit."""
+"""`fundwatch`: simulate, produce, topics, replay, run, serve, top, keys, audit."""
 from __future__ import annotations
 
 import argparse
@@ -19,12 +19,16 @@ log = logging.getLogger("fundwatch")
 
 
 def build_framing(settings: Settings, topics: dict[str, str]) -> Any:
+    import os
+
+    from schemas import SchemaCatalog
     from schemas.wire import ConfluentFraming, SchemaRegistryClient, SingleObjectFraming
 
     if settings.schema_registry_url:
         return ConfluentFraming(SchemaRegistryClient(settings.schema_registry_url),
                                 {name: f"{t}-value" for name, t in topics.items()})
-    return SingleObjectFraming()
+    dirs = [d for d in (settings.schema_dir or "").split(os.pathsep) if d]
+    return SingleObjectFraming(SchemaCatalog(dirs))
 
 
 def _assessor(settings: Settings) -> Any:
@@ -132,6 +136,23 @@ def _broker_ready(settings: Settings) -> bool:
         print(f"fundwatch: no Kafka broker answers at {settings.bootstrap} ({type(exc).__name__}); "
               f"start the project's broker with `ops/kafka.sh start` and pass --bootstrap HOST:PORT", file=sys.stderr)
         return False
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    """`fundwatch topics create`: every topic with its partitions and cleanup policy, so a bank can publish first."""
+    from kafka.errors import KafkaError
+
+    from ingest.kafka_io import TOPIC_LAYOUT, ensure_topics
+
+    try:
+        names = ensure_topics(settings.bootstrap, settings.topic_prefix)
+    except KafkaError as exc:
+        print(f"fundwatch: no Kafka broker answers at {settings.bootstrap} ({type(exc).__name__})", file=sys.stderr)
+        return 2
+    for name, topic in names.items():
+        parts, compacted = TOPIC_LAYOUT.get(name, (1, False))
+        print(f"{topic:<40} {parts:>2} partitions  cleanup.policy={'compact' if compacted else 'delete'}")
+    return 0
 
 
 def record_publisher(settings: Settings) -> Any:
@@ -350,6 +371,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s = sub.add_parser("produce", help="publish a world's files to the custody.* topics")
     s.add_argument("dir")
+    s = sub.add_parser("topics", help="create every topic (partitions, compaction) before anyone publishes")
+    ts = s.add_subparsers(dest="topics_command", required=True)
+    ts.add_parser("create", help="create the topics that are missing; print the layout")
     s = sub.add_parser("replay", help="run the pipeline over container files, no Kafka")
     s.add_argument("dir")
     s.add_argument("--report", required=True)
@@ -412,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides[field] = val
     settings = Settings(**overrides)
     handlers = {"simulate": cmd_simulate, "produce": cmd_produce, "replay": cmd_replay, "run": cmd_run,
-                "serve": cmd_serve, "top": cmd_top, "keys": cmd_keys, "audit": cmd_audit}
+                "serve": cmd_serve, "top": cmd_top, "keys": cmd_keys, "audit": cmd_audit,
+                "topics": cmd_topics}
     return handlers[args.command](args, settings)
 
 

@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     group_id: str = "fundwatch"
     schema_registry_url: str | None = None  # set: Confluent framing; unset: Avro single-object encoding
+    # single-object encoding: directories (os.pathsep-separated) of other writer versions' .avsc files, found by
+    # fingerprint and resolved to fundwatch's reader schemas
+    schema_dir: str | None = None
     session_timeout_ms: int = 10_000  # kafka-python 3 defaults to 45 s, which makes group joins slow
     heartbeat_interval_ms: int = 1_000
     max_poll_records: int = 5_000

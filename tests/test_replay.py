@@ -85,3 +85,26 @@ def test_bad_records_in_files_are_dead_lettered_with_file_and_index(small_world_
 def test_replay_says_clearly_when_there_is_nothing_to_read(tmp_path, capsys):
     assert main(["replay", str(tmp_path), "--report", str(tmp_path / "r.json")]) == 2
     assert "no container files" in capsys.readouterr().err
+
+
+def test_a_record_split_into_parts_replays_like_one_file_and_stray_files_are_named(report, small_world_dir, tmp_path,
+                                                                                 caplog):
+    """transactions-<part>.avro files (a bank's daily exports) are read together, in event time."""
+    for name in ("Platform", "Account", "Listing", "Disclosure"):
+        shutil.copy(small_world_dir / FILES[name], tmp_path / FILES[name])
+    with open(small_world_dir / FILES["Transaction"], "rb") as fh:
+        reader = fastavro.reader(fh)
+        writer_schema = reader.writer_schema
+        rows = list(reader)
+    cut = len(rows) // 3
+    for part, chunk in (("2016-01", rows[:cut]), ("2016-02", rows[cut:2 * cut]), ("2016-03", rows[2 * cut:])):
+        with open(tmp_path / f"transactions-{part}.avro", "wb") as fh:
+            fastavro.writer(fh, writer_schema, chunk, codec="zstandard")
+    shutil.copy(small_world_dir / FILES["Platform"], tmp_path / "transaction.avro")  # misspelt: not an input
+    out = tmp_path / "r.json"
+    assert main(["replay", str(tmp_path), "--report", str(out), "--dead-letters", str(tmp_path / "d.jsonl")]) == 0
+    rep = json.loads(out.read_text(encoding="utf-8"))
+    assert rep["stats"]["inputs"] == report["stats"]["inputs"] and rep["stats"]["dead"] == report["stats"]["dead"]
+    assert {p["platform_id"]: p["score"] for p in rep["platforms"]} == {
+        p["platform_id"]: p["score"] for p in report["platforms"]}
+    assert "ignoring transaction.avro" in caplog.text

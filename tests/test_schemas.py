@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -90,8 +91,44 @@ def test_confluent_framing_round_trip():
         framing.unframe(b"\xc3\x01" + data)
 
 
-def test_avsc_files_are_valid_json_and_parse():
+def test_avsc_files_are_valid_json_and_parse_with_one_shared_parser():
+    named: dict = {}  # one parser state for every file, as Avro Java's Schema.Parser and registries keep
+    for full, fname in schemas.TYPE_FILES.items():
+        assert fastavro.parse_schema(json.loads((schemas._HERE / fname).read_text(encoding="utf-8")), named)["name"] == full
     for name, fname in schemas.RECORD_FILES.items():
         raw = json.loads((schemas._HERE / fname).read_text(encoding="utf-8"))
         assert raw["name"] == name
-        assert fastavro.parse_schema(raw)["name"] == f"fundwatch.{name}"
+        assert fastavro.parse_schema(raw, named)["name"] == f"fundwatch.{name}"
+
+
+def _definitions(node, out, where):
+    if isinstance(node, dict):
+        if node.get("type") in ("record", "enum", "fixed"):
+            out.setdefault(node["name"].rsplit(".", 1)[-1], []).append(where)
+        for v in node.values():
+            _definitions(v, out, where)
+    elif isinstance(node, list):
+        for v in node:
+            _definitions(v, out, where)
+
+
+def test_every_named_type_is_defined_in_exactly_one_file():
+    defs: dict = {}
+    for fname in [*schemas.TYPE_FILES.values(), *schemas.RECORD_FILES.values()]:
+        _definitions(json.loads((schemas._HERE / fname).read_text(encoding="utf-8")), defs, fname)
+    assert {n: w for n, w in defs.items() if len(w) > 1} == {}
+    for shared in ("PlatformKind", "Licence", "Tier", "Disposition", "Severity"):
+        assert defs[shared] == [f"types/{shared}.avsc"]
+
+
+def test_canonical_forms_and_fingerprints_are_those_of_the_original_schemas():
+    """The wire contract: what the schemas were before the shared types moved to types/ (tests/fixtures)."""
+    golden = json.loads((Path(__file__).parent / "fixtures" / "canonical_forms.json").read_text(encoding="utf-8"))
+    assert set(golden) == set(schemas.RECORD_FILES)
+    for s in schemas.all_schemas():
+        assert s.canonical == golden[s.name]["canonical"], s.name
+        assert s.fingerprint_le.hex() == golden[s.name]["fingerprint_le"], s.name
+        assert s.fingerprint_le.hex() == fastavro.schema.fingerprint(s.canonical, "CRC-64-AVRO")
+    # the expanded schema defines each shared type at its first use and names it after
+    alert = json.dumps(schemas.schema("Alert").raw)
+    assert alert.count('"name": "Tier"') == 1 and alert.count('"name": "Severity"') == 1
