@@ -172,14 +172,13 @@ class Ledger:
         return ApplyResult(True)
 
     def apply_tip(self, t: Tip, *, kept: int = 500) -> ApplyResult:
-        """Count a public tip-off. Tips are stamped with the wall clock when received, which need not be
-        the stream's event time (a replay of history): a tip counts at the earlier of the two and never
-        moves event time."""
+        """Count a public tip-off at the wall-clock time it was received. It never moves event time: a tip
+        received while the stream replays history is newer than the stream, and counts in every window that
+        starts before it (whenever in the replay it is read, so a rebuild counts it as the first run did)."""
         items = self.tips.setdefault(t.platform_id, deque(maxlen=kept))
         if any(r == t.receipt_id for _, r in items):
             return ApplyResult(False, "duplicate tip receipt")
-        at = t.received_at if self.now_ms == 0 else min(t.received_at, self.now_ms)
-        items.append((at, t.receipt_id))
+        items.append((t.received_at, t.receipt_id))
         return ApplyResult(True)
 
     def validate(self, tx: Transaction) -> str | None:

@@ -35,7 +35,7 @@ stream, and how far it may trail its own input partition's event time, depends o
 | Transaction (ts) | 7 days | 7 days | money is dense and nearly in order; late + ahead must stay within the ledger's 14-day duplicate memory, so a re-sent transaction that passes here is always recognised |
 | Platform (updated_at), Account (opened_at), Listing (listed_at) | 45 days | any | registry entries may describe the past; a registry-and-disclosure stream advances a month at a time |
 | Disclosure (period_end) | 45 days | 400 days | monthly; a restatement of last year is fine, older falls outside the twelve kept |
-| Tip (received_at), Platform (launched_at) | never moves time | any | a tip counts at the earlier of its receipt and the stream's time |
+| Tip (received_at), Platform (launched_at) | never moves time | any | a tip counts from its receipt on, in every window that starts before it |
 
 Lateness is measured against the record's own (topic, partition), not the whole stream: on Kafka
 the topics and partitions are read at their own pace (a rebuild can read one partition's whole

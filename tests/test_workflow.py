@@ -211,10 +211,10 @@ def test_tips_count_as_complaint_evidence_but_alone_never_open_an_alert():
     a = Assessment("P1", "n", "P2P_LENDING", "LICENSED", "320703", (), 10.0, "LOW", "MONITOR", 0.5, (),
                    tuple(found), ledger.now_ms, None)
     assert Assessor().new_alerts([a]) == []  # below the default alert floor: a flood of tips opens nothing
-    # a tip stamped in the wall clock's future does not move a replay's event time
+    # a tip stamped in the wall clock's future does not move a replay's event time, and counts
     now = ledger.now_ms
     ledger.apply(Tip("FUTURE", "P1", now + 3650 * DAY_MS))
-    assert ledger.now_ms == now and ledger.tips["P1"][-1][0] == now
+    assert ledger.now_ms == now and tip_offs(view())[0].metrics == (("tips", 41.0),)
 
 
 # ---- audit --------------------------------------------------------------------------------------------

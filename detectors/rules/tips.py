@@ -15,12 +15,14 @@ TIPS_FULL = 20  # the finding's strength is full from this many
 
 @detector("tip_offs")
 def tip_offs(view: PlatformView) -> list[Finding]:
-    start = view.window.start_ms
+    start = view.window.start_ms  # no end: a tip received after the stream's time counts (see Ledger.apply_tip)
     tips = [(t, r) for t, r in view.ledger.tips.get(view.platform_id, ()) if start is None or t >= start]
     n = len(tips)
     if n < TIPS_LOW:
         return []
     since = min(t for t, _ in tips)
+    if view.ledger.now_ms:
+        since = min(since, view.ledger.now_ms)  # evidence is never dated after the stream's own time
     return [Finding(
         "tip_offs", "LOW", min(1.0, n / TIPS_FULL),
         f"近{view.window_days or '全部'}天收到公众举报{n}条（举报平台），作为投诉线索待核实。",
