@@ -97,18 +97,39 @@ class FileDeadLetters:
 class KafkaDeadLetters:
     """The original bytes on a dead-letter topic, reason and position in headers (and a JSON copy if no bytes)."""
 
-    def __init__(self, producer: Any, topic: str) -> None:
+    def __init__(self, producer: Any, topic: str, *, bootstrap: str | None = None) -> None:
         self.producer = producer
         self.topic = topic
+        self.bootstrap = bootstrap
         self.count = 0
+        self._ends: dict[int, int] = {}
+        self._already: set[tuple[str, str, str]] = set()  # dead-lettered after the checkpoint, before a crash
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"ends": dict(self._ends)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Read back what a crashed run dead-lettered after its checkpoint, so each bad record stays there once."""
+        from ingest.kafka_io import read_headers_after
+
+        self._ends = {int(p): int(o) for p, o in state.get("ends", {}).items()}
+        for headers in read_headers_after(self.bootstrap, self.topic, self._ends):
+            h = {k: v.decode("utf-8", "replace") for k, v in headers}
+            self._already.add((h.get("source_topic", ""), h.get("source_partition", ""), h.get("source_offset", "")))
+
+    def _sent(self, meta: Any) -> None:
+        if meta.offset + 1 > self._ends.get(meta.partition, 0):
+            self._ends[meta.partition] = meta.offset + 1
 
     def put(self, err: DecodeError) -> None:
         m = err.source
+        if (m.topic, str(m.partition), str(m.offset)) in self._already:
+            return
         headers = [("reason", err.reason.encode()), ("stage", err.stage.encode()),
                    ("source_topic", m.topic.encode()), ("source_partition", str(m.partition).encode()),
                    ("source_offset", str(m.offset).encode()), ("expected", m.expected.encode())]
         value = m.value if m.value is not None else json.dumps(dead_letter_record(err), ensure_ascii=False).encode()
-        self.producer.send(self.topic, value=value, key=m.key, headers=headers)
+        self.producer.send(self.topic, value=value, key=m.key, headers=headers).add_callback(self._sent)
         self.count += 1
         log.warning("dead letter: %s", err)
 

@@ -175,6 +175,8 @@ class KafkaSource:
         self._start: dict[tuple[str, int], int] | None = None
         self._seek = False
         self._positioned: set[Any] = set()  # assigned partitions already put where the state says
+        self._ends: dict[Any, int] = {}
+        self._ends_at = 0.0
 
     def start_from(self, positions: dict[tuple[str, int], int] | None) -> None:
         """Where to read from on assignment: a checkpoint's positions, or None for the beginning of every topic.
@@ -274,6 +276,38 @@ class KafkaSource:
         """True when every assigned partition has been read to its end."""
         lag = self.lag()
         return lag == 0
+
+    def behind(self) -> set[tuple[str, int]] | None:
+        """Assigned partitions with records still to read (None: no assignment yet). End offsets are asked
+        of the broker at most twice a second, and again when a partition reaches the ends last seen."""
+        c = self.consumer
+        assigned = c.assignment()
+        if not assigned:
+            return None
+        now = time.monotonic()
+        try:
+            positions = {tp: c.position(tp) for tp in assigned}
+            if now - self._ends_at > 0.5 or any(positions[tp] >= self._ends.get(tp, 0) for tp in assigned):
+                if now - self._ends_at > 0.05:
+                    self._ends = c.end_offsets(list(assigned))
+                    self._ends_at = now
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log.warning("Kafka positions unknown (%s: %s)", type(exc).__name__, exc)
+            return {(tp.topic, tp.partition) for tp in assigned}
+        return {(tp.topic, tp.partition) for tp in assigned if positions[tp] < self._ends.get(tp, 0)}
+
+    def pause(self, partitions: set[tuple[str, int]]) -> None:
+        """Stop fetching these (they run far ahead of the others' event time) until `resume`."""
+        from kafka.structs import TopicPartition
+
+        self.consumer.pause(*[TopicPartition(t, p) for t, p in partitions])
+
+    def resume(self, partitions: set[tuple[str, int]]) -> None:
+        from kafka.structs import TopicPartition
+
+        self.consumer.resume(*[TopicPartition(t, p) for t, p in partitions])
 
     def lag(self) -> int | None:
         """Records between the read positions and the ends of the assigned partitions (None: not assigned yet)."""

@@ -71,8 +71,9 @@ def kafka_pipeline(settings: Settings, store: Any) -> Any:
                          heartbeat_interval_ms=settings.heartbeat_interval_ms,
                          max_poll_records=settings.max_poll_records, instance_id=settings.worker_instance_id)
     producer = make_producer(settings.bootstrap)
-    return build_pipeline(settings, source, [store, KafkaOutput(producer, names, framing)],
-                          KafkaDeadLetters(producer, names["DeadLetter"]), framing, checkpoint=True, live=True)
+    return build_pipeline(settings, source, [store, KafkaOutput(producer, names, framing, bootstrap=settings.bootstrap)],
+                          KafkaDeadLetters(producer, names["DeadLetter"], bootstrap=settings.bootstrap), framing,
+                          checkpoint=True, live=True)
 
 
 # ---- sub-commands -----------------------------------------------------------------------------------
