@@ -108,10 +108,12 @@ class KafkaDeadLetters:
     def checkpoint_state(self) -> dict[str, Any]:
         return {"ends": dict(self._ends)}
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Read back what a crashed run dead-lettered after its checkpoint, so each bad record stays there once."""
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Read back what a crashed run dead-lettered after its checkpoint (no checkpoint: everything), so
+        each bad record stays there once."""
         from ingest.kafka_io import read_headers_after
 
+        state = state or {"ends": {}}
         self._ends = {int(p): int(o) for p, o in state.get("ends", {}).items()}
         for headers in read_headers_after(self.bootstrap, self.topic, self._ends):
             h = {k: v.decode("utf-8", "replace") for k, v in headers}

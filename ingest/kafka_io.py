@@ -159,7 +159,9 @@ class KafkaOutput:
         was published after it and does not publish it again."""
         return {"alerts_topic": self.topics["Alert"], "ends": dict(self._alert_ends)}
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Read back the alerts published after the checkpoint (no checkpoint: all of them)."""
+        state = state or {"alerts_topic": self.topics["Alert"], "ends": {}}
         self._alert_ends = {int(p): int(o) for p, o in state.get("ends", {}).items()}
         framing = self.framing
         seen: set[tuple[str, str]] = set()

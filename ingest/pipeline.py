@@ -426,6 +426,10 @@ class Pipeline:
         if cp is None:
             if start_from:
                 start_from(None)  # no state: rebuild it from the beginning of every input topic
+                # and what earlier runs published is all on the output topics: read it back, publish it once
+                for out in [*self.outputs, self.dead_letters]:
+                    if hasattr(out, "restore"):
+                        out.restore(None)
             return
         self.ledger, self.assessor = cp.ledger, cp.assessor
         self._pending = cp.pending
