@@ -95,23 +95,14 @@ class Scope:
     # ---- in SQL: the store applies it to every list, count and lookup ---------------------------
     def platform_sql(self, alias: str) -> tuple[str, list[Any]]:
         """A predicate over a table with kind, jurisdiction and custodian_id columns."""
-        if self.everything:
-            return "1=1", []
-        parts: list[str] = []
-        args: list[Any] = []
-        if self.custodians:
-            parts.append(f"{alias}.custodian_id in ({','.join('?' * len(self.custodians))})")
-            args.extend(self.custodians)
-        if self.kinds:
-            parts.append(f"{alias}.kind in ({','.join('?' * len(self.kinds))})")
-            args.extend(self.kinds)
-        for j in self.jurisdictions:
-            parts.append(f"{alias}.jurisdiction like ?")
-            args.append(j + "%")
-        return ("(" + " or ".join(parts) + ")", args) if parts else ("1=0", [])
+        return self._sql(alias, by_kind=True)
 
     def alert_sql(self, alias: str) -> tuple[str, list[Any]]:
         """A predicate over a table with departments (",A,B,"), jurisdiction and custodian_id columns."""
+        return self._sql(alias, by_kind=False)
+
+    def _sql(self, alias: str, *, by_kind: bool) -> tuple[str, list[Any]]:
+        """Platforms are a regulator's by kind; alerts by the departments they are routed to."""
         if self.everything:
             return "1=1", []
         parts: list[str] = []
@@ -119,7 +110,10 @@ class Scope:
         if self.custodians:
             parts.append(f"{alias}.custodian_id in ({','.join('?' * len(self.custodians))})")
             args.extend(self.custodians)
-        for d in self.departments:
+        if by_kind and self.kinds:
+            parts.append(f"{alias}.kind in ({','.join('?' * len(self.kinds))})")
+            args.extend(self.kinds)
+        for d in () if by_kind else self.departments:
             parts.append(f"{alias}.departments like ?")
             args.append(f"%,{d},%")
         for j in self.jurisdictions:
