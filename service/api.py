@@ -250,6 +250,39 @@ RunnerDep = Annotated[PipelineRunner | None, Depends(get_runner)]
 router = APIRouter()
 
 
+class Problem(BaseModel):
+    """A refusal: why, in words."""
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    loc: list[str] = Field(description="where: body, query, path or header, then the field")
+    msg: str
+    type: str
+
+
+class InvalidInput(BaseModel):
+    """422: the fields that failed validation, or (a rule across fields, or one the route checks) why in words."""
+    detail: list[FieldProblem] | str
+
+
+_REFUSALS: dict[int, tuple[type[BaseModel], str]] = {
+    400: (Problem, "the body could not be read as JSON (not UTF-8)"),
+    401: (Problem, "no API key, or an unknown or revoked one"),
+    403: (Problem, "the key's role may not do this"),
+    404: (Problem, "no such object in the key's scope (one outside it answers the same)"),
+    409: (Problem, "conflicts with the object's state or a limit"),
+    413: (Problem, "request body too large"),
+    422: (InvalidInput, "invalid input"),
+    429: (Problem, "too many requests from this client; Retry-After says when to come back"),
+}
+
+
+def _refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route may give, declared in the OpenAPI (a declared 422 replaces FastAPI's)."""
+    return {code: {"model": _REFUSALS[code][0], "description": _REFUSALS[code][1]} for code in codes}
+
+
 def _not_found(what: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"no {what}")
 
@@ -272,7 +305,7 @@ class TipIn(BaseModel):
     contact: str | None = Field(default=None, max_length=200, description="how to reach the tipster, if they wish")
 
 
-@router.post("/v1/tips", status_code=202, tags=["open"])
+@router.post("/v1/tips", status_code=202, tags=["open"], responses=_refusals(400, 413, 422, 429))
 def post_tip(tip: TipIn, request: Request, store: StoreDep) -> dict[str, Any]:
     """Public tip-off form (举报, seed 000 §三(三)). Answers a receipt whether or not the platform is known:
     the answer never says which platforms exist. Limited in size and per client address."""
@@ -285,13 +318,13 @@ def post_tip(tip: TipIn, request: Request, store: StoreDep) -> dict[str, Any]:
 
 
 # ---- who am I, vocabulary -------------------------------------------------------------------------
-@router.get("/v1/me", tags=["access"])
+@router.get("/v1/me", tags=["access"], responses=_refusals(401))
 def me(principal: PrincipalDep) -> dict[str, Any]:
     """The key's principal: role, scope, and what it lets the holder see."""
     return principal.as_dict()
 
 
-@router.get("/v1/meta", tags=["platforms"])
+@router.get("/v1/meta", tags=["platforms"], responses=_refusals(401))
 def meta(principal: PrincipalDep) -> dict[str, Any]:
     """Vocabulary: tiers and their cut points, dispositions, departments by domain, the feature vector,
     alert states and resolutions, outcome statuses."""
@@ -305,7 +338,7 @@ def meta(principal: PrincipalDep) -> dict[str, Any]:
 
 
 # ---- platforms ------------------------------------------------------------------------------------
-@router.get("/v1/platforms", tags=["platforms"])
+@router.get("/v1/platforms", tags=["platforms"], responses=_refusals(401, 422))
 def list_platforms(store: StoreDep, principal: PrincipalDep, jurisdiction: JurisdictionQ = None,
                    kind: Kind | None = None, tier: Tier | None = None, limit: Limit = 100, offset: Offset = 0
                    ) -> dict[str, Any]:
@@ -316,7 +349,7 @@ def list_platforms(store: StoreDep, principal: PrincipalDep, jurisdiction: Juris
     return {"total": total, "items": [_summary(p) for p in items]}
 
 
-@router.get("/v1/key-targets", tags=["platforms"])
+@router.get("/v1/key-targets", tags=["platforms"], responses=_refusals(401, 422))
 def key_targets(store: StoreDep, principal: PrincipalDep, jurisdiction: JurisdictionQ = None, limit: Limit = 100,
                 offset: Offset = 0) -> dict[str, Any]:
     """Key supervision targets (seed 000 §三(一)): name or business scope carries a finance keyword; riskiest first."""
@@ -326,7 +359,7 @@ def key_targets(store: StoreDep, principal: PrincipalDep, jurisdiction: Jurisdic
                                       for p in items]}
 
 
-@router.get("/v1/platforms/{platform_id}", tags=["platforms"])
+@router.get("/v1/platforms/{platform_id}", tags=["platforms"], responses=_refusals(401, 404, 422))
 def get_platform(platform_id: str, store: StoreDep, principal: PrincipalDep) -> dict[str, Any]:
     """Score, tier, disposition, lead departments and every finding with its evidence (the platform's file)."""
     p = store.platform(platform_id, principal.scope)
@@ -341,7 +374,8 @@ def get_platform(platform_id: str, store: StoreDep, principal: PrincipalDep) -> 
     return p
 
 
-@router.get("/v1/platforms/{platform_id}/findings/{detector}/graph", tags=["platforms"])
+@router.get("/v1/platforms/{platform_id}/findings/{detector}/graph", tags=["platforms"],
+            responses=_refusals(401, 404, 422))
 def finding_graph(platform_id: str, detector: str, store: StoreDep, principal: PrincipalDep) -> dict[str, Any]:
     """A finding's evidence expanded into a subgraph: accounts, their holders, the money between them."""
     p = store.platform(platform_id, principal.scope)
@@ -355,7 +389,7 @@ def finding_graph(platform_id: str, detector: str, store: StoreDep, principal: P
     raise _not_found(f"{detector} finding on platform {platform_id}")
 
 
-@router.get("/v1/platforms/{platform_id}/history", tags=["platforms"])
+@router.get("/v1/platforms/{platform_id}/history", tags=["platforms"], responses=_refusals(401, 404, 422))
 def platform_history(platform_id: str, store: StoreDep, principal: PrincipalDep,
                      limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
     """Every published score of the platform (each change), oldest first: event time, score, tier, detectors."""
@@ -371,7 +405,8 @@ class OutcomeIn(BaseModel):
     note: str | None = Field(default=None, max_length=4000)
 
 
-@router.post("/v1/platforms/{platform_id}/outcomes", status_code=201, tags=["supervision"])
+@router.post("/v1/platforms/{platform_id}/outcomes", status_code=201, tags=["supervision"],
+             responses=_refusals(400, 401, 403, 404, 413, 422))
 def post_outcome(platform_id: str, outcome: OutcomeIn, store: StoreDep, principal: PbocDep) -> dict[str, Any]:
     """The PBoC branch records what became of a platform: kept, and published on supervision.outcomes."""
     if store.platform(platform_id, principal.scope) is None:
@@ -380,7 +415,7 @@ def post_outcome(platform_id: str, outcome: OutcomeIn, store: StoreDep, principa
                              principal.actor)
 
 
-@router.get("/v1/platforms/{platform_id}/outcomes", tags=["supervision"])
+@router.get("/v1/platforms/{platform_id}/outcomes", tags=["supervision"], responses=_refusals(401, 404, 422))
 def get_outcomes(platform_id: str, store: StoreDep, principal: PrincipalDep) -> dict[str, Any]:
     """What became of the platform, as recorded."""
     if store.platform(platform_id, principal.scope) is None:
@@ -389,7 +424,7 @@ def get_outcomes(platform_id: str, store: StoreDep, principal: PrincipalDep) -> 
     return {"platform_id": platform_id, "items": store.outcomes(platform_id, principal.scope)}
 
 
-@router.get("/v1/tips", tags=["supervision"])
+@router.get("/v1/tips", tags=["supervision"], responses=_refusals(401, 422))
 def list_tips(store: StoreDep, principal: PrincipalDep, platform_id: str | None = None, limit: Limit = 100,
               offset: Offset = 0) -> dict[str, Any]:
     """Tip-offs about platforms in scope, newest first (tips naming no known platform: PBoC branch only)."""
@@ -400,7 +435,7 @@ def list_tips(store: StoreDep, principal: PrincipalDep, platform_id: str | None 
 
 
 # ---- alerts -----------------------------------------------------------------------------------------
-@router.get("/v1/alerts", tags=["alerts"])
+@router.get("/v1/alerts", tags=["alerts"], responses=_refusals(401, 422))
 def list_alerts(store: StoreDep, principal: PrincipalDep, jurisdiction: JurisdictionQ = None,
                 department: Department | None = None, platform_id: str | None = None,
                 min_severity: Severity | None = None, state: AlertState | None = None,
@@ -416,7 +451,7 @@ def list_alerts(store: StoreDep, principal: PrincipalDep, jurisdiction: Jurisdic
 
 
 @router.get("/v1/alerts/stream", tags=["alerts"],
-            responses={200: {"content": {"text/event-stream": {}},
+            responses={**_refusals(401, 422), 200: {"content": {"text/event-stream": {}},
                              "description": "Server-Sent Events: `id` is the event's sequence number, `event` its "
                                             "type, `data` the same JSON a webhook receives: "
                                             "{id, type, at, alert}"}})
@@ -466,7 +501,7 @@ async def alert_stream(request: Request, store: StoreDep, principal: PrincipalDe
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.get("/v1/alerts/{alert_id}", tags=["alerts"])
+@router.get("/v1/alerts/{alert_id}", tags=["alerts"], responses=_refusals(401, 404, 422))
 def get_alert(alert_id: str, store: StoreDep, principal: PrincipalDep) -> dict[str, Any]:
     """One alert with its workflow history (who moved it, when, with what resolution and note)."""
     a = store.alert(alert_id, principal.scope)
@@ -482,7 +517,7 @@ class TransitionIn(BaseModel):
     note: str | None = Field(default=None, max_length=4000, description="required when closing")
 
 
-@router.post("/v1/alerts/{alert_id}/transitions", tags=["alerts"])
+@router.post("/v1/alerts/{alert_id}/transitions", tags=["alerts"], responses=_refusals(400, 401, 404, 409, 413, 422))
 def transition_alert(alert_id: str, body: TransitionIn, store: StoreDep, principal: PrincipalDep
                      ) -> dict[str, Any]:
     """Work an alert: new -> acknowledged -> investigating -> closed (forward only; closing needs a
@@ -503,7 +538,7 @@ class WebhookIn(BaseModel):
     url: HttpUrl = Field(description="http(s) address that receives signed POSTs")
 
 
-@router.post("/v1/webhooks", status_code=201, tags=["webhooks"])
+@router.post("/v1/webhooks", status_code=201, tags=["webhooks"], responses=_refusals(400, 401, 409, 413, 422))
 def create_webhook(body: WebhookIn, request: Request, store: StoreDep, principal: PrincipalDep) -> dict[str, Any]:
     """Register a receiver for the alert events in the key's scope. The signing secret is in this answer
     only. Events from now on are delivered; see the README for verifying signatures."""
@@ -520,7 +555,7 @@ def create_webhook(body: WebhookIn, request: Request, store: StoreDep, principal
     return {**_hook_view(hook), "secret": webhook_secret(request.app.state.server_key, wid)}
 
 
-@router.get("/v1/webhooks", tags=["webhooks"])
+@router.get("/v1/webhooks", tags=["webhooks"], responses=_refusals(401))
 def list_webhooks(store: StoreDep, principal: PrincipalDep) -> dict[str, Any]:
     """The key's own webhooks (an admin sees every webhook)."""
     hooks = store.webhooks(None if principal.is_admin else principal.key_id)
@@ -528,7 +563,7 @@ def list_webhooks(store: StoreDep, principal: PrincipalDep) -> dict[str, Any]:
                       for h in hooks]}
 
 
-@router.delete("/v1/webhooks/{webhook_id}", status_code=204, tags=["webhooks"])
+@router.delete("/v1/webhooks/{webhook_id}", status_code=204, tags=["webhooks"], responses=_refusals(401, 404, 422))
 def delete_webhook(webhook_id: str, store: StoreDep, principal: PrincipalDep) -> Response:
     if store.webhook(webhook_id, None if principal.is_admin else principal.key_id) is None:
         raise _not_found(f"webhook {webhook_id}")
@@ -539,7 +574,7 @@ def delete_webhook(webhook_id: str, store: StoreDep, principal: PrincipalDep) ->
     return Response(status_code=204)
 
 
-@router.get("/v1/webhooks/{webhook_id}/dead-letters", tags=["webhooks"])
+@router.get("/v1/webhooks/{webhook_id}/dead-letters", tags=["webhooks"], responses=_refusals(401, 403, 404, 422))
 def webhook_dead_letters(webhook_id: str, store: StoreDep, principal: AdminDep,
                          status: Literal["dead", "queued", "redelivered"] | None = None) -> dict[str, Any]:
     """Events that failed every attempt for this webhook (admin)."""
@@ -549,7 +584,7 @@ def webhook_dead_letters(webhook_id: str, store: StoreDep, principal: AdminDep,
 
 
 @router.post("/v1/webhooks/{webhook_id}/dead-letters/{dead_letter_id}/redeliver", status_code=202,
-             tags=["webhooks"])
+             tags=["webhooks"], responses=_refusals(401, 403, 404, 422))
 def redeliver(webhook_id: str, dead_letter_id: Annotated[int, Path(ge=1, le=2**62)], store: StoreDep,
               principal: AdminDep) -> dict[str, Any]:
     """Queue a dead letter for one more delivery (admin)."""
@@ -570,7 +605,7 @@ class KeyIn(BaseModel):
     all_platforms: bool = False
 
 
-@router.post("/v1/keys", status_code=201, tags=["access"])
+@router.post("/v1/keys", status_code=201, tags=["access"], responses=_refusals(400, 401, 403, 413, 422))
 def make_key(body: KeyIn, store: StoreDep, principal: AdminDep) -> dict[str, Any]:
     """Make an API key (admin). The key is in this answer only; the store keeps a salted hash."""
     try:
@@ -582,12 +617,12 @@ def make_key(body: KeyIn, store: StoreDep, principal: AdminDep) -> dict[str, Any
     return {**desc, "key": token}
 
 
-@router.get("/v1/keys", tags=["access"])
+@router.get("/v1/keys", tags=["access"], responses=_refusals(401, 403))
 def list_keys(store: StoreDep, principal: AdminDep) -> dict[str, Any]:
     return {"items": store.keys()}
 
 
-@router.delete("/v1/keys/{key_id}", status_code=204, tags=["access"])
+@router.delete("/v1/keys/{key_id}", status_code=204, tags=["access"], responses=_refusals(401, 403, 404, 422))
 def revoke_key(key_id: str, store: StoreDep, principal: AdminDep) -> Response:
     try:
         store.revoke_key(key_id, principal.actor)
@@ -596,7 +631,7 @@ def revoke_key(key_id: str, store: StoreDep, principal: AdminDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/v1/audit", tags=["access"])
+@router.get("/v1/audit", tags=["access"], responses=_refusals(401, 403, 422))
 def audit(store: StoreDep, principal: AdminDep, after: Offset = 0, limit: Limit = 100, actor: str | None = None,
           action: str | None = None, object: str | None = None) -> dict[str, Any]:
     """The append-only, hash-chained audit log (admin); `verify` lists entries whose chain is broken."""
@@ -604,7 +639,7 @@ def audit(store: StoreDep, principal: AdminDep, after: Offset = 0, limit: Limit 
             "total": store.audit_count()}
 
 
-@router.get("/v1/audit/verify", tags=["access"])
+@router.get("/v1/audit/verify", tags=["access"], responses=_refusals(401, 403))
 def audit_verify(store: StoreDep, principal: AdminDep) -> dict[str, Any]:
     broken = store.verify_audit()
     return {"ok": not broken, "entries": store.audit_count(), "broken": broken, "head": store.audit_head()}
