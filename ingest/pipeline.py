@@ -451,6 +451,7 @@ class Pipeline:
             self.dead_letters.restore(ex["dead_letters"])
         self.stats.pending = sum(len(q) for q in self._pending.values())
         self.restored = True
+        self._dirty = True  # assess it once: a kill may have come between the checkpoint and the publication
         if start_from:
             start_from(dict(cp.positions))
         log.info("restored checkpoint %s at event time %d", path, self.ledger.now_ms)
