@@ -22,6 +22,7 @@ from schemas import INPUT_RECORDS, writer_schema
 __all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of", "transient"]
 
 log = logging.getLogger(__name__)
+BROKER_CALL_TIMEOUT_MS = 5_000  # a broker that is gone makes a call fail (and be retried), never hang a shutdown
 
 # record name -> its container file in a replay directory. A record's data may also be split into parts named
 # <stem>-<anything>.avro (transactions-2016-01.avro, transactions-part-0003.avro), read together in event time.
@@ -259,7 +260,7 @@ class KafkaSource:
         if not points:
             return
         try:
-            self.consumer.commit(points)
+            self.consumer.commit(points, timeout_ms=BROKER_CALL_TIMEOUT_MS)
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -286,10 +287,10 @@ class KafkaSource:
             return None
         now = time.monotonic()
         try:
-            positions = {tp: c.position(tp) for tp in assigned}
+            positions = {tp: c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS) for tp in assigned}
             if now - self._ends_at > 0.5 or any(positions[tp] >= self._ends.get(tp, 0) for tp in assigned):
                 if now - self._ends_at > 0.05:
-                    self._ends = c.end_offsets(list(assigned))
+                    self._ends = c.end_offsets(list(assigned), timeout_ms=BROKER_CALL_TIMEOUT_MS)
                     self._ends_at = now
         except Exception as exc:
             if not transient(exc):
@@ -316,8 +317,8 @@ class KafkaSource:
         if not assigned:
             return None
         try:
-            ends = c.end_offsets(list(assigned))
-            return sum(max(0, ends.get(tp, 0) - c.position(tp)) for tp in assigned)
+            ends = c.end_offsets(list(assigned), timeout_ms=BROKER_CALL_TIMEOUT_MS)
+            return sum(max(0, ends.get(tp, 0) - c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS)) for tp in assigned)
         except Exception as exc:
             if not transient(exc):
                 raise

@@ -162,3 +162,32 @@ def _root():
     from tests.servers import ROOT
 
     return ROOT
+
+
+@pytest.mark.kafka
+def test_sigterm_ends_run_within_seconds_with_the_broker_gone(kafka_bootstrap, topic_prefix, small_world_dir,
+                                                              tmp_path):
+    """`make stop` used to leave the service running for over 40 s once the broker was gone."""
+    from tests.servers import ROOT
+
+    assert main(["--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "produce", str(small_world_dir)]) == 0
+    db = str(tmp_path / "g.db")
+    port = free_port()
+    proc = start(["--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "run", "--port", str(port),
+                  "--group-id", f"{topic_prefix}gone", "--db", db, "--checkpoint-dir", str(tmp_path / "ckpt")],
+                 service_env(tmp_path, db, FUNDWATCH_IDLE_ASSESS_SECONDS="0.5"), port)
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["pipeline"].get("caught_up"),
+                 240, "catch-up")
+        subprocess.run([str(ROOT / "ops/kafka.sh"), "stop"], check=True, capture_output=True, timeout=60)
+        time.sleep(3)
+        t, wall = time.monotonic(), time.time()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        assert time.monotonic() - t < 15
+        ckpt = next((tmp_path / "ckpt").glob("*.ckpt"))
+        assert ckpt.stat().st_mtime >= wall  # and it still wrote its state down
+    finally:
+        stop(proc)
+        back = subprocess.run([str(ROOT / "ops/kafka.sh"), "start"], capture_output=True, text=True, timeout=120)
+        assert back.stdout.strip() == kafka_bootstrap  # the broker is back for the tests after this one
