@@ -179,7 +179,8 @@ class Pipeline:
                 # a shutdown (or a test's crash): the state goes to the checkpoint as it is, and the next start
                 # resumes from it; no last assessment (it would hold a SIGTERM up for a full scoring pass, and
                 # an assessment no uninterrupted run makes would change what is alerted after the restart)
-                self.source.commit(self._commit_points())
+                if getattr(self.source, "failing_since", None) is None:  # a broker away: no commit to wait on
+                    self.source.commit(self._commit_points())
                 if self.checkpoint_path:
                     self.save_checkpoint()
                 return self.stats

@@ -22,7 +22,7 @@ from schemas import INPUT_RECORDS, writer_schema
 __all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of", "transient"]
 
 log = logging.getLogger(__name__)
-BROKER_CALL_TIMEOUT_MS = 5_000  # a broker that is gone makes a call fail (and be retried), never hang a shutdown
+BROKER_CALL_TIMEOUT_MS = 3_000  # a broker that is gone makes a call fail (and be retried), never hang a shutdown
 
 # record name -> its container file in a replay directory. A record's data may also be split into parts named
 # <stem>-<anything>.avro (transactions-2016-01.avro, transactions-part-0003.avro), read together in event time.
@@ -172,6 +172,7 @@ class KafkaSource:
         self.instance_id = instance_id
         self._consumer: Any = None
         self.transient_errors = 0
+        self.failing_since: float | None = None  # monotonic time of the first of the current run of failures
         self._failures = 0
         self._start: dict[tuple[str, int], int] | None = None
         self._seek = False
@@ -261,17 +262,21 @@ class KafkaSource:
             return
         try:
             self.consumer.commit(points, timeout_ms=BROKER_CALL_TIMEOUT_MS)
+            self.failing_since = None
         except Exception as exc:
             if not transient(exc):
                 raise
-            self._transient(exc, "commit")
+            self._transient(exc, "commit", wait=False)  # the next turn of the loop commits again
 
-    def _transient(self, exc: Exception, what: str) -> None:
+    def _transient(self, exc: Exception, what: str, *, wait: bool = True) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()  # health: how long the broker has not answered
         self._failures = getattr(self, "_failures", 0) + 1
         self.transient_errors += 1
-        delay = min(5.0, 0.1 * 2 ** min(self._failures, 6))
+        delay = min(2.0, 0.1 * 2 ** min(self._failures, 6)) if wait else 0.0
         log.warning("Kafka %s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
-        time.sleep(delay)
+        if delay:
+            time.sleep(delay)
 
     def caught_up(self) -> bool:
         """True when every assigned partition has been read to its end."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import re
 import threading
 import time
@@ -31,6 +32,8 @@ from service.settings import Settings
 from service.store import ALERT_STATES, OUTCOME_STATUSES, RESOLUTIONS, Conflict, Invalid, NotFound, Store
 
 __all__ = ["create_app", "get_store", "get_runner", "PipelineRunner"]
+
+log = logging.getLogger(__name__)
 
 Tier = Literal["LOW", "ELEVATED", "HIGH", "CRITICAL"]
 Kind = Literal["P2P_LENDING", "EQUITY_CROWDFUNDING", "INTERNET_INSURANCE", "ASSET_MANAGEMENT", "THIRD_PARTY_PAYMENT",
@@ -74,10 +77,16 @@ class PipelineRunner:
         self.thread = threading.Thread(target=work, name="fundwatch-pipeline", daemon=True)
         self.thread.start()
 
-    def close(self) -> None:
+    def close(self, grace_s: float = 8.0) -> None:
+        """Stop the loop; it checkpoints on its way out. A loop held in a broker call that cannot return
+        (kafka-python's poll waits for a coordinator with no timeout) is left behind after `grace_s`:
+        the last periodic checkpoint is as good a place to resume from."""
         self.stop.set()
         if self.thread is not None:
-            self.thread.join(timeout=30)
+            self.thread.join(timeout=grace_s)
+            if self.thread.is_alive():
+                log.warning("the pipeline did not stop within %.0f s; exiting (a restart resumes from the last "
+                            "checkpoint)", grace_s)
 
     def status(self) -> dict[str, Any]:
         if self.pipeline is None:
@@ -85,7 +94,8 @@ class PipelineRunner:
         p = self.pipeline
         return {"running": bool(self.thread and self.thread.is_alive()), "error": self.error,
                 "paused": p.paused, "caught_up": p.caught_up, "lag_records": p.lag,
-                "loop_turned_s_ago": round(time.monotonic() - p.heartbeat, 1), "stats": p.stats.as_dict(),
+                "loop_turned_s_ago": round(time.monotonic() - p.heartbeat, 1),
+                "broker_failing_s": _failing_for(p.source), "stats": p.stats.as_dict(),
                 "event_time_ms": p.ledger.now_ms}
 
     def problems(self, settings: Settings) -> list[str]:
@@ -99,9 +109,16 @@ class PipelineRunner:
         if st.get("lag_records") is not None and st["lag_records"] > settings.health_max_lag_records:
             out.append(f"pipeline lagging: {st['lag_records']} records behind (bound "
                        f"{settings.health_max_lag_records})")
+        if st.get("broker_failing_s") is not None and st["broker_failing_s"] > settings.health_broker_down_seconds:
+            out.append(f"broker unreachable: commits have failed for {st['broker_failing_s']} s (retrying)")
         if st["running"] and st.get("loop_turned_s_ago", 0) > settings.health_stall_seconds:
             out.append(f"pipeline stalled: its loop last turned {st['loop_turned_s_ago']} s ago")
         return out
+
+
+def _failing_for(source: Any) -> float | None:
+    since = getattr(source, "failing_since", None)
+    return None if since is None else round(time.monotonic() - since, 1)
 
 
 class BodyLimit:

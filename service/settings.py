@@ -95,6 +95,7 @@ class Settings(BaseSettings):
 
     health_max_lag_records: int = 100_000  # /healthz answers 503 when the pipeline is further behind
     health_stall_seconds: float = 180.0  # ... or when its loop has not turned for this long
+    health_broker_down_seconds: float = 30.0  # ... or when the broker has not answered for this long
 
     host: str = "127.0.0.1"
     port: int = 8000
