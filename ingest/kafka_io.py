@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = ["read_after", "read_headers_after", "topic_names", "TOPIC_LAYOUT", "e
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TOPIC = "custody.deadletter"
+READ_BACK_TIMEOUT_S = 120.0  # reading back what a crashed run published, at start
 FLUSH_TIMEOUT_S = 5.0  # a flush that cannot finish (broker away) raises rather than holding a shutdown
 # record name -> (partitions, compacted). Transactions, listings and disclosures are keyed by
 # platform and share a partition count, so one consumer owns all of a platform's money.
@@ -104,7 +106,10 @@ def read_after(bootstrap: str | None, topic: str, starts: dict[int, int]) -> lis
         for tp in tps:
             c.seek(tp, starts.get(tp.partition, 0))
         out: list[tuple[bytes, list[Any]]] = []
+        deadline = time.monotonic() + READ_BACK_TIMEOUT_S
         while any(c.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:  # a broker gone mid-read: fail (the run exits 1, is restarted), not hang
+                raise TimeoutError(f"reading back {topic} did not finish in {READ_BACK_TIMEOUT_S:.0f} s")
             for records in c.poll(timeout_ms=1000).values():
                 out.extend((r.value, list(r.headers or [])) for r in records)
         return out

@@ -412,7 +412,7 @@ class Pipeline:
             self._last_checkpoint = time.monotonic()
             return
         extra = {"buffer": list(self._buffer), "seq": self._seq, "next_assess_ms": self._next_assess_ms,
-                 "dirty": self._dirty, "gate_partitions": dict(self.gate.partitions),
+                 "gate_partitions": dict(self.gate.partitions),
                  "gate_stream_ms": self.gate.stream_ms,
                  "outputs": [getattr(out, "checkpoint_state", lambda: None)() for out in self.outputs],
                  "dead_letters": getattr(self.dead_letters, "checkpoint_state", lambda: None)()}
@@ -440,7 +440,6 @@ class Pipeline:
         heapq.heapify(self._buffer)
         self._seq = ex.get("seq", 0)
         self._next_assess_ms = ex.get("next_assess_ms")
-        self._dirty = ex.get("dirty", True)
         self.gate.partitions = dict(ex.get("gate_partitions", {}))
         self.gate.stream_ms = ex.get("gate_stream_ms", 0)
         # outputs published past the checkpoint before the crash: they read their own topics back and will
@@ -469,9 +468,8 @@ class Pipeline:
     def _commit_points(self) -> dict[tuple[str, int], int]:
         points = dict(self._done)
         waiting = [e for q in self._pending.values() for e in q] + [b[3] for b in self._buffer]
-        for queue in (waiting,):
-            for env in queue:
-                key = (env.source.topic, env.source.partition)
-                if key in points:
-                    points[key] = min(points[key], env.source.offset)
+        for env in waiting:
+            key = (env.source.topic, env.source.partition)
+            if key in points:
+                points[key] = min(points[key], env.source.offset)
         return {k: v for k, v in points.items() if k[1] >= 0}
