@@ -52,8 +52,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 WHO = ["anonymous", "admin", "pboc", "district", "regulator"]
 STREAM = "/v1/alerts/stream"
-STREAM_EXAMPLES = 4
-STREAM_READ_S = 0.3
+STREAM_EXAMPLES = 2
+STREAM_READ_S = 1.5  # 0.3 s was flaky on a loaded machine (the first response headers came later)
 
 
 @pytest.fixture(scope="module")
