@@ -16,7 +16,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from schemas.records import DAY_MS
 
@@ -99,6 +99,7 @@ class World:
     listings: list[dict[str, Any]] = field(default_factory=list)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     disclosures: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)  # what became of platforms: written only on request
     labels: dict[str, Any] = field(default_factory=dict)
 
 
@@ -688,8 +689,11 @@ def simulate(platforms: int, days: int, seed: int, scheme_share: float = 0.3) ->
     return world
 
 
-def write_world(world: World, out: Path) -> dict[str, int]:
-    """Write the world as Avro object container files plus labels.json; returns record counts."""
+def write_world(world: World, out: Path, outcomes_for: Collection[str] = ()) -> dict[str, int]:
+    """Write the world as Avro object container files plus labels.json; returns record counts.
+
+    Outcomes are labels a supervisor would know only for some platforms: `outcomes_for` names the platforms
+    whose outcomes go to outcomes.avro (none by default)."""
     import fastavro
 
     from ingest.sources import FILES
@@ -697,8 +701,12 @@ def write_world(world: World, out: Path) -> dict[str, int]:
 
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
+    labelled = set(outcomes_for)
     for name, records in (("Platform", world.platforms), ("Account", world.accounts), ("Listing", world.listings),
-                          ("Transaction", world.transactions), ("Disclosure", world.disclosures)):
+                          ("Transaction", world.transactions), ("Disclosure", world.disclosures),
+                          ("Outcome", [o for o in world.outcomes if o["platform_id"] in labelled])):
+        if name == "Outcome" and not records:
+            continue
         with open(out / FILES[name], "wb") as fh:
             fastavro.writer(fh, schema(name).parsed, records, codec="deflate")
         counts[name] = len(records)

@@ -27,13 +27,15 @@ BROKER_CALL_TIMEOUT_MS = 3_000  # a broker that is gone makes a call fail (and b
 # record name -> its container file in a replay directory. A record's data may also be split into parts named
 # <stem>-<anything>.avro (transactions-2016-01.avro, transactions-part-0003.avro), read together in event time.
 FILES = {"Platform": "platforms.avro", "Account": "accounts.avro", "Listing": "listings.avro",
-         "Transaction": "transactions.avro", "Disclosure": "disclosures.avro", "Tip": "tips.avro"}
+         "Transaction": "transactions.avro", "Disclosure": "disclosures.avro", "Tip": "tips.avro",
+         "Outcome": "outcomes.avro"}
 _PRIORITY = {n: i for i, n in enumerate(INPUT_RECORDS)}
 
 
 # timestamp fields per record; the first one orders a replay
 _TIME_FIELDS = {"Platform": ("updated_at", "launched_at"), "Account": ("opened_at",), "Listing": ("listed_at",),
-                "Transaction": ("ts",), "Disclosure": ("period_end",), "Tip": ("received_at",)}
+                "Transaction": ("ts",), "Disclosure": ("period_end",), "Tip": ("received_at",),
+                "Outcome": ("decided_at",)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
