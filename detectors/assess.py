@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from detectors.base import SEVERITIES, DetectorParams, Finding, PlatformView, registered_detectors
-from detectors.features import FEATURE_NAMES, population_features, segment
+from detectors.features import DIRECTIONS, FEATURE_NAMES, population_features, segment
+from detectors.learning import Learned, OutcomeModel, blend, label_of
 from detectors.rules.registration import keywords_in
 from detectors.risk import disposition, lead_departments, risk_score, strongest_by_detector, tier_of
 from detectors.scoring import OutlierEnsemble, OutlierResult
@@ -19,7 +23,8 @@ INT64_MAX = 2**63 - 1  # evidence amounts are Avro longs: sums of many large mov
 
 __all__ = ["Assessment", "Assessor", "MODEL_VERSION", "alert_id"]
 
-MODEL_VERSION = "fundwatch-0.1"
+log = logging.getLogger(__name__)
+MODEL_VERSION = "fundwatch-0.2"  # 0.2: one-sided outliers, disclosure history, the outcome layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,8 @@ class Assessment:
     evidence_graphs: tuple[dict[str, Any], ...] = ()  # parallel to findings
     registration_keywords: tuple[str, ...] = ()  # finance keywords in name or scope: a key supervision target
     custodian_id: str | None = None  # the bank holding the platform's client money (None: not in custody)
+    learned: Learned | None = None  # what outcomes taught about it (None: too few labels, or nothing learned)
+    statistical_percentile: float = 0.0  # the outlier percentile moved by `learned`: what the score uses
 
     def as_dict(self) -> dict[str, Any]:
         return {"platform_id": self.platform_id, "name": self.name, "kind": self.kind, "licence": self.licence,
@@ -49,6 +56,8 @@ class Assessment:
                 "score": self.score, "tier": self.tier, "disposition": self.disposition,
                 "outlier_percentile": round(self.outlier_percentile, 4),
                 "outlier_contributions": {k: v for k, v in self.contributions},
+                "statistical_percentile": round(self.statistical_percentile, 4),
+                "learned": self.learned.as_dict() if self.learned is not None else None,
                 "first_flagged_at": self.first_flagged_at, "as_of": self.as_of,
                 "registration_keywords": list(self.registration_keywords),
                 "findings": [{**f.as_dict(), "graph": g} for f, g in
@@ -92,7 +101,7 @@ class Assessor:
 
     def __init__(self, *, windows: tuple[int, ...] = (30, 90), refit_every_days: int = 7, random_state: int = 0,
                  alert_min_severity: str = "MEDIUM", use_hbos: bool = True,
-                 params: DetectorParams | None = None, episode_gap_days: int = 30) -> None:
+                 params: DetectorParams | None = None, episode_gap_days: int = 30, min_labels: int = 10) -> None:
         self.windows = windows
         self.refit_every_days = refit_every_days
         self.random_state = random_state
@@ -100,6 +109,7 @@ class Assessor:
         self.use_hbos = use_hbos
         self.params = params or DetectorParams()
         self.episode_gap_days = episode_gap_days
+        self.min_labels = min_labels
         self.fits_: dict[str, _Fit] = {}
         self.first_flagged_: dict[str, int] = {}
         self.episodes_: dict[tuple[str, str], _Episode] = {}  # (platform, detector) -> its current episode
@@ -115,8 +125,7 @@ class Assessor:
         order = {s: i for i, s in enumerate(SEVERITIES)}
         return sorted(best.values(), key=lambda f: (-order[f.severity], -f.score, f.detector))
 
-    def _outliers(self, ledger: Ledger, pids: list[str], refit: bool) -> dict[str, OutlierResult]:
-        X = population_features(ledger, pids)
+    def _outliers(self, ledger: Ledger, pids: list[str], X: np.ndarray, refit: bool) -> dict[str, OutlierResult]:
         segs: dict[str, list[int]] = {}
         for i, pid in enumerate(pids):
             segs.setdefault(segment(ledger, pid), []).append(i)
@@ -124,24 +133,52 @@ class Assessor:
         for seg, rows in sorted(segs.items()):
             fit = self.fits_.get(seg)
             due = (refit or fit is None or ledger.now_ms - fit.at_ms >= self.refit_every_days * DAY_MS
-                   or abs(len(rows) - fit.size) > 0.1 * max(1, fit.size))
+                   or abs(len(rows) - fit.size) > 0.1 * max(1, fit.size)
+                   or tuple(fit.model.feature_names) != FEATURE_NAMES)  # a checkpoint from another vector
             if due:
-                model = OutlierEnsemble(FEATURE_NAMES, random_state=self.random_state, use_hbos=self.use_hbos).fit(X[rows])
+                model = OutlierEnsemble(FEATURE_NAMES, DIRECTIONS, random_state=self.random_state,
+                                        use_hbos=self.use_hbos).fit(X[rows])
                 fit = self.fits_[seg] = _Fit(model, ledger.now_ms, len(rows))
             assert fit is not None
             for pid, res in zip([pids[i] for i in rows], fit.model.score(X[rows])):
                 out[pid] = res
         return out
 
+    def _learned(self, ledger: Ledger, pids: list[str], X: np.ndarray) -> dict[str, Learned]:
+        """The outcome layer over the whole population (labels are too scarce to split by segment); refitted
+        at every assessment, so it holds no state of its own and a restart needs nothing to restore it."""
+        rows, y, w = [], [], []
+        for i, pid in enumerate(pids):
+            o = ledger.outcomes.get(pid)
+            lab = label_of(o.status) if o is not None else None
+            if lab is not None:
+                rows.append(i)
+                y.append(lab[0])
+                w.append(lab[1])
+        if not rows:
+            return {}
+        model = OutcomeModel(FEATURE_NAMES, DIRECTIONS, min_each=self.min_labels, random_state=self.random_state)
+        try:
+            views = model.fit_score(X, np.array(rows), np.array(y), np.array(w, dtype=float),
+                                    [pids[i] for i in rows])
+        except Exception as exc:  # never let learning stop the loop: the score stays unsupervised
+            log.warning("outcome layer not fitted: %s: %s", type(exc).__name__, exc)
+            return {}
+        return dict(zip(pids, views)) if views is not None else {}
+
     def assess(self, ledger: Ledger, *, refit: bool = False) -> list[Assessment]:
         pids = sorted(ledger.platforms)
-        outl = self._outliers(ledger, pids, refit)
+        X = population_features(ledger, pids)
+        outl = self._outliers(ledger, pids, X, refit)
+        learned = self._learned(ledger, pids, X)
         result = []
         for pid in pids:
             p = ledger.platforms[pid]
             fs = self.findings(ledger, pid)
             o = outl.get(pid, OutlierResult(0.0, ()))
-            score = risk_score(fs, o.percentile)
+            lv = learned.get(pid)
+            stat = blend(o.percentile, lv)
+            score = risk_score(fs, stat)
             tier = tier_of(score)
             if tier in ("HIGH", "CRITICAL") and pid not in self.first_flagged_:
                 self.first_flagged_[pid] = ledger.now_ms
@@ -152,7 +189,7 @@ class Assessor:
                 self.first_flagged_.get(pid),
                 tuple(evidence_subgraph(ledger.graph, f.account_ids,
                                         window=Window(f.window_days or None, ledger.now_ms)) for f in fs),
-                tuple(sorted(set(keywords_in(p.name) + keywords_in(p.business_scope)))), p.custodian_id))
+                tuple(sorted(set(keywords_in(p.name) + keywords_in(p.business_scope)))), p.custodian_id, lv, stat))
         result.sort(key=lambda a: (-a.score, a.platform_id))
         return result
 

@@ -8,47 +8,109 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from detectors.base import PlatformView
+from detectors.rules.disclosure_lapse import disclosure_cadence_ms, disclosure_clock
 from detectors.rules.yields import promised_and_project_yield
 from graph import trace
 from graph.ledger import Ledger
 from graph.windows import Window
-from schemas.records import DAY_MS
+from schemas.records import DAY_MS, Disclosure
 
-__all__ = ["FEATURES", "FEATURE_NAMES", "platform_features", "population_features", "segment"]
+__all__ = ["FEATURES", "FEATURE_NAMES", "DIRECTIONS", "Feature", "platform_features", "population_features", "segment",
+           "disclosure_cadence_ms", "disclosure_clock"]  # the last two re-exported from the rule that owns them
 
 NAN = float("nan")
 
-# name -> what it measures (the docs and the API show these)
-FEATURES: dict[str, str] = {
-    "client_inflow_log": "log(1 + client deposits in yuan), 90 days: size",
-    "payout_new_money_share": "share of investor payouts traced to other investors' deposits, 90 days",
-    "client_to_own_share": "client money reaching the platform's own account (not as fees) / client deposits",
-    "own_to_related_share": "own account paid to declared related parties / client deposits",
-    "related_lending_share": "lending to declared related-party borrowers / all lending",
-    "term_ratio": "money-weighted product term / money-weighted loan term (1 = matched)",
-    "yield_gap": "promised investor yield minus the yield of the loans funded",
-    "promised_yield": "highest of advertised yield and money-weighted product yield",
-    "fee_rate": "fees to the own account / money lent",
-    "investor_growth": "investor accounts opened in the last 30 days / investor accounts before",
-    "interbank_share": "reserve-to-reserve transfers / reserve receipts",
-    "own_payout_share": "payouts to investors from own or risk-reserve accounts / all payouts",
-    "disclosed_yield": "latest disclosed average annual yield",
-    "disclosed_yield_vs_peers": "disclosed yield minus the median of the same kind",
-    "top10_borrower_share": "disclosed top-10 borrower concentration",
-    "overdue_rate": "disclosed overdue rate",
-    "related_outstanding_share": "disclosed related-party outstanding / outstanding",
-    "complaints_per_1k_investors": "disclosed complaints per 1,000 investors",
-    "complaints_growth": "complaints in the latest disclosure / mean of the earlier ones",
-    "disclosed_investor_growth": "investors in the latest disclosure / three disclosures earlier",
-    "no_custody": "1 when the platform has no custodian bank",
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One column of the vector: what it measures, which side of it is a risk, and why (shown at /v1/meta)."""
+
+    what: str
+    direction: str  # "high": large values are the risk; "low": small ones; "both": distance from the usual
+    why: str
+
+
+# the documented vector; the outlier layer scores only the risky side of each (detectors/scoring.py)
+FEATURES: dict[str, Feature] = {
+    "client_inflow_log": Feature("log(1 + client deposits in yuan), 90 days: size", "low",
+                                 "a small book has few borrowers to spread losses and little to lose by walking away; "
+                                 "being large is not a risk in itself"),
+    "payout_new_money_share": Feature("share of investor payouts traced to other investors' deposits, 90 days", "high",
+                                      "paying old investors with new investors' money is the Ponzi mechanism"),
+    "client_to_own_share": Feature("client money reaching the platform's own account (not as fees) / client deposits",
+                                   "high", "client money in the platform's own account is misappropriation"),
+    "own_to_related_share": Feature("own account paid to declared related parties / client deposits", "high",
+                                    "money leaving to the controller's circle is how misappropriated funds exit"),
+    "related_lending_share": Feature("lending to declared related-party borrowers / all lending", "high",
+                                     "lending clients' money to the controller's circle is self-financing"),
+    "term_ratio": Feature("money-weighted product term / money-weighted loan term (1 = matched)", "both",
+                          "short products over long loans roll a pool; long products over short loans leave money "
+                          "idle in one: both are maturity mismatch"),
+    "yield_gap": Feature("promised investor yield minus the yield of the loans funded", "high",
+                         "a promise above what the projects earn must be paid from somewhere else"),
+    "promised_yield": Feature("highest of advertised yield and money-weighted product yield", "high",
+                              "high promised returns attract money and cannot be earned by lawful lending for long"),
+    "fee_rate": Feature("fees to the own account / money lent", "high",
+                        "steep fees hide the real cost of borrowing or move client money to the platform"),
+    "investor_growth": Feature("investor accounts opened in the last 30 days / investor accounts before", "high",
+                               "a scheme needs ever more new investors; a slow, steady base is not a risk"),
+    "interbank_share": Feature("reserve-to-reserve transfers / reserve receipts", "high",
+                               "moving client reserves between banks is the cross-bank clearing the rules forbid"),
+    "own_payout_share": Feature("payouts to investors from own or risk-reserve accounts / all payouts", "high",
+                                "a platform paying investors itself is guaranteeing or subsidising returns"),
+    "disclosed_yield": Feature("latest disclosed average annual yield", "high",
+                               "the higher the yield, the likelier it is paid from new money; a low yield is safe"),
+    "disclosed_yield_vs_peers": Feature("disclosed yield minus the median of the same kind", "high",
+                                        "outbidding peers for money is what failing platforms did before they fell"),
+    "top10_borrower_share": Feature("disclosed top-10 borrower concentration", "high",
+                                    "few borrowers carry the book: one default sinks it, and they may be the controller"),
+    "overdue_rate": Feature("disclosed overdue rate", "high", "loans not being repaid"),
+    "related_outstanding_share": Feature("disclosed related-party outstanding / outstanding", "high",
+                                         "declared lending to the controller's circle"),
+    "complaints_per_1k_investors": Feature("disclosed complaints per 1,000 investors", "high",
+                                           "investors who cannot withdraw complain first"),
+    "complaints_growth": Feature("complaints in the latest disclosure / mean of the earlier ones", "high",
+                                 "a rise in complaints precedes a run"),
+    "no_custody": Feature("1 when the platform has no custodian bank", "high",
+                          "without a custodian nobody independent sees the money"),
+    # what the disclosures say over time, measured in the stream's own time
+    "history_days": Feature("days since the platform was launched or first seen (registry, disclosures, custody)",
+                            "low", "young platforms have no record to judge; an old one has survived cycles"),
+    "disclosure_lapse": Feature("disclosure periods missed since the latest one, by the platform's own cadence",
+                                "high", "a platform that stops disclosing while others go on has often stopped paying"),
+    "yield_trend": Feature("change of the disclosed yield per 30 days over the last six disclosures", "high",
+                           "raising yields to keep money coming is a sign of a funding gap"),
+    "investor_trend": Feature("growth of log investors per 30 days over the last six disclosures", "high",
+                              "fast growth of the investor base is what a scheme needs; shrinking is not fraud"),
+    "outstanding_trend": Feature("growth of log outstanding per 30 days over the last six disclosures", "high",
+                                 "a book expanding fast outruns its risk control; an honest wind-down shrinks"),
+    "overdue_trend": Feature("change of the disclosed overdue rate per 30 days over the last six disclosures",
+                             "high", "rising arrears come before withdrawal difficulties"),
+    "investors_per_borrower": Feature("disclosed investors / borrowers", "high",
+                                      "many lenders funding few borrowers: the money may not reach real projects"),
+    "investors_per_borrower_trend": Feature("growth of log(investors per borrower) per 30 days", "high",
+                                            "investors growing faster than borrowers: money in, not lent out"),
+    "top10_change": Feature("rise of the top-10 borrower share over the last six disclosures", "high",
+                            "a book concentrating on a few borrowers"),
+    "outstanding_log": Feature("log(1 + disclosed outstanding in yuan)", "low",
+                               "a small book fails first; size is not a risk in itself"),
+    "avg_term_days": Feature("latest disclosed average term in days", "low",
+                             "very short products must be rolled over constantly: a pool lives on fresh money"),
+    "private_background": Feature("1 private, 0.5 venture-backed, 0 state-owned, listed or bank-backed", "high",
+                                  "no shareholder with capital and a reputation stands behind a private platform"),
 }
 FEATURE_NAMES = tuple(FEATURES)
+DIRECTIONS = tuple(f.direction for f in FEATURES.values())
 log = logging.getLogger(__name__)
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
+MONTH_MS = 30 * DAY_MS
+TREND_PERIODS = 6  # disclosures a trend is fitted over
+BACKGROUND_RISK = {"PRIVATE": 1.0, "VC_BACKED": 0.5, "STATE_OWNED": 0.0, "LISTED": 0.0, "BANK": 0.0}
 
 
 def segment(ledger: Ledger, platform_id: str) -> str:
@@ -107,14 +169,18 @@ def platform_features(ledger: Ledger, platform_id: str, peer_yield: dict[str, fl
     ds = ledger.disclosures.get(platform_id, [])
     if ds:
         d = ds[-1]
-        if d.avg_annual_yield is not None:
-            v[_INDEX["disclosed_yield"]] = d.avg_annual_yield
+        y = _latest(ds, "avg_annual_yield")
+        if y is not None:
+            v[_INDEX["disclosed_yield"]] = y
             if p is not None and p.kind in peer_yield:
-                v[_INDEX["disclosed_yield_vs_peers"]] = d.avg_annual_yield - peer_yield[p.kind]
-        if d.top10_borrower_share is not None:
-            v[_INDEX["top10_borrower_share"]] = d.top10_borrower_share
-        if d.overdue_rate is not None:
-            v[_INDEX["overdue_rate"]] = d.overdue_rate
+                v[_INDEX["disclosed_yield_vs_peers"]] = y - peer_yield[p.kind]
+        for name in ("top10_borrower_share", "overdue_rate", "avg_term_days"):
+            x = _latest(ds, name)
+            if x is not None:
+                v[_INDEX[name]] = x
+        out = _latest(ds, "outstanding")
+        if out is not None:
+            v[_INDEX["outstanding_log"]] = math.log1p(out / 100)
         if d.related_party_outstanding is not None and d.outstanding:
             v[_INDEX["related_outstanding_share"]] = d.related_party_outstanding / d.outstanding
         if d.complaints is not None:
@@ -122,10 +188,63 @@ def platform_features(ledger: Ledger, platform_id: str, peer_yield: dict[str, fl
             earlier = [x.complaints for x in ds[:-1] if x.complaints is not None]
             if earlier:
                 v[_INDEX["complaints_growth"]] = (d.complaints + 1) / (statistics.mean(earlier) + 1)
-        if len(ds) >= 4:
-            v[_INDEX["disclosed_investor_growth"]] = d.investors / max(1, ds[-4].investors)
+        cadence = disclosure_cadence_ms(ds)
+        v[_INDEX["disclosure_lapse"]] = max(0.0, (disclosure_clock(ledger) - d.period_end) / cadence - 1.0)
+        v[_INDEX["yield_trend"]] = _trend(ds, lambda x: x.avg_annual_yield)
+        v[_INDEX["investor_trend"]] = _trend(ds, lambda x: math.log1p(x.investors))
+        v[_INDEX["outstanding_trend"]] = _trend(
+            ds, lambda x: None if x.outstanding is None else math.log1p(x.outstanding / 100))
+        v[_INDEX["overdue_trend"]] = _trend(ds, lambda x: x.overdue_rate)
+        if d.borrowers > 0:
+            v[_INDEX["investors_per_borrower"]] = d.investors / d.borrowers
+        v[_INDEX["investors_per_borrower_trend"]] = _trend(
+            ds, lambda x: math.log((x.investors + 1) / (x.borrowers + 1)) if x.borrowers > 0 else None)
+        tops = [x.top10_borrower_share for x in ds[-TREND_PERIODS:] if x.top10_borrower_share is not None]
+        if len(tops) >= 2:
+            v[_INDEX["top10_change"]] = tops[-1] - tops[0]
+    first = _first_seen(ledger, platform_id, ds)
+    if first is not None:
+        v[_INDEX["history_days"]] = max(0.0, (ledger.now_ms - first) / DAY_MS)
+    if p is not None and p.background is not None:
+        v[_INDEX["private_background"]] = BACKGROUND_RISK.get(p.background, NAN)
     v[_INDEX["no_custody"]] = 1.0 if (p is not None and p.custodian_id is None) else 0.0
     return v
+
+
+def _latest(ds: list[Disclosure], name: str) -> float | None:
+    """The newest value of a field among the last three disclosures: a field left out of one report is not news."""
+    for d in reversed(ds[-3:]):
+        x = getattr(d, name)
+        if x is not None:
+            return float(x)
+    return None
+
+
+def _trend(ds: list[Disclosure], value: Callable[[Disclosure], float | None]) -> float:
+    """Least-squares change of `value` per 30 days over the last TREND_PERIODS disclosures (NaN below three)."""
+    pts = []
+    for d in ds[-TREND_PERIODS:]:
+        y = value(d)
+        if y is not None and math.isfinite(y):
+            pts.append((d.period_end / MONTH_MS, float(y)))
+    if len(pts) < 3:
+        return NAN
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx > 0 else NAN
+
+
+def _first_seen(ledger: Ledger, platform_id: str, ds: list[Disclosure]) -> int | None:
+    """When the platform was launched, or the earliest the stream knows of it (disclosures, custody days)."""
+    p = ledger.platforms.get(platform_id)
+    seen = [t for t in (p.launched_at if p is not None else None,) if t is not None]
+    if ds:
+        seen.append(int(ds[0].period_end - disclosure_cadence_ms(ds)))
+    days = ledger.platform_days.get(platform_id)
+    if days:
+        seen.append(min(days) * DAY_MS)
+    return min(seen) if seen else None
 
 
 def population_features(ledger: Ledger, platform_ids: list[str]) -> np.ndarray:

@@ -2,10 +2,13 @@
 
 score = 100 * (1 - (1 - R) * (1 - O)), where
   R = 1 - prod over detectors (1 - w(severity) * (0.6 + 0.4 * strength)), the strongest finding per detector;
-  O = OUTLIER_WEIGHT * ((percentile - 0.5) / 0.5) ** 2 for percentiles above the median, else 0.
+  O = OUTLIER_WEIGHT * percentile ** OUTLIER_POWER, the statistical part (the one-sided outlier percentile,
+      moved up or down by what outcomes taught, detectors/learning.py).
 Both parts are in [0, 1) and the combination is monotone: a new finding never lowers the score.
 An outlier alone reaches at most 100 * OUTLIER_WEIGHT (ELEVATED): statistics raise attention,
-rule findings with evidence raise tiers.
+rule findings with evidence raise tiers. O is strictly increasing in the percentile, so the
+statistics order the platforms that the rules leave equal (most platforms, most of the time);
+the power keeps that order while giving the usual half of the population only a few points.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ __all__ = ["TIERS", "TIER_CUTS", "LEAD_DEPARTMENTS", "DEPARTMENTS", "risk_score"
            "FRAUD_DETECTORS", "DISPOSITIONS"]
 
 OUTLIER_WEIGHT = 0.35
+OUTLIER_POWER = 4  # percentile 0.5 -> 2.2 points, 0.9 -> 23, 0.99 -> 33.6
+SCORE_DECIMALS = 4  # enough that platforms with different data do not tie by rounding
 TIERS = ("LOW", "ELEVATED", "HIGH", "CRITICAL")
 TIER_CUTS = (25.0, 50.0, 75.0)  # LOW < 25 <= ELEVATED < 50 <= HIGH < 75 <= CRITICAL
 
@@ -74,8 +79,8 @@ def risk_score(findings: Iterable[Finding], outlier_percentile: float) -> float:
     for f in strongest_by_detector(findings).values():
         keep *= 1.0 - _weight(f)
     p = max(0.0, min(1.0, outlier_percentile))
-    o = OUTLIER_WEIGHT * ((p - 0.5) / 0.5) ** 2 if p > 0.5 else 0.0
-    return round(100.0 * (1.0 - keep * (1.0 - o)), 2)
+    o = OUTLIER_WEIGHT * p ** OUTLIER_POWER
+    return round(100.0 * (1.0 - keep * (1.0 - o)), SCORE_DECIMALS)
 
 
 def tier_of(score: float) -> str:

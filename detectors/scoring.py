@@ -1,22 +1,34 @@
-"""pyod ensemble over comparable platforms: an outlier percentile and per-feature contributions.
+"""pyod over comparable platforms, one-sided: an outlier percentile and per-feature contributions.
 
-Fitted on the population in batches (never per transaction: one ECOD call costs ~40 ms
-whatever its size). Each model's score is turned into the percentile of that score in the
-population it was fitted on; the ensemble percentile is their mean. Contributions come from
-ECOD's per-dimension tail scores, which say which features made the row unusual.
+An outlier is a risk only on the risky side of each feature (detectors/features.py gives every
+feature a direction). Features are signed before fitting so that large always means risky ("low"
+features negated, "both" features replaced by their distance from the population median); then
+  - ECOD contributes only its right-tail probabilities (its U_r: -log P(X >= x) per feature), the
+    one-sided version of the same model (COPOD's one-sided tails are the same numbers, so it is left out);
+  - IForest and HBOS see the signed features with the safe side folded towards the median
+    (compressed twentyfold, not cut: two platforms that differ only on the safe side still differ).
+Fitted on the population in batches (never per transaction: one ECOD call costs ~40 ms whatever its
+size). Each model's score becomes a smoothed percentile of that score in the population it was
+fitted on (a Gaussian-kernel CDF: continuous, so platforms with different data do not tie); the
+ensemble percentile is their mean. Contributions come from ECOD's right tails above the median.
 """
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from scipy.special import ndtr
 
-__all__ = ["OutlierEnsemble", "OutlierResult", "MIN_POPULATION"]
+__all__ = ["OutlierEnsemble", "OutlierResult", "MIN_POPULATION", "SmoothCDF", "signed"]
 
 MIN_POPULATION = 8  # below this, a population has no shape to be an outlier of
 FEATURE_BOUND = 1e12  # features are logs, ratios and rates; beyond this a value only breaks histograms and copulas
+FOLD = 0.05  # how much of a safe-side deviation IForest and HBOS still see
+LOG2 = math.log(2.0)
 log = logging.getLogger(__name__)
 
 
@@ -34,15 +46,55 @@ def sanitize(X: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True, slots=True)
 class OutlierResult:
     percentile: float  # 0..1 among comparable platforms
-    contributions: tuple[tuple[str, float], ...]  # feature -> share of the row's ECOD score, largest first
+    contributions: tuple[tuple[str, float], ...]  # feature -> share of the row's right-tail score, largest first
+
+
+def signed(X: np.ndarray, directions: tuple[str, ...], centre: np.ndarray) -> np.ndarray:
+    """Features turned so that larger is riskier: "low" negated, "both" as the distance from `centre`."""
+    Z = np.array(X, dtype=float, copy=True)
+    for j, d in enumerate(directions):
+        if d == "low":
+            Z[:, j] = -Z[:, j]
+        elif d == "both":
+            Z[:, j] = np.abs(Z[:, j] - centre[j])
+    return Z
+
+
+class SmoothCDF:
+    """A Gaussian-kernel estimate of the CDF of a sample: strictly increasing, so it ranks without ties.
+
+    Tabulated on a grid at construction (scoring is then one interpolation, whatever the population's size)."""
+
+    GRID = 2048
+
+    def __init__(self, sample: np.ndarray) -> None:
+        t = np.sort(np.asarray(sample, dtype=float))
+        n = len(t)
+        sd = float(np.std(t)) if n > 1 else 0.0
+        iqr = float(np.subtract(*np.percentile(t, [75, 25]))) if n > 1 else 0.0
+        spread = min(sd, iqr / 1.34) if iqr > 0 else sd
+        self.h = max(0.9 * spread * n ** -0.2, 1e-9 * (1.0 + float(np.abs(t).max(initial=0.0))))
+        self.grid = np.linspace(t[0] - 5 * self.h, t[-1] + 5 * self.h, self.GRID)
+        self.values = np.empty(self.GRID)
+        for i in range(0, self.GRID, 256):  # bounded memory: 256 grid points x n at a time
+            self.values[i:i + 256] = ndtr((self.grid[i:i + 256, None] - t[None, :]) / self.h).mean(axis=1)
+
+    def __call__(self, s: np.ndarray) -> np.ndarray:
+        s = np.asarray(s, dtype=float)
+        out = np.interp(s, self.grid, self.values)
+        lo, hi = s < self.grid[0], s > self.grid[-1]
+        out[lo] = self.values[0] * np.exp((s[lo] - self.grid[0]) / self.h)  # tails keep decreasing/increasing
+        out[hi] = 1.0 - (1.0 - self.values[-1]) * np.exp(-(s[hi] - self.grid[-1]) / self.h)
+        return out
 
 
 class OutlierEnsemble:
-    """ECOD + COPOD + IForest + HBOS, no torch. Settings in the constructor, state in fit (attributes end in _)."""
+    """One-sided ECOD + IForest + HBOS, no torch. Settings in the constructor, state in fit (attributes end in _)."""
 
-    def __init__(self, feature_names: tuple[str, ...], *, random_state: int = 0, n_estimators: int = 100,
-                 use_hbos: bool = True) -> None:
+    def __init__(self, feature_names: tuple[str, ...], directions: tuple[str, ...] | None = None, *,
+                 random_state: int = 0, n_estimators: int = 100, use_hbos: bool = True) -> None:
         self.feature_names = feature_names
+        self.directions = directions if directions is not None else ("high",) * len(feature_names)
         self.random_state = random_state
         self.n_estimators = n_estimators
         self.use_hbos = use_hbos
@@ -53,8 +105,30 @@ class OutlierEnsemble:
         X[idx] = np.take(self.medians_, idx[1])
         return X
 
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        """Imputed, signed, restricted to the informative columns."""
+        return signed(self._impute(X), self.directions, self.medians_)[:, self.active_]
+
+    def _folded(self, Z: np.ndarray) -> np.ndarray:
+        c = self.centre_
+        return np.where(Z < c, c + FOLD * (Z - c), Z)
+
+    def _right_tails(self, Z: np.ndarray) -> np.ndarray:
+        """ECOD's per-feature right-tail scores -log P(X >= x) for the rows of Z (pyod puts them last)."""
+        ecod = self.models_[0]
+        ecod.decision_function(Z)
+        U = np.asarray(ecod.U_r, dtype=float)[-len(Z):]
+        return np.nan_to_num(U, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _raw(self, Z: np.ndarray) -> list[np.ndarray]:
+        """Each model's one-sided score for the rows of Z."""
+        out = [self._right_tails(Z).sum(axis=1)]
+        F = self._folded(Z)
+        for m in self.models_[1:]:
+            out.append(np.nan_to_num(np.asarray(m.decision_function(F), dtype=float), nan=0.0))
+        return out
+
     def fit(self, X: np.ndarray) -> "OutlierEnsemble":
-        from pyod.models.copod import COPOD
         from pyod.models.ecod import ECOD
         from pyod.models.hbos import HBOS
         from pyod.models.iforest import IForest
@@ -65,31 +139,36 @@ class OutlierEnsemble:
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: imputed with 0 below
             med = np.nanmedian(X, axis=0) if len(X) else np.zeros(X.shape[1])
         self.medians_ = np.where(np.isnan(med), 0.0, med)
-        Xi = self._impute(X)
-        # constant columns carry no information and upset the copula models
-        self.active_ = np.where(np.ptp(Xi, axis=0) > 0)[0] if len(Xi) else np.array([], dtype=int)
-        self.models_ = []
-        self.train_scores_ = []
-        self.n_fitted_ = len(Xi)
-        if len(Xi) < MIN_POPULATION or len(self.active_) == 0:
+        self.active_ = np.arange(X.shape[1])
+        Z = self._prepare(X)
+        # constant columns carry no information and upset the histogram and tree models
+        self.active_ = np.where(np.ptp(Z, axis=0) > 0)[0] if len(Z) else np.array([], dtype=int)
+        self.models_: list[Any] = []
+        self.cdfs_: list[SmoothCDF] = []
+        self.n_fitted_ = len(Z)
+        if len(Z) < MIN_POPULATION or len(self.active_) == 0:
             return self
-        Xa = Xi[:, self.active_]
-        models = [ECOD(), COPOD(), IForest(n_estimators=self.n_estimators, random_state=self.random_state)]
-        if self.use_hbos:
-            models.append(HBOS())
-        for m in models:
+        Z = Z[:, self.active_]
+        self.centre_ = np.median(Z, axis=0)
+        F = self._folded(Z)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    m.fit(Xa)
-                train = np.sort(np.nan_to_num(np.asarray(m.decision_scores_, dtype=float), nan=0.0))
-            except Exception as exc:  # odd but valid data must not stop scoring: that model sits this fit out
-                log.warning("%s fit failed on %s rows x %s features: %s", type(m).__name__, *Xa.shape, exc)
-                continue
-            self.models_.append(m)
-            self.train_scores_.append(train)
-        if self.models_ and not isinstance(self.models_[0], ECOD):
-            self.models_, self.train_scores_ = [], []  # contributions come from ECOD: without it, no ensemble
+                self.models_.append(ECOD().fit(Z))
+            except Exception as exc:  # contributions come from ECOD: without it, no ensemble
+                log.warning("ECOD fit failed on %s rows x %s features: %s", *Z.shape, exc)
+                return self
+            others = [IForest(n_estimators=self.n_estimators, random_state=self.random_state)]
+            if self.use_hbos:
+                others.append(HBOS())
+            for m in others:
+                try:
+                    m.fit(F)
+                except Exception as exc:  # odd but valid data must not stop scoring: that model sits this fit out
+                    log.warning("%s fit failed on %s rows x %s features: %s", type(m).__name__, *F.shape, exc)
+                    continue
+                self.models_.append(m)
+            self.cdfs_ = [SmoothCDF(r) for r in self._raw(Z)]
         return self
 
     def score(self, X: np.ndarray) -> list[OutlierResult]:
@@ -103,22 +182,17 @@ class OutlierEnsemble:
             return [OutlierResult(0.0, ()) for _ in range(len(X))]
 
     def _score(self, X: np.ndarray) -> list[OutlierResult]:
-        Xa = self._impute(X)[:, self.active_]
-        pcts = np.zeros(len(Xa))
+        Z = self._prepare(X)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            for m, train in zip(self.models_, self.train_scores_):
-                s = np.nan_to_num(np.asarray(m.decision_function(Xa), dtype=float), nan=0.0)
-                pcts += np.searchsorted(train, s, side="right") / len(train)
-            pcts /= len(self.models_)
-            ecod = self.models_[0]
-            ecod.decision_function(Xa)
-            O = np.nan_to_num(np.asarray(ecod.O, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)  # per-dimension tails
+            raw = self._raw(Z)
+            pcts = np.mean([cdf(r) for cdf, r in zip(self.cdfs_, raw)], axis=0)
+            U = np.maximum(self._right_tails(Z) - LOG2, 0.0)  # above the median only: the risky side
         out = []
-        for i in range(len(Xa)):
-            row = np.maximum(O[i], 0)
+        for i in range(len(Z)):
+            row = U[i]
             total = float(row.sum()) or 1.0
-            order = np.argsort(-row)[:5]
+            order = np.argsort(-row, kind="stable")[:5]
             contrib = tuple((self.feature_names[self.active_[j]], round(float(row[j] / total), 4)) for j in order
                             if row[j] > 0)
             out.append(OutlierResult(float(min(1.0, max(0.0, pcts[i]))), contrib))

@@ -21,7 +21,7 @@ import networkx as nx
 
 from graph import trace
 from ingest.validate import transaction_reason
-from schemas.records import DAY_MS, Account, Disclosure, Listing, Platform, Tip, Transaction
+from schemas.records import DAY_MS, Account, Disclosure, Listing, Outcome, Platform, Tip, Transaction
 
 __all__ = ["Ledger", "ListingBook", "ApplyResult", "TYPE_INDEX", "TX_TYPES", "tx_digest"]
 
@@ -81,6 +81,8 @@ class Ledger:
         self.listings: dict[str, ListingBook] = {}
         self.disclosures: dict[str, list[Disclosure]] = {}
         self.tips: dict[str, deque[tuple[int, str]]] = {}  # platform -> (counted at, receipt), newest last
+        self.outcomes: dict[str, Outcome] = {}  # platform -> the latest decided outcome (a label, not evidence)
+        self.disclosed_until = 0  # newest period any platform has disclosed: the disclosure feed's own clock
         self.platform_accounts: dict[str, set[str]] = {}
         self.platform_listings: dict[str, set[str]] = {}
         self.related: dict[str, frozenset[str]] = {}  # platform -> declared related holders
@@ -117,6 +119,8 @@ class Ledger:
             return self.apply_disclosure(record)
         if isinstance(record, Tip):
             return self.apply_tip(record)
+        if isinstance(record, Outcome):
+            return self.apply_outcome(record)
         raise TypeError(f"not an input record: {type(record).__name__}")
 
     def apply_platform(self, p: Platform) -> ApplyResult:
@@ -168,6 +172,8 @@ class Ledger:
         items[:] = [x for x in items if x.period_end != d.period_end] + [d]
         items.sort(key=lambda x: x.period_end)
         del items[:-self.disclosures_kept]
+        if d.period_end > self.disclosed_until:
+            self.disclosed_until = d.period_end
         self._tick(d.period_end)
         return ApplyResult(True)
 
@@ -179,6 +185,15 @@ class Ledger:
         if any(r == t.receipt_id for _, r in items):
             return ApplyResult(False, "duplicate tip receipt")
         items.append((t.received_at, t.receipt_id))
+        return ApplyResult(True)
+
+    def apply_outcome(self, o: Outcome) -> ApplyResult:
+        """Keep the latest decision per platform. Like a tip it never moves event time: outcomes are often decided
+        months after the data they judge, and moving the clock would make every platform look silent."""
+        cur = self.outcomes.get(o.platform_id)
+        if cur is not None and cur.decided_at > o.decided_at:
+            return ApplyResult(False, "older outcome")
+        self.outcomes[o.platform_id] = o
         return ApplyResult(True)
 
     def validate(self, tx: Transaction) -> str | None:

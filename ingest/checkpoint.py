@@ -178,7 +178,7 @@ def _enc(o: Any, allowed: dict[type, str], blobs: list[bytes] | None = None) -> 
 
     if isinstance(o, OutlierEnsemble):  # the data it was fitted on; refitted on load
         return {"$o": name, "fit": _enc(getattr(o, "X_fit_", None), allowed, blobs),
-                "d": _enc({"feature_names": o.feature_names, "random_state": o.random_state,
+                "d": _enc({"feature_names": o.feature_names, "directions": o.directions, "random_state": o.random_state,
                            "n_estimators": o.n_estimators, "use_hbos": o.use_hbos}, allowed, blobs)}
     if dataclasses.is_dataclass(o):
         state = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
@@ -249,7 +249,9 @@ def _dec(o: Any, allowed: dict[str, type], blob: bytes = b"") -> Any:
             return model.fit(fit) if fit is not None else model
         if dataclasses.is_dataclass(cls):
             return cls(**state)
-        obj: Any = object.__new__(cls)  # Ledger, Assessor: their state, not their constructor's defaults
+        # Ledger, Assessor: their state over their constructor's defaults, so a checkpoint written before an
+        # attribute existed restores with that attribute's default
+        obj: Any = cls()
         obj.__dict__.update(state)
         return obj
     raise CheckpointError(f"unknown tag in {sorted(o)[:3]}")

@@ -25,7 +25,7 @@ from ingest.decode import DecodeError, Envelope, RawMessage, TransientError, dec
 from ingest.sources import Source
 from ingest.validate import Gate, Limits, event_time
 from schemas import INPUT_RECORDS
-from schemas.records import DAY_MS, Account, Platform, Tip, Transaction
+from schemas.records import DAY_MS, Account, Outcome, Platform, Tip, Transaction
 from schemas.wire import Framing, SingleObjectFraming
 
 __all__ = ["Pipeline", "Output", "RunStats"]
@@ -242,7 +242,8 @@ class Pipeline:
         rec = env.record
         t = event_time(rec)
         if t is None:
-            t = rec.received_at if isinstance(rec, Tip) else self.ledger.now_ms
+            t = rec.received_at if isinstance(rec, Tip) else rec.decided_at if isinstance(rec, Outcome) \
+                else self.ledger.now_ms
         self._seq += 1
         heapq.heappush(self._buffer, (t, _PRIORITY.get(type(rec).__name__, 9), self._seq, env))
         self._arrived[(env.source.topic, env.source.partition)] = time.monotonic()

@@ -36,6 +36,7 @@ stream, and how far it may trail its own input partition's event time, depends o
 | Platform (updated_at), Account (opened_at), Listing (listed_at) | 45 days | any | registry entries may describe the past; a registry-and-disclosure stream advances a month at a time |
 | Disclosure (period_end) | 45 days | 400 days | monthly; a restatement of last year is fine, older falls outside the twelve kept |
 | Tip (received_at), Platform (launched_at) | never moves time | any | a tip counts from its receipt on, in every window that starts before it |
+| Outcome (decided_at) | never moves time | any | a label, often decided months after the data it judges; it must not make every platform look silent |
 
 Lateness is measured against the record's own (topic, partition), not the whole stream: on Kafka
 the topics and partitions are read at their own pace (a rebuild can read one partition's whole
@@ -50,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ingest.decode import Envelope
-from schemas.records import DAY_MS, Account, Disclosure, Listing, Platform, Record, Tip, Transaction
+from schemas.records import DAY_MS, Account, Disclosure, Listing, Outcome, Platform, Record, Tip, Transaction
 
 __all__ = ["Limits", "DEFAULT_LIMITS", "Gate", "validate", "check_content", "check_time", "event_time",
            "transaction_reason", "INT64_MAX"]
@@ -65,6 +66,8 @@ ACCOUNT_ROLES = frozenset(("INVESTOR", "BORROWER", "PLATFORM_OWN", "CUSTODY_POOL
                            "CLIENT_RESERVE", "EXTERNAL"))
 BACKGROUNDS = frozenset(("STATE_OWNED", "LISTED", "VC_BACKED", "BANK", "PRIVATE"))
 LISTING_KINDS = frozenset(("LOAN", "PRODUCT"))
+OUTCOME_STATUSES = frozenset(("NORMAL", "RECTIFYING", "SUSPENDED", "CLOSED", "WITHDRAWAL_DIFFICULTY",
+                              "POLICE_INVESTIGATION", "RUN_AWAY"))
 TX_TYPES = frozenset(("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "FEE", "TRANSFER", "REFUND"))
 _DIGITS = frozenset("0123456789")
 
@@ -258,6 +261,12 @@ def _tip(t: Tip, lim: Limits) -> str | None:
                   _int("received_at", t.received_at, 0, INT64_MAX))
 
 
+def _outcome(o: Outcome, lim: Limits) -> str | None:
+    return _first(_id("platform_id", o.platform_id, lim), _enum("status", o.status, OUTCOME_STATUSES),
+                  _int("decided_at", o.decided_at, 0, INT64_MAX),
+                  _text("source", o.source, lim.max_name_len, optional=False), _text("note", o.note, lim.max_text_len))
+
+
 def check_content(rec: Record, lim: Limits = DEFAULT_LIMITS) -> str | None:
     """Why the record says something the contract does not allow, or None. No time context needed."""
     if isinstance(rec, Transaction):
@@ -272,6 +281,8 @@ def check_content(rec: Record, lim: Limits = DEFAULT_LIMITS) -> str | None:
         return _platform(rec, lim)
     if isinstance(rec, Tip):
         return _tip(rec, lim)
+    if isinstance(rec, Outcome):
+        return _outcome(rec, lim)
     return f"not an input record: {type(rec).__name__}"
 
 
@@ -318,6 +329,8 @@ def check_time(rec: Record, now_ms: int, partition_ms: int | None, wall_ms: int,
         times = (("listed_at", rec.listed_at),)
     elif isinstance(rec, Disclosure):
         times = (("period_end", rec.period_end),)
+    elif isinstance(rec, Outcome):
+        times = (("decided_at", rec.decided_at),)
     else:
         times = (("received_at", rec.received_at),)
     for name, t in times:

@@ -84,7 +84,7 @@ TOPICS: dict[str, str] = {
 
 # The inputs, in the order a replay must apply them within one timestamp: registry
 # entries before the accounts and listings that name them, before the money.
-INPUT_RECORDS: tuple[str, ...] = ("Platform", "Account", "Listing", "Transaction", "Disclosure", "Tip")
+INPUT_RECORDS: tuple[str, ...] = ("Platform", "Account", "Listing", "Transaction", "Disclosure", "Tip", "Outcome")
 
 # Key field per record for Kafka keys and compaction.
 KEY_FIELD: dict[str, str] = {

@@ -6,7 +6,7 @@ from typing import Literal
 
 __all__ = [
     "PlatformKind", "Licence", "AccountRole", "ListingKind", "TxType",
-    "Platform", "Account", "Listing", "Transaction", "Disclosure", "Tip",
+    "Platform", "Account", "Listing", "Transaction", "Disclosure", "Tip", "Outcome",
     "RECORD_TYPES", "Record",
 ]
 
@@ -102,10 +102,22 @@ class Tip:
     received_at: int
 
 
-Record = Platform | Account | Listing | Transaction | Disclosure | Tip
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a platform (closed, run away, found normal...): a label the scoring learns from, never
+    evidence against the platform it names."""
+
+    platform_id: str
+    status: str  # OutcomeStatus
+    decided_at: int
+    source: str
+    note: str | None = None
+
+
+Record = Platform | Account | Listing | Transaction | Disclosure | Tip | Outcome
 
 RECORD_TYPES: dict[str, type] = {
     "Platform": Platform, "Account": Account, "Listing": Listing,
-    "Transaction": Transaction, "Disclosure": Disclosure, "Tip": Tip,
+    "Transaction": Transaction, "Disclosure": Disclosure, "Tip": Tip, "Outcome": Outcome,
 }
 

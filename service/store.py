@@ -30,6 +30,8 @@ __all__ = ["Store", "StoreError", "NotFound", "Conflict", "jurisdiction_prefix",
            "OUTCOME_STATUSES", "SCHEMA_VERSION", "wall_ms", "Invalid"]
 
 ALERT_STATES = ("new", "acknowledged", "investigating", "closed")
+# an alert closed as a false alarm is recorded as an outcome NORMAL with this source: one label channel
+FALSE_ALARM_SOURCE = "false alarm: alert"
 # closing resolutions: the seeds' dispositions as outcomes of a case, and the false alarm (a label)
 RESOLUTIONS: dict[str, tuple[str, str]] = {
     "RECTIFIED": ("已整改", "rectified"),
@@ -408,6 +410,12 @@ class Store:
             self._event(c, "alert.transitioned", alert_id, now)
             self._audit(c, actor, f"alert.{to_state}", f"alert:{alert_id}",
                         {"from": frm, "to": to_state, "resolution": resolution, "note": note})
+            if resolution == "FALSE_ALARM":  # a label: published on supervision.outcomes like any outcome
+                pid, det = c.execute("select platform_id, detector from alert where alert_id = ?",
+                                     (alert_id,)).fetchone()
+                c.execute("insert into outcome (platform_id, status, decided_at, source, note, recorded_by, "
+                          "recorded_at) values (?,?,?,?,?,?,?)",
+                          (pid, "NORMAL", now, f"{FALSE_ALARM_SOURCE} {alert_id} ({det})", note, actor, now))
         view = self.alert(alert_id)
         assert view is not None
         return view
