@@ -1,0 +1,269 @@
+"""Scores that mean something on platforms the rules leave equal: one-sided outliers, no ties, disclosure
+history, and the outcome layer (labels raise or lower the statistical part, never a platform's own)."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from detectors.assess import Assessor
+from detectors.features import DIRECTIONS, FEATURE_NAMES, FEATURES, population_features
+from detectors.learning import LABELS
+from detectors.base import PlatformView
+from detectors.rules.disclosure_lapse import disclosure_lapse
+from detectors.scoring import OutlierEnsemble, SmoothCDF
+from graph.ledger import Ledger
+from graph.windows import Window
+from schemas.records import DAY_MS, Account, Disclosure, Outcome, Platform, Transaction
+from tests.helpers import T0
+
+MONTH = 30 * DAY_MS
+
+
+def platform(pid: str, *, launched_years: float = 3.0, background: str | None = "PRIVATE") -> Platform:
+    return Platform(pid, f"{pid}网络借贷信息中介有限公司", "P2P_LENDING", "UNLICENSED", "320703", "网络借贷信息中介",
+                    T0, custodian_id=None, background=background,
+                    launched_at=T0 - int(launched_years * 365 * DAY_MS))
+
+
+def disclose(L: Ledger, pid: str, months: int, *, start: int = 0, yield_: float = 0.10, investors: int = 2000,
+             borrowers: int = 400, outstanding: int = 10**10, growth: float = 0.0, overdue: float = 0.01,
+             top10: float = 0.2, term: float = 120.0, complaints: int | None = 3) -> None:
+    for m in range(start, start + months):
+        g = (1 + growth) ** m
+        L.apply(Disclosure(pid, T0 + m * MONTH, int(investors * g), borrowers, volume=outstanding // 5,
+                           outstanding=int(outstanding * g), avg_annual_yield=yield_, avg_term_days=term,
+                           top10_borrower_share=top10, top10_investor_share=0.1, overdue_rate=overdue,
+                           related_party_outstanding=0, complaints=complaints))
+
+
+def population(n: int = 60, seed: int = 1, months: int = 8) -> tuple[Ledger, random.Random]:
+    """Disclosure-only platforms in the same business, all unlicensed: the rules give each the same finding."""
+    r = random.Random(seed)
+    L = Ledger()
+    for i in range(n):
+        pid = f"D{i:03d}"
+        L.apply(platform(pid, launched_years=r.uniform(1, 5)))
+        disclose(L, pid, months, yield_=round(r.gauss(0.10, 0.01), 4), investors=r.randint(1000, 5000),
+                 borrowers=r.randint(200, 800), outstanding=r.randint(5 * 10**9, 2 * 10**10),
+                 growth=r.uniform(0.0, 0.04), overdue=round(r.uniform(0.0, 0.03), 4), top10=round(r.uniform(0.1, 0.3), 3))
+    return L, r
+
+
+def by_id(assessments):
+    return {a.platform_id: a for a in assessments}
+
+
+# ---- directions ----------------------------------------------------------------------------------------
+def test_every_feature_has_a_direction_and_a_reason():
+    assert len(DIRECTIONS) == len(FEATURE_NAMES)
+    for name, f in FEATURES.items():
+        assert f.direction in ("high", "low", "both"), name
+        assert len(f.why) > 20 and len(f.what) > 5, name
+
+
+def test_an_unusually_low_yield_is_no_risk_and_an_unusually_high_one_is():
+    L, _ = population()
+    L.apply(platform("LOWY"))
+    disclose(L, "LOWY", 8, yield_=0.03)
+    L.apply(platform("HIGHY"))
+    disclose(L, "HIGHY", 8, yield_=0.19)
+    a = by_id(Assessor(use_hbos=False).assess(L, refit=True))
+    scores = sorted(x.score for x in a.values())
+    median = scores[len(scores) // 2]
+    assert a["HIGHY"].outlier_percentile > 0.75
+    assert max(a, key=lambda p: a[p].score) == "HIGHY"  # with the rule it trips, it leads
+    assert dict(a["HIGHY"].contributions).get("disclosed_yield", 0) > 0
+    assert a["LOWY"].score < median, "a low yield is safe: it must not rank above the usual platform"
+    assert "disclosed_yield" not in dict(a["LOWY"].contributions)
+
+
+def test_a_large_old_platform_is_not_an_outlier_for_its_size_or_age():
+    L, _ = population()
+    L.apply(platform("BIG", launched_years=9, background="LISTED"))
+    disclose(L, "BIG", 8, investors=4000, borrowers=600, outstanding=10**12)  # a hundred times the usual book
+    a = by_id(Assessor(use_hbos=False).assess(L, refit=True))
+    ranks = sorted(a, key=lambda p: -a[p].score)
+    assert ranks.index("BIG") > len(ranks) // 2, (a["BIG"].outlier_percentile, a["BIG"].contributions)
+    assert not {"outstanding_log", "history_days"} & set(dict(a["BIG"].contributions))
+
+
+def test_a_two_sided_feature_is_risky_on_both_sides():
+    rng = np.random.default_rng(3)
+    X = np.full((50, len(FEATURE_NAMES)), np.nan)
+    j = FEATURE_NAMES.index("term_ratio")
+    X[:, j] = rng.normal(1.0, 0.05, 50)
+    X[0, j], X[1, j] = 0.2, 5.0  # products far shorter, or far longer, than the loans they fund
+    res = OutlierEnsemble(FEATURE_NAMES, DIRECTIONS, use_hbos=False).fit(X).score(X)
+    others = sorted(r.percentile for r in res[2:])
+    assert res[0].percentile > others[-3] and res[1].percentile > others[-3]
+
+
+def test_platforms_the_rules_leave_equal_are_still_separated_without_ties():
+    L, _ = population(80)
+    out = Assessor(use_hbos=False).assess(L, refit=True)
+    assert {tuple(sorted(f.detector for f in a.findings)) for a in out} == {("unlicensed_finance",)}
+    scores = [a.score for a in out]
+    assert len(set(scores)) == len(scores)
+    X = population_features(L, [a.platform_id for a in out])
+    assert len({tuple(np.round(np.nan_to_num(r, nan=-9), 9)) for r in X}) == len(out)  # all inputs differ
+
+
+def test_identical_inputs_tie():
+    L, _ = population(30)
+    for pid in ("TWIN1", "TWIN2"):
+        L.apply(platform(pid, launched_years=2.0))
+        disclose(L, pid, 8, yield_=0.13)
+    a = by_id(Assessor(use_hbos=False).assess(L, refit=True))
+    assert a["TWIN1"].score == a["TWIN2"].score
+
+
+def test_the_smoothed_percentile_is_strictly_increasing_and_bounded():
+    cdf = SmoothCDF(np.array([1.0, 2.0, 2.0, 3.0, 10.0]))
+    s = np.linspace(-100, 100, 4001)
+    v = cdf(s)
+    assert np.all(np.diff(v) >= 0) and np.all((v >= 0) & (v <= 1))
+    assert np.all(np.diff(cdf(np.linspace(0.5, 10.5, 500))) > 0)
+
+
+# ---- disclosure history ----------------------------------------------------------------------------------
+def test_history_features_read_trends_and_silence_in_the_streams_own_time():
+    L, _ = population(20, months=10)
+    L.apply(platform("FAST", launched_years=0.5))
+    disclose(L, "FAST", 10, growth=0.25, yield_=0.10)
+    L.apply(platform("SILENT"))
+    disclose(L, "SILENT", 5)  # stops after five months while the others report five more
+    X = population_features(L, ["FAST", "SILENT", "D000"])
+    col = {n: X[:, i] for i, n in enumerate(FEATURE_NAMES)}
+    assert col["investor_trend"][0] == pytest.approx(np.log(1.25), rel=0.05)
+    assert col["outstanding_trend"][0] > 0.2
+    assert col["history_days"][0] < 0.7 * 365 + 300
+    assert col["disclosure_lapse"][1] == pytest.approx(4.0, abs=0.1)
+    assert col["disclosure_lapse"][2] == 0.0
+
+
+def test_an_outcome_never_moves_event_time():
+    L, _ = population(10)
+    now = L.now_ms
+    assert L.apply(Outcome("D001", "RUN_AWAY", now + 400 * DAY_MS, "news")).applied
+    assert L.now_ms == now and L.outcomes["D001"].status == "RUN_AWAY"
+    assert not L.apply(Outcome("D001", "NORMAL", now - DAY_MS, "older")).applied  # the latest decision stands
+
+
+# ---- the stopped-disclosure rule and its near-misses ------------------------------------------------------
+def lapse(L: Ledger, pid: str):
+    return disclosure_lapse(PlatformView(L, pid, Window(90, L.now_ms)))
+
+
+def test_a_platform_that_stops_disclosing_while_others_go_on_is_a_finding():
+    L, _ = population(10, months=9)
+    L.apply(platform("GONE"))
+    disclose(L, "GONE", 5)
+    (f,) = lapse(L, "GONE")
+    assert f.detector == "disclosure_lapse" and f.severity == "MEDIUM"
+    assert dict(f.metrics)["periods_missed"] == pytest.approx(3.0, abs=0.1)
+    assert "missed 3 periods" in f.summary_en and "缺报3期" in f.summary_zh
+
+
+def test_one_late_report_is_not_a_finding():
+    L, _ = population(10, months=7)
+    L.apply(platform("LATE"))
+    disclose(L, "LATE", 5)  # one period behind the others
+    assert lapse(L, "LATE") == []
+
+
+def test_an_honest_exit_that_reported_its_book_closed_is_not_a_finding():
+    L, _ = population(10, months=10)
+    L.apply(platform("EXIT"))
+    disclose(L, "EXIT", 5)
+    L.apply(Disclosure("EXIT", T0 + 5 * MONTH, 0, 0, outstanding=0))
+    assert lapse(L, "EXIT") == []
+
+
+def test_a_disclosure_feed_that_stops_as_a_whole_makes_nobody_silent():
+    L, _ = population(10, months=5)
+    L.apply(platform("P"))
+    L.apply(Account("X", "P", "H-X", "EXTERNAL", T0))
+    L.apply(Account("Y", "P", "H-Y", "INVESTOR", T0))
+    for d in range(300):  # money keeps moving: the stream's clock runs on, the disclosures do not
+        L.apply(Transaction(f"T{d}", "CB01", "P", T0 + d * DAY_MS, "DEPOSIT", "X", "Y", 100))
+    assert L.now_ms > L.disclosed_until + 100 * DAY_MS
+    assert lapse(L, "D001") == []
+
+
+# ---- the outcome layer -----------------------------------------------------------------------------------
+def labelled_population(n: int = 120, seed: int = 2) -> tuple[Ledger, list[str]]:
+    """Failure follows a high yield and fast growth (as in 2018), with noise; half the platforms labelled."""
+    r = random.Random(seed)
+    L = Ledger()
+    pids = []
+    for i in range(n):
+        pid = f"Q{i:03d}"
+        risky = r.random() < 0.35
+        L.apply(platform(pid, launched_years=r.uniform(0.5, 5)))
+        disclose(L, pid, 8, yield_=round(r.gauss(0.14 if risky else 0.09, 0.015), 4),
+                 growth=r.uniform(0.05, 0.12) if risky else r.uniform(0.0, 0.04),
+                 investors=r.randint(1000, 5000), borrowers=r.randint(200, 800),
+                 overdue=round(r.uniform(0, 0.03), 4))
+        pids.append(pid)
+        if i % 2 == 0:
+            bad = risky if r.random() > 0.1 else not risky
+            L.apply(Outcome(pid, "RUN_AWAY" if bad else "NORMAL", L.now_ms, "test"))
+    return L, pids
+
+
+def test_without_enough_labels_the_score_is_exactly_the_unsupervised_one():
+    L, pids = labelled_population()
+    plain = Ledger()
+    plain.__dict__.update({k: v for k, v in L.__dict__.items() if k != "outcomes"})
+    plain.outcomes = {}
+    unsup = by_id(Assessor(use_hbos=False).assess(plain, refit=True))
+    few = Ledger()
+    few.__dict__.update({k: v for k, v in L.__dict__.items() if k != "outcomes"})
+    few.outcomes = dict(list(L.outcomes.items())[:12])  # too few of one kind or both
+    scarce = by_id(Assessor(use_hbos=False, min_labels=10).assess(few, refit=True))
+    for pid in pids:
+        assert scarce[pid].learned is None and unsup[pid].learned is None
+        assert scarce[pid].score == unsup[pid].score
+        assert unsup[pid].statistical_percentile == unsup[pid].outlier_percentile
+
+
+def test_labels_raise_the_platforms_that_look_like_failures_and_explain_why():
+    L, pids = labelled_population()
+    unsup_L = Ledger()
+    unsup_L.__dict__.update({k: v for k, v in L.__dict__.items() if k != "outcomes"})
+    unsup_L.outcomes = {}
+    unsup = by_id(Assessor(use_hbos=False).assess(unsup_L, refit=True))
+    sup = by_id(Assessor(use_hbos=False).assess(L, refit=True))
+    lv = sup["Q001"].learned
+    assert lv is not None and lv.weight > 0 and not lv.cross_fitted
+    assert sup["Q000"].learned is not None and sup["Q000"].learned.cross_fitted
+    # the unlabelled half: the layer moves the statistical part towards the high-yield, fast-growing ones
+    unl = [p for p in pids if p not in L.outcomes]
+    yields = {p: L.disclosures[p][-1].avg_annual_yield for p in unl}
+    hi = [p for p in unl if yields[p] > 0.12]
+    lo = [p for p in unl if yields[p] < 0.10]
+    assert np.mean([sup[p].statistical_percentile - unsup[p].statistical_percentile for p in hi]) > \
+        np.mean([sup[p].statistical_percentile - unsup[p].statistical_percentile for p in lo])
+    top = max(unl, key=lambda p: sup[p].learned.probability)
+    assert {"disclosed_yield", "investor_trend", "outstanding_trend", "disclosed_yield_vs_peers"} & \
+        {k for k, v in sup[top].learned.contributions if v > 0}
+    assert "learned" in sup[top].as_dict() and sup[top].as_dict()["learned"]["contributions"]
+
+
+def test_a_platforms_own_outcome_never_scores_itself():
+    L, pids = labelled_population()
+    before = by_id(Assessor(use_hbos=False).assess(L, refit=True))
+    target = "Q010"
+    flipped = "NORMAL" if L.outcomes[target].status == "RUN_AWAY" else "RUN_AWAY"
+    L.outcomes[target] = Outcome(target, flipped, L.now_ms, "test")
+    after = by_id(Assessor(use_hbos=False).assess(L, refit=True))
+    assert after[target].learned.probability == before[target].learned.probability
+    assert any(after[p].learned.probability != before[p].learned.probability for p in pids if p != target)
+
+
+def test_every_outcome_status_has_a_label_rule():
+    from ingest.validate import OUTCOME_STATUSES
+
+    assert set(LABELS) == set(OUTCOME_STATUSES)
