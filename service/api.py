@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, HttpUrl
 
 from detectors.features import FEATURES
+from detectors.learning import LABELS as OUTCOME_LABELS
 from detectors.risk import DEPARTMENTS, DISPOSITIONS, LEAD_DEPARTMENTS, TIER_CUTS, TIERS
 from service.auth import AdminDep, KeyError_, PbocDep, PrincipalDep, authenticate, create_key
 from service.delivery import WebhookDispatcher, event_payload, load_server_key, webhook_secret
@@ -343,15 +344,19 @@ def me(principal: PrincipalDep) -> dict[str, Any]:
 
 @router.get("/v1/meta", tags=["platforms"], responses=_refusals(401))
 def meta(principal: PrincipalDep) -> dict[str, Any]:
-    """Vocabulary: tiers and their cut points, dispositions, departments by domain, the feature vector,
-    alert states and resolutions, outcome statuses."""
+    """Vocabulary: tiers and their cut points, dispositions, departments by domain, the feature vector with
+    each feature's risk direction and its reason, alert states and resolutions, outcome statuses and the
+    labels they give the outcome layer."""
     return {"tiers": list(TIERS), "tier_cuts": list(TIER_CUTS),
             "dispositions": {k: dict(zip(("zh", "en"), v)) for k, v in DISPOSITIONS.items()},
             "departments": {k: dict(zip(("zh", "en"), v)) for k, v in DEPARTMENTS.items()},
-            "lead_departments": {k: list(v) for k, v in LEAD_DEPARTMENTS.items()}, "features": FEATURES,
+            "lead_departments": {k: list(v) for k, v in LEAD_DEPARTMENTS.items()},
+            "features": {k: {"what": f.what, "direction": f.direction, "why": f.why} for k, f in FEATURES.items()},
             "alert_states": list(ALERT_STATES),
             "resolutions": {k: dict(zip(("zh", "en"), v)) for k, v in RESOLUTIONS.items()},
-            "outcome_statuses": list(OUTCOME_STATUSES)}
+            "outcome_statuses": list(OUTCOME_STATUSES),
+            "outcome_labels": {s: None if v is None else {"label": "failed" if v[0] else "sound", "weight": v[1]}
+                               for s, v in OUTCOME_LABELS.items()}}
 
 
 # ---- platforms ------------------------------------------------------------------------------------

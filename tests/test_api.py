@@ -105,6 +105,10 @@ def test_alerts_by_department_and_jurisdiction(client):
 def test_health_meta_and_docs(client):
     h = client.get("/healthz").json()
     assert h["status"] == "ok" and h["platforms_scored"] == 25
-    assert "P2P_LENDING" in client.get("/v1/meta").json()["lead_departments"]
+    meta = client.get("/v1/meta").json()
+    assert "P2P_LENDING" in meta["lead_departments"]
+    yield_ = meta["features"]["disclosed_yield"]
+    assert yield_["direction"] == "high" and yield_["why"] and meta["features"]["history_days"]["direction"] == "low"
+    assert meta["outcome_labels"]["RUN_AWAY"]["label"] == "failed" and meta["outcome_labels"]["RECTIFYING"] is None
     assert client.get("/docs").status_code == 200
     assert "/v1/platforms/{platform_id}" in client.get("/openapi.json").json()["paths"]

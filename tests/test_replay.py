@@ -108,3 +108,24 @@ def test_a_record_split_into_parts_replays_like_one_file_and_stray_files_are_nam
     assert {p["platform_id"]: p["score"] for p in rep["platforms"]} == {
         p["platform_id"]: p["score"] for p in report["platforms"]}
     assert "ignoring transaction.avro" in caplog.text
+
+
+def test_outcomes_avro_is_read_as_labels_that_move_no_clock(report, small_world_dir, tmp_path):
+    """outcomes.avro beside the other files: every platform's fate, decided long after the data. Too few
+    failures to learn from (fewer than ten), so the scores stay exactly the unsupervised ones, and no
+    platform looks silent because an outcome was dated months later."""
+    for name in ("Platform", "Account", "Listing", "Transaction", "Disclosure"):
+        shutil.copy(small_world_dir / FILES[name], tmp_path / FILES[name])
+    labels = json.loads((small_world_dir / "labels.json").read_text(encoding="utf-8"))["platforms"]
+    late = max(p["as_of"] for p in report["platforms"]) + 200 * 86_400_000
+    rows = [{"platform_id": pid, "status": "RUN_AWAY" if lab["scheme"] else "NORMAL", "decided_at": late,
+             "source": "test", "note": None} for pid, lab in sorted(labels.items())]
+    assert sum(r["status"] == "RUN_AWAY" for r in rows) < 10
+    with open(tmp_path / FILES["Outcome"], "wb") as fh:
+        fastavro.writer(fh, schema("Outcome").parsed, rows)
+    out = tmp_path / "r.json"
+    assert main(["replay", str(tmp_path), "--report", str(out), "--dead-letters", str(tmp_path / "d.jsonl")]) == 0
+    rep = json.loads(out.read_text(encoding="utf-8"))
+    assert rep["stats"]["inputs"] == report["stats"]["inputs"] + len(rows) and rep["stats"]["dead"] == report["stats"]["dead"]
+    assert {p["platform_id"]: (p["score"], p["as_of"], p["learned"]) for p in rep["platforms"]} == {
+        p["platform_id"]: (p["score"], p["as_of"], None) for p in report["platforms"]}

@@ -135,6 +135,9 @@ def test_workflow_moves_forward_and_keeps_who_did_what(client, scored):
     assert hist[-1]["note"] == "lawful escrow"
     labels = store.false_alarms()
     assert [(x["alert_id"], x["detector"]) for x in labels] == [(a["alert_id"], a["detector"])]
+    # the false alarm is a label: an outcome NORMAL, waiting to be published on supervision.outcomes
+    (label,) = [o for o in store.unpublished("outcome") if o["platform_id"] == a["platform_id"]]
+    assert label["status"] == "NORMAL" and a["alert_id"] in label["source"] and label["note"] == "lawful escrow"
     closed = client.get("/v1/alerts", params={"resolution": "FALSE_ALARM"}, headers=h).json()
     assert [x["alert_id"] for x in closed["items"]] == [a["alert_id"]]
     audit = store.audit_entries(action="alert.closed")
