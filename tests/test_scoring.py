@@ -267,3 +267,11 @@ def test_every_outcome_status_has_a_label_rule():
     from ingest.validate import OUTCOME_STATUSES
 
     assert set(LABELS) == set(OUTCOME_STATUSES)
+
+
+def test_the_readme_documents_every_feature_with_its_direction():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for name, f in FEATURES.items():
+        assert f"| `{name}` | {f.what} | {f.direction} | {f.why} |" in text, name
