@@ -2,7 +2,9 @@
 
     .venv/bin/python benchmarks/quality.py --seeds 101 102 103 --platforms 300 --days 180
 
-Seeds 1-20 are for tuning; report on others. Prints, per seed and pooled: ROC-AUC of the
+Seeds 1-20 are for tuning; report on others. `--half-outcomes` replays each world a second time with
+the outcomes of half the platforms (chosen by a seeded hash) in outcomes.avro, and prints the figures of
+the other half from both runs: what learning from outcomes adds. Prints, per seed and pooled: ROC-AUC of the
 score (all schemes, and each scheme against lawful platforms), the share of scheme platforms
 in HIGH or CRITICAL, the share of lawful ones there (and of honest high-yield ones), the share
 of scheme platforms whose findings name the right detector, and the median delay in simulated
@@ -14,6 +16,7 @@ import argparse
 import statistics
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +43,17 @@ def auc(pos: list[float], neg: list[float]) -> float:
     return float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
 
 
-def run_world(seed: int, platforms: int, days: int, workdir: Path, assess_every_days: int) -> list[dict[str, Any]]:
+def labelled_half(seed: int, platform_id: str) -> bool:
+    """The platforms whose outcomes the half-outcomes mode gives away: a seeded hash, not the labels."""
+    return zlib.crc32(f"{seed}:{platform_id}".encode()) % 2 == 0
+
+
+def run_world(seed: int, platforms: int, days: int, workdir: Path, assess_every_days: int,
+              outcomes: str = "none") -> list[dict[str, Any]]:
     world = simulate(platforms, days, seed)
-    d = workdir / f"seed{seed}"
-    write_world(world, d)
+    d = workdir / f"seed{seed}-{outcomes}"
+    given = [p["platform_id"] for p in world.platforms if outcomes == "half" and labelled_half(seed, p["platform_id"])]
+    write_world(world, d, outcomes_for=given)
     labels = world.labels
     del world  # the replay reads the files; keep only the ground truth
     report = ReportOutput()
@@ -59,13 +69,14 @@ def run_world(seed: int, platforms: int, days: int, workdir: Path, assess_every_
         lab = labels["platforms"][a.platform_id]
         start_ms = T0 + lab["start_day"] * DAY_MS if lab["scheme"] else None
         alert_ms = first_alert.get(a.platform_id)
-        rows.append({"seed": seed, "platform_id": a.platform_id, "scheme": lab["scheme"], "custody": lab["custody"],
+        rows.append({"seed": seed, "platform_id": a.platform_id, "labelled": labelled_half(seed, a.platform_id),
+                     "scheme": lab["scheme"], "custody": lab["custody"],
                      "traits": lab["lawful_traits"], "expected": set(lab["expected_detectors"]), "score": a.score,
                      "tier": a.tier, "detectors": {f.detector for f in a.findings},
                      "delay_days": (max(0, alert_ms - start_ms) / DAY_MS) if (start_ms and alert_ms
                                                                                and alert_ms >= start_ms) else None,
                      "alerted_before_start": bool(start_ms and alert_ms and alert_ms < start_ms)})
-    print(f"seed {seed}: {len(rows)} platforms, replay {seconds:.0f}s", flush=True)
+    print(f"seed {seed} ({outcomes} outcomes given): {len(rows)} platforms, replay {seconds:.0f}s", flush=True)
     return rows
 
 
@@ -105,15 +116,27 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=180)
     ap.add_argument("--assess-every-days", type=int, default=7)
     ap.add_argument("--workdir", default="var/quality")
+    ap.add_argument("--half-outcomes", action="store_true",
+                    help="also replay each world with the outcomes of half its platforms (a seeded hash) given, "
+                         "and compare both runs on the other half")
     args = ap.parse_args()
     work = Path(args.workdir)
     all_rows: list[dict[str, Any]] = []
+    half_plain: list[dict[str, Any]] = []
+    half_given: list[dict[str, Any]] = []
     for seed in args.seeds:
         rows = run_world(seed, args.platforms, args.days, work, args.assess_every_days)
         summarize(rows, f"seed {seed}")
         all_rows.extend(rows)
+        if args.half_outcomes:
+            given = run_world(seed, args.platforms, args.days, work, args.assess_every_days, outcomes="half")
+            half_plain.extend(r for r in rows if not r["labelled"])
+            half_given.extend(r for r in given if not r["labelled"])
     if len(args.seeds) > 1:
         summarize(all_rows, f"pooled seeds {args.seeds}")
+    if args.half_outcomes:
+        summarize(half_plain, f"seeds {args.seeds}, the unlabelled half, no outcomes given")
+        summarize(half_given, f"seeds {args.seeds}, the unlabelled half, the other half's outcomes given")
 
 
 if __name__ == "__main__":
