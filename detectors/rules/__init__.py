@@ -1,5 +1,6 @@
 """One module per prohibition; importing this package registers every rule."""
 from detectors.rules import (  # noqa: F401
+    borrowers,
     disclosures,
     fund_pool,
     misappropriation,
