@@ -31,7 +31,9 @@ SCHEMES = ("fund_pool", "misappropriation", "self_financing", "ponzi", "reserve_
 SCHEME_DETECTORS: dict[str, tuple[str, ...]] = {
     "fund_pool": ("fund_pool", "maturity_mismatch"),
     "misappropriation": ("misappropriation", "custody_shortfall"),
-    "self_financing": ("self_financing", "pass_through"),
+    # nominee_borrowing and cross_platform_insider are the visible half of an undeclared scheme (a collector
+    # with no money seen returning; insiders of a platform outside custody); borrowing_cap is not: any scheme breaks it
+    "self_financing": ("self_financing", "pass_through", "nominee_borrowing", "cross_platform_insider"),
     "ponzi": ("ponzi_payout", "excess_yield", "subsidy"),
     "reserve_misuse": ("reserve_misuse", "cross_bank_clearing"),
 }

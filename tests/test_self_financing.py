@@ -245,3 +245,17 @@ def test_a_declared_related_borrower_stays_with_the_declared_rule():
     tx(b, 1.5, "TRANSFER", "B1", "OWN", 30 * WAN)
     assert undeclared_self_financing(view(b)) == []
     assert names(self_financing(view(b)))["self_financing"].severity == "CRITICAL"
+
+
+def test_above_the_cap_across_platforms_accuses_the_largest_lender_and_tells_the_others():
+    b = Book()
+    for k, amount in ((1, 15 * WAN), (2, 90 * WAN)):  # 105万 for a natural person: P2 holds most of it
+        pid = f"P{k}"
+        if k > 1:
+            platform(b, pid)
+        acct(b, f"B{k}", "BORROWER", "H-R1", NATURAL, platform=pid)
+        lend(b, k, f"B{k}", amount, platform=pid)
+    (small,) = borrowing_cap(view(b, pid="P1"))
+    (large,) = borrowing_cap(view(b, pid="P2"))
+    assert small.severity == "LOW" and "not their largest lender" in small.summary_en
+    assert large.severity == "MEDIUM" and dict(large.metrics)["holders_accused_here"] == 1

@@ -4,7 +4,10 @@ Art. 17 of 网络借贷信息中介机构业务活动管理暂行办法 (CBRC an
 outstanding borrowing: a natural person at most CNY 200,000 on one platform and CNY 1,000,000 across
 platforms; a legal person or other organisation at most CNY 1,000,000 and CNY 5,000,000. "At most": a
 balance exactly at a cap is within it. A breach is a breach of that article, not proof of self-financing
-(自融), so the finding stays MEDIUM and says so; self_financing.py decides what the money proves.
+(自融), so the finding stays MEDIUM and says so; self_financing.py decides what the money proves. A borrower
+above the cap across platforms is a fact about the borrower: the finding is MEDIUM on a platform above its own
+per-platform cap or holding the largest share of the borrower's debt (the lender that took it over, as far as a
+stock can tell), LOW on the others, which lent within their own cap and learn the total here.
 
 Outstanding principal of a borrower account = loans in (DISBURSE, or INVEST, into it from a custody account)
 less principal out (REPAY less the interest it carries, and REFUND), from the ledger's lifetime totals per
@@ -143,6 +146,12 @@ class Borrowing:
     def caps(self) -> tuple[int, int]:
         return CAPS[self.kind]
 
+    def accuses(self, platform_id: str) -> bool:
+        """Above the cap on this platform, or above it across platforms with this platform the largest lender."""
+        one, every = self.caps
+        here = self.on(platform_id)
+        return here > one or (self.total > every and here > 0 and here >= max(x for _, x in self.by_platform))
+
     def over(self, platform_id: str) -> float:
         """The larger of outstanding/cap on this platform and across platforms (above 1: art. 17 breached)."""
         one, every = self.caps
@@ -203,7 +212,8 @@ def borrowing_cap(view: PlatformView) -> list[Finding]:
             over.append(bw)
     if not over:
         return []
-    over.sort(key=lambda b: (-b.over(pid), b.holder))
+    over.sort(key=lambda b: (not b.accuses(pid), -b.over(pid), b.holder))
+    accused = sum(1 for b in over if b.accuses(pid))
     shown = over[:MAX_HOLDERS]
     accounts = [a for b in shown for p, a, x in b.accounts if x > 0 and (p == pid or b.total > b.caps[1])]
     tx, since = loan_evidence(ledger.graph, accounts)
@@ -215,11 +225,18 @@ def borrowing_cap(view: PlatformView) -> list[Finding]:
     guessed = sum(1 for b in over if b.basis in ("assumed", "conflicting"))
     n_acc = sum(1 for p, _, x in top.accounts if p == pid and x > 0)
     n_plat = sum(1 for _, x in top.by_platform if x > 0)
-    zh_extra = (f"；其中{guessed}名借款人类型未登记或登记不一致、无法由证件号判断，按法人上限（较高者）核算" if guessed else "")
-    en_extra = (f"; {guessed} of them have no registered (or a conflicting) kind that their id settles, and were held "
-                f"to the legal-person caps, the higher ones" if guessed else "")
+    zh_notes, en_notes = [], []
+    if not accused:
+        zh_notes.append("本平台对其借款未超过本平台上限，且不是其最大出借平台")
+        en_notes.append("this platform lent them within its own cap and is not their largest lender")
+    if guessed:
+        zh_notes.append(f"其中{guessed}名借款人类型未登记或登记不一致、无法由证件号判断，按法人上限（较高者）核算")
+        en_notes.append(f"{guessed} of them have no registered (or a conflicting) kind that their id settles, and "
+                        f"were held to the legal-person caps, the higher ones")
+    zh_extra = "".join("；" + x for x in zh_notes)
+    en_extra = "".join("; " + x for x in en_notes)
     return [Finding(
-        "borrowing_cap", "MEDIUM", max(0.1, min(1.0, top.over(pid) - 1.0)),
+        "borrowing_cap", "MEDIUM" if accused else "LOW", max(0.1, min(1.0, top.over(pid) - 1.0)),
         f"{len(over)}名借款人借款余额超过《网络借贷信息中介机构业务活动管理暂行办法》第十七条上限{zh_extra}。"
         f"如{top.holder}（{KIND_ZH[top.kind]}，{BASIS_ZH[top.basis]}）经{n_acc}个借款账户在本平台借款余额"
         f"{yuan_zh(top.on(pid))}（上限{yuan_zh(one)}），在{n_plat}个平台合计{yuan_zh(top.total)}（上限{yuan_zh(every)}）。"
@@ -229,6 +246,7 @@ def borrowing_cap(view: PlatformView) -> list[Finding]:
         f"borrower accounts (cap {yuan_en(one)}) and {yuan_en(top.total)} on {n_plat} platforms (cap {yuan_en(every)}). "
         f"A breach of art. 17, not by itself proof of self-financing.",
         tuple(tx), tuple(dict.fromkeys(accounts)), here, 0, since,
-        (("holders_over_cap", float(len(over))), ("worst_cap_ratio", top.over(pid)), ("outstanding_fen", float(here)),
+        (("holders_over_cap", float(len(over))), ("holders_accused_here", float(accused)),
+         ("worst_cap_ratio", top.over(pid)), ("outstanding_fen", float(here)),
          ("excess_here_fen", float(excess)), ("over_across_platforms", float(across)),
          ("kind_assumed", float(guessed))))]
