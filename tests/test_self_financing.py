@@ -259,3 +259,23 @@ def test_above_the_cap_across_platforms_accuses_the_largest_lender_and_tells_the
     (large,) = borrowing_cap(view(b, pid="P2"))
     assert small.severity == "LOW" and "not their largest lender" in small.summary_en
     assert large.severity == "MEDIUM" and dict(large.metrics)["holders_accused_here"] == 1
+
+
+def test_borrowers_lawfully_on_two_platforms_close_no_cycle_through_fees_and_repayments():
+    """Two people borrow on both platforms and pay fees and repay there: loan, fee, loan, fee is no cycle."""
+    from detectors.rules.typologies import cross_platform_cycle
+    b = Book()
+    platform(b, "P2")
+    for pid in ("P1", "P2"):
+        acct(b, f"{pid}-OWN", "PLATFORM_OWN", f"H-{pid}", LEGAL, platform=pid)
+        acct(b, f"{pid}-POOL", "CUSTODY_POOL", f"H-{pid}", LEGAL, platform=pid)
+    for k, person in enumerate(("H-R1", "H-R2")):
+        for pid in ("P1", "P2"):
+            acc = acct(b, f"{pid}-{person}", "BORROWER", person, NATURAL, platform=pid)
+            tx(b, 1, "DEPOSIT", acct(b, f"{pid}-X{k}", "EXTERNAL", f"H-INV{k}", platform=pid),
+               acct(b, f"{pid}-I{k}", "INVESTOR", f"H-INV{k}", platform=pid), 20 * WAN, pid)
+            tx(b, 1.1, "INVEST", f"{pid}-I{k}", f"{pid}-POOL", 15 * WAN, pid, listing=f"{pid}-L{k}")
+            tx(b, 1.2, "DISBURSE", f"{pid}-POOL", acc, 15 * WAN, pid, listing=f"{pid}-L{k}")
+            tx(b, 1.3, "FEE", acc, f"{pid}-OWN", 3000_00, pid, listing=f"{pid}-L{k}")
+            tx(b, 31, "REPAY", acc, f"{pid}-POOL", 5 * WAN, pid, listing=f"{pid}-L{k}", interest=1000_00)
+    assert cross_platform_cycle(view(b)) == [] and cross_platform_cycle(view(b, pid="P2")) == []
