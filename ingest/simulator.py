@@ -31,7 +31,9 @@ SCHEMES = ("fund_pool", "misappropriation", "self_financing", "ponzi", "reserve_
 SCHEME_DETECTORS: dict[str, tuple[str, ...]] = {
     "fund_pool": ("fund_pool", "maturity_mismatch"),
     "misappropriation": ("misappropriation", "custody_shortfall"),
-    "self_financing": ("self_financing", "pass_through"),
+    # nominee_borrowing and cross_platform_insider are the visible half of an undeclared scheme (a collector
+    # with no money seen returning; insiders of a platform outside custody); borrowing_cap is not: any scheme breaks it
+    "self_financing": ("self_financing", "pass_through", "nominee_borrowing", "cross_platform_insider"),
     "ponzi": ("ponzi_payout", "excess_yield", "subsidy"),
     "reserve_misuse": ("reserve_misuse", "cross_bank_clearing"),
 }
@@ -56,6 +58,11 @@ KIND_NAME = {
     "PRIVATE_FINANCE": ("投资咨询有限公司", "投资咨询；民间借贷信息服务；基金管理"),
 }
 TERMS = (30, 90, 180, 365)
+NATURAL, LEGAL = "NATURAL_PERSON", "LEGAL_PERSON"
+# art. 17 of the 2016 P2P lending measures: what one borrower may owe (one platform, all platforms), fen.
+# Lawful platforms keep to it; schemes need not.
+BORROW_CAPS = {NATURAL: (200_000 * YUAN, 1_000_000 * YUAN), LEGAL: (1_000_000 * YUAN, 5_000_000 * YUAN)}
+UNDECLARED = ("nominees", "cross_platform")  # self-financing variants whose controllers declare nothing
 SCHEME_KINDS = {
     "fund_pool": ("P2P_LENDING", "ASSET_MANAGEMENT", "PRIVATE_FINANCE", "TRADING_VENUE"),
     "misappropriation": ("P2P_LENDING", "ASSET_MANAGEMENT", "EQUITY_CROWDFUNDING", "PRIVATE_FINANCE",
@@ -101,6 +108,30 @@ class World:
     disclosures: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[dict[str, Any]] = field(default_factory=list)  # what became of platforms: written only on request
     labels: dict[str, Any] = field(default_factory=dict)
+    holders: Holders = field(default_factory=lambda: Holders())
+
+
+@dataclass
+class Holders:
+    """Borrowers by holder across the world: kind, loans on every platform (the simulator's truth), and natural
+    persons who borrow on more than one platform. Lawful platforms ask it how much a borrower may still owe."""
+
+    kinds: dict[str, str] = field(default_factory=dict)
+    unregistered: set[str] = field(default_factory=set)  # kind known here, left null in the bank's registry
+    loans: dict[str, list[tuple[str, Loan]]] = field(default_factory=dict)
+    roaming: list[str] = field(default_factory=list)
+
+    def on_record(self, holder: str) -> str | None:
+        return None if holder in self.unregistered else self.kinds.get(holder)
+
+    def owed(self, holder: str, day: int, platform: str | None = None) -> int:
+        """Principal outstanding: loans not yet due (repaid whole at maturity) and loans in default."""
+        return sum(l.amount for p, l in self.loans.get(holder, ())
+                   if (platform is None or p == platform) and (l.defaulted or day - l.start_day <= l.term))
+
+    def room(self, holder: str, platform: str, day: int) -> int:
+        one, every = BORROW_CAPS[self.kinds.get(holder, LEGAL)]
+        return max(0, min(one - self.owed(holder, day, platform), every - self.owed(holder, day)))
 
 
 class _Platform:
@@ -126,6 +157,13 @@ class _Platform:
         self.investors: list[str] = []
         self.ext: dict[str, str] = {}  # account -> its holder's external card
         self.borrowers: list[str] = []
+        self.holder_of: dict[str, str] = {}  # borrower account -> holder
+        self.partner: _Platform | None = None  # cross_platform: the platform whose controllers borrow here
+        self.collector: str | None = None  # nominees: the undeclared controller's account that gathers the loans
+        self.sf_due: list[tuple[int, int]] = []  # nominees: (day, amount) the collector sends back
+        self.intensity: float | None = None  # undeclared self-financing: 1 blatant ... 0 barely there
+        self.sf_share, self.sf_big, self.sf_accounts = 0.5, True, False
+        self.sf_handover, self.sf_lag, self.sf_return = (0.85, 0.98), 0, 0.0
         self.related_borrowers: set[str] = set()
         self.loans: list[Loan] = []
         self.products: list[Product] = []
@@ -174,7 +212,8 @@ class _Platform:
             self.variant = r.choice(["custody_pool", "own_account"])
             self.escrow = True
         elif self.scheme == "self_financing":
-            self.variant = r.choice(["declared", "hidden"])
+            self.variant = r.choices(["declared", "hidden", "nominees", "cross_platform"], [1, 1, 2, 2])[0]
+            self._undeclared_setup()
         elif self.scheme == "ponzi":
             self.growth *= 2.5
         elif self.scheme == "reserve_misuse":
@@ -223,7 +262,8 @@ class _Platform:
         if self.custody:
             self.w.accounts.append(dict(account_id=aid, platform_id=self.pid, holder_id=holder, role=role,
                                         custodian_id=None if role == "EXTERNAL" else (custodian or self.custodian),
-                                        opened_at=T0 + day * DAY_MS + 8 * HOUR))
+                                        opened_at=T0 + day * DAY_MS + 8 * HOUR,
+                                        holder_kind=self.w.holders.on_record(holder)))
         return aid
 
     def _listing(self, kind: str, amount: int, rate: float, term: int, day: int, borrower: str | None) -> str:
@@ -266,20 +306,63 @@ class _Platform:
         self.investors.append(inv)
         return inv
 
-    def _new_borrower(self, day: int, related: bool = False) -> str:
+    def _new_borrower(self, day: int, related: bool = False, kind: str | None = None, holder: str | None = None) -> str:
         n = len(self.borrowers) + 1
-        if related and self.variant == "declared":
+        reg = self.w.holders
+        if holder is not None:
+            pass
+        elif related and self.variant == "declared":
             holder = self.rng.choice(self.affiliates)
+            kind = LEGAL
+        elif related and self.variant == "nominees":
+            holder, kind = self._nominee(n)
+        elif related and self.variant == "cross_platform" and self.partner is not None:
+            # the partner platform's controller or affiliates (declared there, not here) borrow here
+            holder = self.rng.choice([self.partner.controller] + self.partner.affiliates)
+            kind = NATURAL if holder == self.partner.controller else LEGAL
         elif related:
             holder = f"H-{self.pid}-SHELL{n:03d}"
+            kind = LEGAL
         else:
             holder = f"H-{self.pid}-B{n:04d}"
+        if holder not in reg.kinds:
+            reg.kinds[holder] = kind or NATURAL
+            if self.rng.random() < 0.1:
+                reg.unregistered.add(holder)  # the bank's registry leaves the kind null
         b = self._account(holder, "BORROWER", day)
         self.ext[b] = self._account(holder, "EXTERNAL", day)
         self.borrowers.append(b)
+        self.holder_of[b] = holder
         if related:
             self.related_borrowers.add(b)
         return b
+
+    def _lawful_borrower(self, day: int, amount: int, clamp: bool = True) -> tuple[str, int]:
+        """A borrower that may owe `amount` more within art. 17's caps (an earlier one, a natural person who also
+        borrows on other platforms, or a new one; a legal person for large loans), and the amount, cut to the
+        caps if `clamp`. Now and then a company opens a second borrower account (a second project)."""
+        r, reg = self.rng, self.w.holders
+        pool = [b for b in self.borrowers if b not in self.related_borrowers]
+        if pool and r.random() < 0.4:
+            b = r.choice(pool)
+            h = self.holder_of[b]
+            if reg.room(h, self.pid, day) >= amount:
+                if reg.kinds.get(h) == LEGAL and r.random() < 0.05:
+                    b = self._new_borrower(day, holder=h)
+                return b, amount
+        big = "large_borrowers" in self.traits
+        kind = LEGAL if amount > BORROW_CAPS[NATURAL][0] or r.random() < (0.7 if big else 0.1) else NATURAL
+        holder = None
+        if kind == NATURAL and r.random() < 0.15:
+            here = set(self.holder_of.values())
+            fits = [h for h in reg.roaming if h not in here and reg.room(h, self.pid, day) >= amount]
+            if fits and r.random() < 0.7:
+                holder = r.choice(fits)
+            else:
+                holder = f"H-R{len(reg.roaming) + 1:05d}"
+                reg.roaming.append(holder)
+        b = self._new_borrower(day, kind=kind, holder=holder)
+        return b, (min(amount, reg.room(self.holder_of[b], self.pid, day)) if clamp else amount)
 
     def deposit(self, day: int, inv: str, amount: int) -> None:
         self.tx(day, 9 + self.rng.random(), "DEPOSIT", self.ext[inv], inv, amount)
@@ -331,17 +414,22 @@ class _Platform:
 
     def _direct_loans(self, day: int) -> None:
         r = self.rng
-        related_share = 0.5 if (self.active(day) and self.scheme == "self_financing") else 0.0
+        related_share = self.sf_share if (self.active(day) and self.scheme == "self_financing") else 0.0
         for _ in range(self._poisson(0.6 * self.size)):
             related = r.random() < related_share
+            b = ""
             if related:
                 pool = [b for b in self.borrowers if b in self.related_borrowers]
                 b = r.choice(pool) if pool and r.random() < 0.6 else self._new_borrower(day, related=True)
-            else:
-                pool = [b for b in self.borrowers if b not in self.related_borrowers]
-                b = r.choice(pool) if pool and r.random() < 0.4 else self._new_borrower(day)
-            base = 150_000 if ("large_borrowers" in self.traits or related) else 60_000
+            base = 150_000 if ("large_borrowers" in self.traits or (related and self.sf_big)) else 60_000
             amount = self._amount(base)
+            if not related:
+                b, amount = self._lawful_borrower(day, amount)
+            elif self.variant == "nominees" and not self.sf_big:
+                # a careful scheme keeps each nominee within a natural person's caps
+                if self.w.holders.room(self.holder_of[b], self.pid, day) < amount:
+                    b = self._new_borrower(day, related=True)
+                amount = min(amount, self.w.holders.room(self.holder_of[b], self.pid, day))
             term = r.choice(self.term_mix)
             rate = self._loan_rate()
             lid = self._listing("LOAN", amount, rate, term, day, b)
@@ -357,6 +445,7 @@ class _Platform:
     def _after_disburse(self, day: int, loan: Loan) -> None:
         r = self.rng
         self.loans.append(loan)
+        self.w.holders.loans.setdefault(self.holder_of.get(loan.borrower, ""), []).append((self.pid, loan))
         self.month_volume += loan.amount
         self.tx(day, 11.5, "FEE", loan.borrower, self.own, int(loan.amount * self.fee), loan.listing_id, memo="服务费")
         b = loan.borrower
@@ -364,6 +453,8 @@ class _Platform:
             # the shell forwards the loan to the controller within hours
             self.external_out(day, 13, b, self.ctrl_card if r.random() < 0.6 else r.choice(self.aff_cards),
                               int(self.balance[b] * r.uniform(0.85, 0.98)), type_="TRANSFER")
+        elif b in self.related_borrowers and self.variant == "nominees":
+            self._hand_over(day, b)
         elif b in self.related_borrowers:
             self.external_out(day, 15, b, self.ext[b], int(self.balance[b] * r.uniform(0.85, 0.98)))
         else:
@@ -406,8 +497,7 @@ class _Platform:
         got = self._raise(day, 10, pid, amount, self.pool, prod.holdings)
         if got == 0:
             return
-        b = self._new_borrower(day) if not self.borrowers or r.random() < 0.5 else r.choice(
-            [x for x in self.borrowers if x not in self.related_borrowers] or [self._new_borrower(day)])
+        b, _ = self._lawful_borrower(day, got, clamp=False)  # the plan's money is raised: a borrower it fits
         lid = self._listing("LOAN", got, rate, term, day, b)
         loan = Loan(lid, b, got, rate, term, day, {self.pool: got}, via_pool=True, product_id=pid)
         self.tx(day, 11, "DISBURSE", self.pool, b, got, lid)
@@ -436,7 +526,7 @@ class _Platform:
                 pay = interest + (principal if mature else 0)
                 need = pay - self.balance[loan.borrower]
                 if need > 0:
-                    if related and r.random() < 0.5:
+                    if related and self.variant not in UNDECLARED and r.random() < 0.5:
                         # related borrowers are topped up by the platform's own money, if any
                         src = self.own if self.balance[self.own] >= need else None
                         if src:
@@ -510,8 +600,53 @@ class _Platform:
             self.external_out(day, 17, self.own, dest, int(self.balance[self.own] * r.uniform(0.5, 0.9)),
                               type_="TRANSFER", memo="往来款")
 
+    def _undeclared_setup(self) -> None:
+        """How blatant an undeclared scheme is (intensity 1) or barely there (0): the share of loans to nominees or
+        insiders, loan sizes, how much of a loan a nominee hands over and how soon, whether money comes back."""
+        if self.variant not in UNDECLARED:
+            return
+        r = self.rng
+        u = self.intensity = round(r.random(), 3)
+        self.sf_share = 0.1 + 0.45 * u
+        self.sf_big = u > 0.5  # large loans, above the caps; a careful scheme keeps each nominee within them
+        self.sf_accounts = self.sf_big and r.random() < 0.5  # one nominee holder with several borrower accounts
+        self.sf_handover = (0.45 + 0.45 * u, 0.6 + 0.38 * u)
+        self.sf_lag = round(6 * (1 - u))
+        self.sf_return = max(0.0, 1.4 * u - 0.4)  # chance that a hand-over comes back to the platform
+
+    def _nominee(self, n: int) -> tuple[str, str]:
+        """A nominee borrower's holder: one company with several accounts, or people, some of whom also borrow on
+        other platforms (holders shared across platforms)."""
+        if self.sf_accounts:
+            return f"H-{self.pid}-NOM", LEGAL
+        holder = f"H-{self.pid}-NOM{n:03d}"
+        if self.rng.random() < 0.3:
+            self.w.holders.roaming.append(holder)
+        return holder, NATURAL
+
+    def _hand_over(self, day: int, b: str) -> None:
+        """A nominee passes most of its loan to the collector within days; some of it may come back."""
+        r = self.rng
+        if self.collector is None:
+            self.collector = self._account(f"H-{self.pid}-COL", "EXTERNAL", day)
+        lag = r.randint(0, self.sf_lag)
+        amt = int(self.balance[b] * r.uniform(*self.sf_handover))
+        self.external_out(day + lag, 13 + 3 * r.random(), b, self.collector, amt, type_="TRANSFER",
+                          memo=r.choice(["货款", "往来款", None]))
+        if r.random() < self.sf_return:
+            self.sf_due.append((day + lag + r.randint(0, 3), int(amt * r.uniform(0.4, 0.9))))
+
     def _self_financing_extra(self, day: int) -> None:
         r = self.rng
+        if self.sf_due and self.collector is not None:
+            due = [x for x in self.sf_due if x[0] <= day]
+            self.sf_due = [x for x in self.sf_due if x[0] > day]
+            for _, amt in due:
+                # back into the platform's own account, which pays investors' maturities with it
+                self.tx(day, 10, "DEPOSIT", self.collector, self.own, amt, memo="往来款")
+                for inv in r.sample(self.investors, min(len(self.investors), r.randint(1, 4))):
+                    part = int(amt * r.uniform(0.1, 0.3))
+                    self.tx(day, 15, "PAYOUT", self.own, inv, part, interest=int(part * 0.08), memo="到期兑付")
         if self.variant == "hidden" and self.related_borrowers and r.random() < 0.1 and self.balance[self.own] > 0:
             # the platform's own funds reach the shell too: the money reveals the tie
             self.tx(day, 16, "TRANSFER", self.own, r.choice(sorted(self.related_borrowers)),
@@ -674,13 +809,18 @@ def simulate(platforms: int, days: int, seed: int, scheme_share: float = 0.3) ->
         kind = prng.choice(SCHEME_KINDS[scheme]) if scheme else prng.choices(kinds, list(KIND_WEIGHTS.values()))[0]
         start = int(days * prng.uniform(0.15, 0.5)) if scheme else days + 1
         sims.append(_Platform(world, prng, i + 1, kind, scheme, start, days))
+    cross = [p for p in sims if p.variant == "cross_platform"]  # controllers borrow on each other's platform
+    for a, b in zip(cross[::2], cross[1::2]):
+        a.partner, b.partner = b, a
+    if len(cross) % 2:
+        cross[-1].variant = "nominees"
     for day in range(days):
         for p in sims:
             p.step(day)
     world.transactions.sort(key=lambda t: (t["ts"], t["tx_id"]))
     world.labels = {
         "seed": seed, "days": days, "start_ms": T0,
-        "platforms": {p.pid: {"scheme": p.scheme, "variant": p.variant,
+        "platforms": {p.pid: {"scheme": p.scheme, "variant": p.variant, "intensity": p.intensity,
                               "start_day": p.start_day if p.scheme else None,
                               "kind": p.kind, "custody": p.custody, "lawful_traits": p.traits,
                               "expected_detectors": list(SCHEME_DETECTORS[p.scheme]) if p.scheme else []}

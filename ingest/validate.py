@@ -64,6 +64,7 @@ PLATFORM_KINDS = frozenset(("P2P_LENDING", "EQUITY_CROWDFUNDING", "INTERNET_INSU
 LICENCES = frozenset(("LICENSED", "UNLICENSED", "SCOPE_MISMATCH"))
 ACCOUNT_ROLES = frozenset(("INVESTOR", "BORROWER", "PLATFORM_OWN", "CUSTODY_POOL", "RISK_RESERVE",
                            "CLIENT_RESERVE", "EXTERNAL"))
+HOLDER_KINDS = frozenset(("NATURAL_PERSON", "LEGAL_PERSON"))
 BACKGROUNDS = frozenset(("STATE_OWNED", "LISTED", "VC_BACKED", "BANK", "PRIVATE"))
 LISTING_KINDS = frozenset(("LOAN", "PRODUCT"))
 OUTCOME_STATUSES = frozenset(("NORMAL", "RECTIFYING", "SUSPENDED", "CLOSED", "WITHDRAWAL_DIFFICULTY",
@@ -211,7 +212,8 @@ def _account(a: Account, lim: Limits) -> str | None:
     return _first(_id("account_id", a.account_id, lim), _id("platform_id", a.platform_id, lim),
                   _id("holder_id", a.holder_id, lim), _enum("role", a.role, ACCOUNT_ROLES),
                   None if a.custodian_id is None else _id("custodian_id", a.custodian_id, lim),
-                  _int("opened_at", a.opened_at, 0, INT64_MAX))
+                  _int("opened_at", a.opened_at, 0, INT64_MAX),
+                  None if a.holder_kind is None else _enum("holder_kind", a.holder_kind, HOLDER_KINDS))
 
 
 def _listing(x: Listing, lim: Limits) -> str | None:

@@ -32,6 +32,8 @@ from schemas.fingerprint import crc64_avro
 __all__ = [
     "RECORD_FILES",
     "TYPE_FILES",
+    "PREVIOUS_FILES",
+    "previous_schemas",
     "expand",
     "writer_schema",
     "SchemaCatalog",
@@ -68,6 +70,13 @@ TYPE_FILES: dict[str, str] = {
     "fundwatch.Disposition": "types/Disposition.avsc",
     "fundwatch.Severity": "types/Severity.avsc",
 }
+
+# Earlier versions of fundwatch's own records (files under previous/): a bank that still writes one keeps being
+# read, resolved to the current reader schema, without naming it in FUNDWATCH_SCHEMA_DIR. A field added to the
+# contract (with a default) changes the record's fingerprint; the version before it goes here.
+PREVIOUS_FILES: tuple[str, ...] = (
+    "previous/account_v1.avsc",  # before holder_kind (the borrowing caps of the 2016 P2P measures art. 17)
+)
 
 # record name -> default topic; overridable through settings (topic_prefix)
 TOPICS: dict[str, str] = {
@@ -216,12 +225,22 @@ def all_schemas() -> list[Schema]:
 
 
 @cache
+def previous_schemas() -> tuple[Schema, ...]:
+    """fundwatch's own earlier record versions (PREVIOUS_FILES), as writer schemas resolved to the current ones."""
+    return tuple(writer_schema(json.loads((_HERE / f).read_text(encoding="utf-8")), f"fundwatch {f}")
+                 for f in PREVIOUS_FILES)
+
+
+@cache
 def _fingerprint_index() -> dict[bytes, Schema]:
-    return {s.fingerprint_le: s for s in all_schemas()}
+    index = {s.fingerprint_le: s for s in previous_schemas()}
+    index.update({s.fingerprint_le: s for s in all_schemas()})  # the current version wins a (never seen) tie
+    return index
 
 
 def by_fingerprint(fp_le: bytes) -> Schema | None:
-    """fundwatch's own schema with this fingerprint (8 bytes, little-endian), if any."""
+    """fundwatch's schema with this fingerprint (8 bytes, little-endian): a current one, or an earlier version
+    (PREVIOUS_FILES) resolved to it; None if neither."""
     return _fingerprint_index().get(bytes(fp_le))
 
 
@@ -250,7 +269,8 @@ def writer_schema(raw: Any, origin: str, types: dict[str, dict[str, Any]] | None
 
 
 class SchemaCatalog:
-    """Writer schemas by fingerprint: fundwatch's own, plus every .avsc in the schema directories.
+    """Writer schemas by fingerprint: fundwatch's own (current and earlier versions), plus every .avsc in the
+    schema directories.
 
     A bank that adds a field (with a default) or widens a type publishes records under a new
     fingerprint; its .avsc in FUNDWATCH_SCHEMA_DIR lets fundwatch resolve them instead of

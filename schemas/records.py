@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
-    "PlatformKind", "Licence", "AccountRole", "ListingKind", "TxType",
+    "PlatformKind", "Licence", "AccountRole", "HolderKind", "ListingKind", "TxType",
     "Platform", "Account", "Listing", "Transaction", "Disclosure", "Tip", "Outcome",
     "RECORD_TYPES", "Record",
 ]
@@ -13,6 +13,7 @@ __all__ = [
 PlatformKind = Literal["P2P_LENDING", "EQUITY_CROWDFUNDING", "INTERNET_INSURANCE", "ASSET_MANAGEMENT",
                        "THIRD_PARTY_PAYMENT", "TRADING_VENUE", "PRIVATE_FINANCE"]
 Licence = Literal["LICENSED", "UNLICENSED", "SCOPE_MISMATCH"]
+HolderKind = Literal["NATURAL_PERSON", "LEGAL_PERSON"]
 AccountRole = Literal["INVESTOR", "BORROWER", "PLATFORM_OWN", "CUSTODY_POOL", "RISK_RESERVE",
                       "CLIENT_RESERVE", "EXTERNAL"]
 ListingKind = Literal["LOAN", "PRODUCT"]
@@ -45,6 +46,7 @@ class Account:
     role: str
     opened_at: int
     custodian_id: str | None = None
+    holder_kind: str | None = None  # HolderKind; None: the registry does not say (art. 17 caps differ by kind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from ingest.pipeline import Pipeline
 from ingest.sources import FILES, FileSource
 from schemas import SchemaCatalog, writer_schema
 from schemas.fingerprint import crc64_avro
-from schemas.records import Listing, Transaction
+from schemas.records import Account, Listing, Transaction
 from schemas.wire import (SO_MAGIC, ConfluentFraming, FramingError, SchemaRegistryClient, SchemaSourceUnavailable,
                           SingleObjectFraming)
 from tests.helpers import ListSource, raw
@@ -87,6 +87,23 @@ def test_newer_and_older_writers_resolve_through_the_schema_directory():
     assert s is schemas.schema("Transaction") and s.writer is None
 
 
+def test_an_account_written_before_holder_kind_resolves_with_no_schema_directory(tmp_path):
+    """Account gained an optional holder_kind: a bank still writing the earlier Account (single-object messages or
+    container files) is read as before, holder_kind null, with no FUNDWATCH_SCHEMA_DIR."""
+    rec = account("B1", "BORROWER")
+    got = decode(msg("custody.accounts", 0, "Account", single_object(writer("account_v1.avsc"), rec)),
+                 SingleObjectFraming())
+    assert isinstance(got, Envelope) and got.record == Account(**rec) and got.record.holder_kind is None
+    new = decode(msg("custody.accounts", 1, "Account", single_object(schemas.schema("Account").raw,
+                                                                     {**rec, "holder_kind": "NATURAL_PERSON"})),
+                 SingleObjectFraming())
+    assert isinstance(new, Envelope) and new.record.holder_kind == "NATURAL_PERSON"
+    with open(tmp_path / FILES["Account"], "wb") as fh:
+        fastavro.writer(fh, fastavro.parse_schema(writer("account_v1.avsc")), [rec], codec="deflate")
+    (row,) = [m for batch in iter(FileSource(tmp_path).poll, None) for m in batch]
+    assert row.row == {**rec, "holder_kind": None}
+
+
 def test_an_unknown_fingerprint_is_still_a_dead_letter_with_a_clear_reason():
     data = single_object(writer("transaction_v2.avsc"), v2_tx(1))
     got = decode(msg("custody.transactions", 5, "Transaction", data), SingleObjectFraming())
@@ -114,7 +131,7 @@ def test_schema_directory_holding_fundwatchs_own_files_and_foreign_records(tmp_p
     (tmp_path / "other.avsc").write_text(json.dumps({"type": "record", "name": "bank.Ledger", "fields": []}))
     (tmp_path / "tx2.avsc").write_text((WRITERS / "transaction_v2.avsc").read_text(encoding="utf-8"))
     cat = SchemaCatalog([tmp_path])
-    assert len(cat) == len(schemas.RECORD_FILES) + 1
+    assert len(cat) == len(schemas.RECORD_FILES) + len(schemas.PREVIOUS_FILES) + 1
     assert cat.by_fingerprint(schemas.schema("Alert").fingerprint_le) is schemas.schema("Alert")
 
 

@@ -23,7 +23,7 @@ import schemas
 from ingest.decode import Envelope, decode
 from ingest.sources import FILES, FileSource
 from schemas import SchemaCatalog
-from schemas.records import Transaction
+from schemas.records import Account, Transaction
 from schemas.wire import SingleObjectFraming
 from tests.test_evolution import WRITERS, v0_listing, v2_tx, writer
 from tests.test_kafka_avro import KAFKA_CODECS, batch_codecs, read_all
@@ -102,6 +102,50 @@ def test_avro_tools_container_files_with_every_codec_and_evolved_writers_are_rea
         assert got_tx == [reader_view(r) for r in txs], codec
         assert got_listings == [{**r, "borrower_account": None} for r in listings], codec
         assert all(isinstance(decode(m, SingleObjectFraming()), Envelope) for m in rows), codec
+
+
+def old_accounts(n: int) -> list[dict[str, Any]]:
+    """Accounts as a bank writes them with the Account before holder_kind (tests/fixtures/writer_schemas)."""
+    return [dict(account_id=f"A{i}", platform_id="P1", holder_id=f"H{i % 3}", role="BORROWER",
+                 custodian_id="CB01" if i % 2 else None, opened_at=1_451_606_400_000 + i) for i in range(n)]
+
+
+def test_avro_tools_accounts_written_before_holder_kind_are_read(java, tmp_path):
+    rows = old_accounts(20)
+    data = subprocess.run(["java", "-jar", java["avro_tools"], "fromjson", "--codec", "deflate", "--schema-file",
+                           str(WRITERS / "account_v1.avsc"), str(avro_json(tmp_path / "a.json", "account_v1.avsc", rows))],
+                          capture_output=True, timeout=300)
+    assert data.returncode == 0, data.stderr.decode(errors="replace")[-2000:]
+    (tmp_path / FILES["Account"]).write_bytes(data.stdout)
+    got = [m.row for batch in iter(FileSource(tmp_path).poll, None) for m in batch]
+    assert got == [{**r, "holder_kind": None} for r in rows]
+
+
+@pytest.mark.kafka
+def test_java_kafka_producer_accounts_before_holder_kind_resolve_without_a_schema_directory(
+        java, kafka_bootstrap, topic_prefix, tmp_path):
+    """A bank's Java producer still on the earlier Account: fundwatch knows that fingerprint as its own."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"{topic_prefix}bank.accounts.lz4"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 3, 1)])
+    finally:
+        admin.close()
+    rows = old_accounts(30)
+    out = run(["java", "-cp", java["cp"], "BankWriter", "produce", kafka_bootstrap, f"{topic_prefix}bank.accounts.",
+               "lz4", str(WRITERS / "account_v1.avsc"), str(avro_json(tmp_path / "a.json", "account_v1.avsc", rows))])
+    assert out.split() == [topic, str(len(rows))]
+    got = read_all(kafka_bootstrap, {topic: "Account"}, len(rows), f"{topic_prefix}accounts")
+    records = []
+    for m in got:
+        item = decode(m, SingleObjectFraming())  # no schema directory: the earlier Account is fundwatch's own
+        assert isinstance(item, Envelope), item
+        records.append(item.record)
+    assert sorted(records, key=lambda a: a.account_id) == sorted((Account(**r) for r in rows),
+                                                                 key=lambda a: a.account_id)
+    assert all(a.holder_kind is None for a in records)
 
 
 @pytest.mark.kafka

@@ -122,7 +122,8 @@ def test_every_named_type_is_defined_in_exactly_one_file():
 
 
 def test_canonical_forms_and_fingerprints_are_those_of_the_original_schemas():
-    """The wire contract: what the schemas were before the shared types moved to types/ (tests/fixtures)."""
+    """The wire contract: what the schemas were before the shared types moved to types/ (tests/fixtures), with
+    the fields added since (Account.holder_kind); each earlier form stays readable (the test after this one)."""
     golden = json.loads((Path(__file__).parent / "fixtures" / "canonical_forms.json").read_text(encoding="utf-8"))
     assert set(golden) == set(schemas.RECORD_FILES)
     for s in schemas.all_schemas():
@@ -132,3 +133,17 @@ def test_canonical_forms_and_fingerprints_are_those_of_the_original_schemas():
     # the expanded schema defines each shared type at its first use and names it after
     alert = json.dumps(schemas.schema("Alert").raw)
     assert alert.count('"name": "Tier"') == 1 and alert.count('"name": "Severity"') == 1
+
+
+def test_the_account_before_holder_kind_is_still_fundwatchs_own_and_resolves():
+    """Account gained holder_kind (a compatible evolution: optional, default null). Its earlier fingerprint, the
+    one banks publish with until they upgrade, is still known without any schema directory."""
+    old = schemas.by_fingerprint(bytes.fromhex("3db7d322d60cf9ed"))  # the golden Account before holder_kind
+    assert old is not None and old.name == "Account" and old.writer is not None
+    bank = json.loads((Path(__file__).parent / "fixtures" / "writer_schemas" / "account_v1.avsc").read_text("utf-8"))
+    assert schemas.writer_schema(bank, "bank").fingerprint == old.fingerprint  # what a bank's copy says
+    row = dict(account_id="A1", platform_id="P1", holder_id="H1", role="BORROWER", custodian_id=None,
+               opened_at=1_451_606_400_000)
+    assert decode_body(old, encode_body(old, row)) == {**row, "holder_kind": None}
+    new = schemas.schema("Account")
+    assert decode_body(new, encode_body(new, {**row, "holder_kind": "LEGAL_PERSON"}))["holder_kind"] == "LEGAL_PERSON"

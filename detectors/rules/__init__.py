@@ -1,5 +1,6 @@
 """One module per prohibition; importing this package registers every rule."""
 from detectors.rules import (  # noqa: F401
+    borrowers,
     disclosure_lapse,
     disclosures,
     fund_pool,

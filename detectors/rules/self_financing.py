@@ -1,10 +1,23 @@
-"""Self-financing (自融): the platform's related parties borrow its clients' money, declared or revealed by the money."""
+"""Self-financing (自融): the platform's related parties borrow its clients' money, declared or revealed by the money.
+
+`self_financing` starts from the platform's declared related parties. Real controllers rarely declare
+themselves, so `undeclared_self_financing` starts from the money and the registry instead: loan proceeds
+coming back to the platform within days, borrowers whose loans one collector gathers (nominees), and
+holders shared across platforms (controllers borrowing on each other's platform). What a borrower may owe
+at all (art. 17's caps) is borrowers.py's rule.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
+from detectors.rules.borrowers import (CAPS, BASIS_EN, BASIS_ZH, KIND_EN, KIND_ZH, PLATFORM_SIDE, borrowing,
+                                       holder_kind, loans_in, outstanding, platform_side_holders)
 from graph import trace
-from graph.ledger import TYPE_INDEX
+from graph.ledger import B_AMOUNT, B_ORIGIN0, TYPE_INDEX
 from graph.windows import edge_amount
+from schemas.records import DAY_MS
 
 MATERIAL = 1_000_000
 PASS_THROUGH_MS = 24 * 3_600_000
@@ -86,4 +99,301 @@ def self_financing(view: PlatformView) -> list[Finding]:
                     f"platform's related parties; {yuan_en(proceeds)} traces to the loans themselves ({pct(loan_share)} of them).",
                     ev.tx_ids, ev.account_ids, moved, view.window_days, ev.since_ms,
                     (("passed_fen", float(moved)), ("loan_proceeds_fen", float(proceeds)), ("loan_share", loan_share))))
+    return out
+
+
+# ---- undeclared self-financing: the money and the registry, not the platform's declaration ------------------
+FORWARD_DAYS = 7  # "within days": a nominee hands a loan over, or it comes back, within a week of arriving
+HANDOVER = 0.5  # a nominee passes on at least half of what it borrowed in the window (a supplier is paid a part)
+RETURN_SHARE = 0.2  # proceeds back on the platform's side: a fifth of those borrowers' loans, well beyond a fee
+MERCHANT_PAYERS = 20  # a payee paid by this many holders (the fan of typologies.py) ...
+MERCHANT_SPAN_DAYS = 60  # ... over two months or more is a merchant, not a nominee's collector
+NOT_PROCEEDS = (TYPE_INDEX["FEE"], TYPE_INDEX["REPAY"])  # a disclosed fee or a repayment is not a hand-over
+MAX_GROUPS = 10  # collectors or platforms named in one finding
+
+
+def _loan_days(view: PlatformView, b: str) -> tuple[dict[int, int], int]:
+    """Days loans arrived in a borrower account inside the window, and their sum (loan share of each edge)."""
+    G, sd = view.ledger.graph, view.window.start_day
+    days: dict[int, int] = {}
+    for u, e in G.pred[b].items():
+        if e.get("kind") != "flow" or view.role(u) in (None, "EXTERNAL"):
+            continue
+        loan = e["by_type"][TYPE_INDEX["DISBURSE"]] + e["by_type"][TYPE_INDEX["INVEST"]]
+        if loan <= 0:
+            continue
+        frac = loan / e["amount"]
+        for d, bucket in e["buckets"].items():
+            if sd is None or d >= sd:
+                days[d] = days.get(d, 0) + int(bucket[B_AMOUNT] * frac)
+    return days, sum(days.values())
+
+
+def _soon_after(day: int, starts: Iterable[int], within: int = FORWARD_DAYS) -> bool:
+    return any(0 <= day - s <= within for s in starts)
+
+
+def _merchant(G: Any, holder: str) -> bool:
+    """Paid by MERCHANT_PAYERS holders or more over MERCHANT_SPAN_DAYS or more: a business many people pay."""
+    payers: set[str] = set()
+    first, last = None, None
+    for a in G.succ.get(("holder", holder), {}):
+        for u, e in G.pred[a].items():
+            if e.get("kind") != "flow":
+                continue
+            h = G.nodes[u].get("holder")
+            if h is not None and h != holder:
+                payers.add(h)
+            first = e["first_ts"] if first is None else min(first, e["first_ts"])
+            last = e["last_ts"] if last is None else max(last, e["last_ts"])
+    return (len(payers) >= MERCHANT_PAYERS and first is not None and last is not None
+            and last - first >= MERCHANT_SPAN_DAYS * DAY_MS)
+
+
+@dataclass
+class _Payee:
+    """Loan proceeds one payee holder received from this platform's borrowers soon after their loans arrived."""
+
+    by_borrower: dict[str, int] = field(default_factory=dict)
+    days: dict[int, int] = field(default_factory=dict)
+    edges: list[tuple[str, str, dict[str, Any], int]] = field(default_factory=list)
+
+
+def _handovers(view: PlatformView) -> tuple[dict[str, int], dict[str, _Payee], list[tuple[str, str, dict[str, Any], int]],
+                                              dict[str, int]]:
+    """Proceeds leaving borrower accounts within FORWARD_DAYS of a loan: (loans per borrower in the window,
+    payee holder -> what it got, edges straight back to the platform's own/pool/reserve accounts, amount back
+    per borrower). Borrowers of declared related parties are left to `self_financing`; a borrower's own cards,
+    fees and repayments are not hand-overs."""
+    G, sd = view.ledger.graph, view.window.start_day
+    side = platform_side_holders(view.ledger, view.platform_id)
+    loans: dict[str, int] = {}
+    payees: dict[str, _Payee] = {}
+    back_edges: list[tuple[str, str, dict[str, Any], int]] = []
+    back: dict[str, int] = {}
+    for b in view.accounts_by_role.get("BORROWER", ()):
+        hb = view.holder(b)
+        if hb in view.related_holders:
+            continue
+        arrived, total = _loan_days(view, b)
+        if total <= 0:
+            continue
+        loans[b] = total
+        for v, e in G.succ[b].items():
+            if e.get("kind") != "flow":
+                continue
+            hv = G.nodes[v].get("holder")
+            if hv == hb or hv in view.related_holders:
+                continue
+            keep = 1.0 - sum(e["by_type"][i] for i in NOT_PROCEEDS) / e["amount"]
+            if keep <= 0:
+                continue
+            got = 0
+            for d, bucket in e["buckets"].items():
+                p = int(bucket[B_ORIGIN0 + trace.LOAN_PROCEEDS] * keep)
+                if p > 0 and (sd is None or d >= sd) and _soon_after(d, arrived):
+                    got += p
+                    if hv in side:
+                        continue
+                    payee = payees.setdefault(hv, _Payee())
+                    payee.days[d] = payee.days.get(d, 0) + p
+            if got <= 0:
+                continue
+            if hv in side:  # to the platform's own, pool or reserve account, or to a card of the platform's holder
+                back[b] = back.get(b, 0) + got
+                back_edges.append((b, v, e, got))
+            else:
+                payee = payees[hv]
+                payee.by_borrower[b] = payee.by_borrower.get(b, 0) + got
+                payee.edges.append((b, v, e, got))
+    return loans, payees, back_edges, back
+
+
+def _returned_by(view: PlatformView, holder: str, payee: _Payee) -> tuple[int, list[tuple[str, str, dict[str, Any], int]]]:
+    """What `holder` paid into the platform's own/pool/reserve accounts, or to other holders' investor accounts,
+    within FORWARD_DAYS after receiving proceeds (at most what it received), and those edges."""
+    G, sd = view.ledger.graph, view.window.start_day
+    own = set(a for r in PLATFORM_SIDE for a in view.accounts_by_role.get(r, ()))
+    paid = 0
+    edges = []
+    for a in G.succ.get(("holder", holder), {}):
+        for v, e in G.succ[a].items():
+            if e.get("kind") != "flow" or not (v in own or (view.role(v) == "INVESTOR" and G.nodes[v].get("holder") != holder
+                                                            and G.nodes[v].get("platform") == view.platform_id)):
+                continue
+            amt = sum(bucket[B_AMOUNT] for d, bucket in e["buckets"].items()
+                      if (sd is None or d >= sd) and _soon_after(d, payee.days))
+            if amt > 0:
+                paid += amt
+                edges.append((a, v, e, amt))
+    return min(paid, sum(payee.by_borrower.values())), edges
+
+
+def _payouts_after(view: PlatformView, edges: list[tuple[str, str, dict[str, Any], int]]) -> int:
+    """What the receiving platform accounts paid investors within FORWARD_DAYS of the proceeds arriving."""
+    G, sd = view.ledger.graph, view.window.start_day
+    days: dict[str, set[int]] = {}
+    for _, v, e, _ in edges:
+        days.setdefault(v, set()).update(d for d in e["buckets"] if sd is None or d >= sd)
+    paid = 0
+    for acct, arrived in days.items():
+        for w, e in G.succ[acct].items():
+            if e.get("kind") == "flow" and view.role(w) == "INVESTOR":
+                paid += sum(bucket[B_AMOUNT] for d, bucket in e["buckets"].items() if _soon_after(d, arrived))
+    return paid
+
+
+def _insiders_elsewhere(view: PlatformView) -> tuple[dict[str, list[str]], set[str]]:
+    """Borrowers here who are another platform's own holder or declared related party (platform -> borrower
+    accounts, with loans in the window), and the platforms where this platform's own people borrow."""
+    ledger, G = view.ledger, view.ledger.graph
+    pid = view.platform_id
+    side_of: dict[str, set[str]] = {}
+    for q, rel in ledger.related.items():
+        if q != pid:
+            for h in rel:
+                side_of.setdefault(h, set()).add(q)
+    insiders: dict[str, list[str]] = {}
+    for b in view.accounts_by_role.get("BORROWER", ()):
+        hb = view.holder(b)
+        if hb is None or hb in view.related_holders or _loan_days(view, b)[1] <= 0:
+            continue
+        qs = set(side_of.get(hb, ()))
+        for a in G.succ.get(("holder", hb), {}):
+            d = G.nodes[a]
+            if d.get("role") in PLATFORM_SIDE and d.get("platform") != pid:
+                qs.add(d["platform"])
+        for q in qs:
+            insiders.setdefault(q, []).append(b)
+    ours = set()
+    if insiders:
+        for h in platform_side_holders(ledger, pid):
+            for a in G.succ.get(("holder", h), {}):
+                d = G.nodes[a]
+                if d.get("role") == "BORROWER" and d.get("platform") != pid and loans_in(G, a) > 0:
+                    ours.add(d["platform"])
+    return insiders, ours
+
+
+@detector("self_financing", "nominee_borrowing", "cross_platform_insider")
+def undeclared_self_financing(view: PlatformView) -> list[Finding]:
+    """Self-financing that the platform did not declare, from the money and the registry.
+
+    - money returning: loan proceeds reaching the platform's own, pool or reserve accounts (or its holder's
+      cards) within FORWARD_DAYS of the loan, directly or through a payee who pays the platform or its investors
+      within FORWARD_DAYS after: HIGH; from two or more borrower accounts (the platform collects them): CRITICAL;
+    - controllers of two platforms borrowing on each other's platform (holders shared across platforms): HIGH;
+    - a collector: two or more borrower accounts handing at least HANDOVER of their loans to one holder within
+      FORWARD_DAYS, the holder not a merchant: nominee_borrowing, LOW; MEDIUM when the loans, counted as the
+      collector's own, are above art. 17's caps (the split evades them); with money returning it is the above;
+    - another platform's own holder or declared related party borrowing here, one way: cross_platform_insider, LOW.
+    Several borrower accounts of one holder, within the caps and repaying, are nothing by themselves.
+    """
+    loans, payees, back_edges, back = _handovers(view)
+    insiders, ours = _insiders_elsewhere(view)
+    if not loans:
+        return []
+    ledger, G = view.ledger, view.ledger.graph
+    out: list[Finding] = []
+    # collectors, and what comes back through them
+    collectors: list[tuple[str, list[str], int, list[tuple[str, str, dict[str, Any], int]]]] = []
+    for hv, payee in sorted(payees.items()):
+        if not payee.by_borrower or _merchant(G, hv):
+            continue
+        members = sorted(b for b, x in payee.by_borrower.items() if x >= HANDOVER * loans[b])
+        returned, ret_edges = _returned_by(view, hv, payee)
+        if returned > 0:
+            for b, x in payee.by_borrower.items():
+                back[b] = back.get(b, 0) + int(returned * x / sum(payee.by_borrower.values()))
+            back_edges.extend(payee.edges + ret_edges)
+        if len(members) >= 2:
+            collectors.append((hv, members, returned, payee.edges))
+    returned_total = sum(back.values())
+    returners = sorted(back)
+    lent_to_returners = sum(loans[b] for b in returners)
+    share = returned_total / lent_to_returners if lent_to_returners else 0.0
+    reciprocal = sorted(q for q in insiders if q in ours)
+    if returned_total >= MATERIAL and share >= RETURN_SHARE:
+        several = len(returners) >= 2
+        paid = min(returned_total, _payouts_after(view, [x for x in back_edges if view.role(x[1]) in PLATFORM_SIDE]))
+        ev = view.evidence(back_edges)
+        holders = len({view.holder(b) for b in returners})
+        out.append(Finding(
+            "self_financing", "CRITICAL" if several else "HIGH", min(1.0, share),
+            f"近{view.window_days}日{len(returners)}个借款账户（{holders}名持有人）的借款到账{FORWARD_DAYS}日内，"
+            f"{yuan_zh(returned_total)}回流平台自有、资金池或备付账户（直接或经第三方账户），占其借款{pct(share)}"
+            f"{f'；平台随后{FORWARD_DAYS}日内向投资人支付{yuan_zh(paid)}' if paid else ''}。平台未登记这些借款人为关联方。",
+            f"In the last {view.window_days} days {yuan_en(returned_total)} of the loans of {len(returners)} borrower "
+            f"accounts ({holders} holders), {pct(share)} of them, came back to the platform's own, pool or reserve "
+            f"accounts within {FORWARD_DAYS} days of arriving (directly or through a third party)"
+            f"{f'; the platform paid investors {yuan_en(paid)} within {FORWARD_DAYS} days after' if paid else ''}. "
+            f"None of these borrowers is a declared related party.",
+            ev.tx_ids, ev.account_ids, returned_total, view.window_days, ev.since_ms,
+            (("returned_fen", float(returned_total)), ("returned_share", share),
+             ("returning_borrowers", float(len(returners))), ("collectors", float(len(collectors))),
+             ("investor_payouts_after_fen", float(paid)))))
+    if reciprocal:
+        accts = sorted({b for q in reciprocal for b in insiders[q]})
+        lent = sum(loans.get(b, 0) for b in accts)
+        if lent >= MATERIAL:
+            ev = view.evidence(view.edges(lambda u, v, e: v in set(accts)))
+            named = reciprocal[:MAX_GROUPS]
+            out.append(Finding(
+                "self_financing", "HIGH", min(1.0, 0.5 + lent / max(1, sum(loans.values()))),
+                f"近{view.window_days}日本平台向{len(accts)}个借款账户放款{yuan_zh(lent)}，其持有人为平台"
+                f"{'、'.join(named)}的自有账户持有人或登记关联方；本平台的关联方同时在这些平台借款：交叉自融。",
+                f"In the last {view.window_days} days this platform lent {yuan_en(lent)} to {len(accts)} borrower accounts "
+                f"held by the own holder or declared related parties of {', '.join(named)}, where this platform's own "
+                f"people borrow in turn: cross self-financing through holders shared across platforms.",
+                ev.tx_ids, ev.account_ids, lent, view.window_days, ev.since_ms,
+                (("insider_lending_fen", float(lent)), ("reciprocal_platforms", float(len(reciprocal))))))
+    one_way = sorted(q for q in insiders if q not in reciprocal)
+    if one_way:
+        accts = sorted({b for q in one_way for b in insiders[q]})
+        lent = sum(loans.get(b, 0) for b in accts)
+        if lent >= MATERIAL:
+            ev = view.evidence(view.edges(lambda u, v, e: v in set(accts)))
+            named = one_way[:MAX_GROUPS]
+            out.append(Finding(
+                "cross_platform_insider", "LOW", min(1.0, lent / max(1, sum(loans.values()))),
+                f"近{view.window_days}日本平台向{len(accts)}个借款账户放款{yuan_zh(lent)}，其持有人为平台"
+                f"{'、'.join(named)}的自有账户持有人或登记关联方。",
+                f"In the last {view.window_days} days this platform lent {yuan_en(lent)} to {len(accts)} borrower accounts "
+                f"held by the own holder or declared related parties of {', '.join(named)}.",
+                ev.tx_ids, ev.account_ids, lent, view.window_days, ev.since_ms,
+                (("insider_lending_fen", float(lent)), ("platforms", float(len(one_way))))))
+    quiet = [c for c in collectors if c[2] <= 0]
+    if quiet:
+        worst = None
+        rows = []
+        for hv, members, _, edges in quiet:
+            kind, basis = holder_kind(ledger, hv)
+            one, every = CAPS[kind]
+            here = sum(outstanding(G, b) for b in members)
+            everywhere = sum(borrowing(ledger, h).total for h in {view.holder(b) for b in members} if h)
+            ratio = max(here / one, everywhere / every)
+            rows.append((ratio, hv, members, edges, kind, basis, here))
+            worst = ratio if worst is None else max(worst, ratio)
+        rows.sort(key=lambda x: (-x[0], x[1]))
+        ratio, hv, members, _, kind, basis, here = rows[0]
+        handed = sum(x for r in rows for b, x in payees[r[1]].by_borrower.items() if b in r[2])
+        if handed >= MATERIAL:
+            ev = view.evidence([e for r in rows[:MAX_GROUPS] for e in r[3]])
+            sev = "MEDIUM" if ratio > 1.0 else "LOW"
+            cap_zh = (f"合并计算借款余额{yuan_zh(here)}，超过第十七条对{KIND_ZH[kind]}的上限（{BASIS_ZH[basis]}），"
+                      f"分散借款规避限额" if ratio > 1.0 else f"合并借款余额{yuan_zh(here)}，未超过第十七条上限")
+            cap_en = (f"together they owe {yuan_en(here)}, above art. 17's caps for a {KIND_EN[kind]} ({BASIS_EN[basis]}): "
+                      f"the split evades them" if ratio > 1.0 else f"together they owe {yuan_en(here)}, within art. 17's caps")
+            out.append(Finding(
+                "nominee_borrowing", sev, min(1.0, max(0.2, ratio - 1.0) if ratio > 1.0 else ratio),
+                f"近{view.window_days}日{len(rows)}个账户持有人各自收取多个借款账户的借款（到账{FORWARD_DAYS}日内转出，"
+                f"占其借款一半以上），共{yuan_zh(handed)}；如{hv}收取{len(members)}个借款账户的借款，{cap_zh}。"
+                f"收款方不是众多客户付款的商户。疑为借名借款，尚未见资金回流平台。",
+                f"In the last {view.window_days} days {len(rows)} holders each collected the loans of several borrower "
+                f"accounts (more than half of each loan, within {FORWARD_DAYS} days of it), {yuan_en(handed)} in all; "
+                f"{hv} collected from {len(members)} accounts and {cap_en}. The collector is not a merchant many pay. "
+                f"Suspected nominee borrowing; no money seen returning to the platform.",
+                ev.tx_ids, ev.account_ids, handed, view.window_days, ev.since_ms,
+                (("collectors", float(len(rows))), ("handed_over_fen", float(handed)),
+                 ("collector_cap_ratio", ratio), ("collected_accounts", float(len(members))))))
     return out

@@ -12,6 +12,7 @@ from typing import Any
 import networkx as nx
 
 from detectors.base import Finding, PlatformView, detector, yuan_en, yuan_zh
+from graph.ledger import TYPE_INDEX
 from graph.windows import edge_amount
 
 FAN = 20  # distinct counterparties that make a fan
@@ -99,14 +100,22 @@ MAX_EXPLORED = 2_000
 OWN_ROLES = ("PLATFORM_OWN", "CUSTODY_POOL", "RISK_RESERVE", "CLIENT_RESERVE")
 
 
+# a borrower's fees and repayments go back to the platform and its investors by contract: not a hop of a cycle
+# (borrowers who lawfully borrow on two platforms would otherwise close loan-fee "cycles" between them)
+CONTRACT_RETURNS = (TYPE_INDEX["FEE"], TYPE_INDEX["REPAY"])
+
+
 def _holder_edges(view: PlatformView, holder: str) -> list[tuple[str, str, str, dict[str, Any], int]]:
-    """Money leaving any account of `holder` inside the window: (payee holder, from acct, to acct, edge, amount)."""
+    """Money leaving any account of `holder` inside the window: (payee holder, from acct, to acct, edge, amount);
+    edges that carry only fees and repayments are left out."""
     G = view.ledger.graph
     out = []
     start = view.window.start_ms or 0
     for acct in G.succ.get(("holder", holder), {}):
         for b, e in G.succ[acct].items():
             if e.get("kind") != "flow" or e["last_ts"] < start:
+                continue
+            if sum(e["by_type"][i] for i in CONTRACT_RETURNS) >= e["amount"]:
                 continue
             amt = edge_amount(e, view.window)
             if amt > 0:
