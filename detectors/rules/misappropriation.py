@@ -1,9 +1,11 @@
 """Misappropriation or occupation of client money (挪用、占用客户资金) and custody reconciliation."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from detectors.base import CLIENT_ROLES, Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
-from graph.ledger import TYPE_INDEX
+from graph.ledger import TYPE_INDEX, Ledger
 from graph.windows import Window, role_flows
 
 MATERIAL = 1_000_000  # 1万元
@@ -51,31 +53,45 @@ def misappropriation(view: PlatformView) -> list[Finding]:
          ("onward_related_fen", float(onward)), ("onward_client_fen", float(onward_client))))]
 
 
-@detector("custody_shortfall")
-def custody_shortfall(view: PlatformView) -> list[Finding]:
-    """Reconcile, over the platform's life: what clients are owed against what custody holds.
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """One platform's custody reconciliation over its life, in fen: what clients are owed against what
+    their accounts hold. `shortfall` is client money that is somewhere else (negative: a surplus)."""
 
-    Owed: every fen that entered client accounts (investor, escrow pool, risk reserve,
-    client reserve) less what left them to clients, borrowers and clients' own cards, less
-    fees within disclosed levels. Held: those accounts' balances. The gap is client money
-    that is somewhere else.
-    """
-    life = role_flows({}, window=Window(None, view.window.end_ms),
-                      lifetime=view.ledger.platform_life.get(view.platform_id, {}))
-    roles = view.accounts_by_role
-    held = sum(view.ledger.graph.nodes[a]["balance"] for r in CLIENT_ROLES for a in roles.get(r, ()))
+    inflow: int  # every fen that entered client accounts from outside them
+    owed: int
+    held: int
+
+    @property
+    def shortfall(self) -> int:
+        return self.owed - self.held
+
+
+def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
+    """Owed: every fen that entered client accounts (investor, escrow pool, risk reserve, client
+    reserve) less what left them to clients, borrowers and clients' own cards, less fees within
+    disclosed levels. Held: those accounts' balances."""
+    life = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {}))
+    accounts = ledger.platform_accounts.get(platform_id, ())
+    held = sum(ledger.graph.nodes[a]["balance"] for a in accounts if ledger.accounts[a].role in CLIENT_ROLES)
     inflow = life.amount(None, None, CLIENT_ROLES) - life.amount(None, CLIENT_ROLES, CLIENT_ROLES)
-    if inflow <= 0:
-        return []
     to_own = life.amount(None, CLIENT_ROLES, "PLATFORM_OWN")
     to_related = life.amount(None, CLIENT_ROLES, None, related=True)
     lawful_fees = life.amount("FEE", "CLIENT_RESERVE", "PLATFORM_OWN")
     lawful_fees += min(life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"),
-                       int(INVESTOR_FEE_ON_INTEREST * sum(view.ledger.listings[lid].interest_paid
-                                                          for lid in view.ledger.platform_listings.get(view.platform_id, ()))))
+                       int(INVESTOR_FEE_ON_INTEREST * sum(ledger.listings[lid].interest_paid
+                                                          for lid in ledger.platform_listings.get(platform_id, ()))))
     lawful_out = life.amount(None, CLIENT_ROLES, None) - to_own - to_related - life.amount(None, CLIENT_ROLES, CLIENT_ROLES)
-    owed = inflow - lawful_out - lawful_fees
-    gap = owed - held
+    return Reconciliation(inflow, inflow - lawful_out - lawful_fees, held)
+
+
+@detector("custody_shortfall")
+def custody_shortfall(view: PlatformView) -> list[Finding]:
+    """Reconcile, over the platform's life, what clients are owed against what custody holds (`reconcile`)."""
+    rec = reconcile(view.ledger, view.platform_id)
+    if rec.inflow <= 0:
+        return []
+    owed, held, gap = rec.owed, rec.held, rec.shortfall
     if owed <= 0 or gap < MATERIAL or gap / owed < 0.02:
         return []
     share = gap / owed
