@@ -43,6 +43,7 @@ class ListingBook:
     interest_paid: int = 0
     funders: set[str] = field(default_factory=set)
     first_ts: int | None = None
+    lent_ts: int | None = None  # when money naming it first reached a borrower (an escrow raises for days before)
 
     @property
     def known(self) -> Listing:
@@ -304,12 +305,12 @@ class Ledger:
                 if x:
                     row[i] += x
         if tx.listing_id is not None:
-            self._book(tx)
+            self._book(tx, dst["role"])
         self.tx_count += 1
         self._tick(tx.ts)
         return ApplyResult(True)
 
-    def _book(self, tx: Transaction) -> None:
+    def _book(self, tx: Transaction, dst_role: str) -> None:
         lid = tx.listing_id or ""
         book = self.listings.get(lid)
         if book is None:
@@ -317,6 +318,8 @@ class Ledger:
             self.platform_listings.setdefault(tx.platform_id, set()).add(lid)
         if book.first_ts is None:
             book.first_ts = tx.ts
+        if book.lent_ts is None and dst_role == "BORROWER" and tx.type in ("INVEST", "DISBURSE"):
+            book.lent_ts = tx.ts
         if tx.type == "INVEST":
             book.raised += tx.amount
             if len(book.funders) < 256:
