@@ -44,6 +44,7 @@ class ListingBook:
     funders: set[str] = field(default_factory=set)
     first_ts: int | None = None
     lent_ts: int | None = None  # when money naming it first reached a borrower (an escrow raises for days before)
+    refunded: int = 0  # REFUND naming the listing: subscriptions it raised and did not lend, given back
 
     @property
     def known(self) -> Listing:
@@ -330,6 +331,8 @@ class Ledger:
             book.repaid += tx.amount
         elif tx.type == "PAYOUT":
             book.paid_out += tx.amount
+        elif tx.type == "REFUND":
+            book.refunded += tx.amount
         if tx.type in ("REPAY", "PAYOUT"):
             book.interest_paid += tx.interest or 0
 

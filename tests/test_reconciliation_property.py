@@ -443,3 +443,15 @@ def test_escrow_lent_after_the_window_opened_is_not_a_fund_pool() -> None:
     snaps = lawful_snapshots((2, 1), program)
     assert any(30 <= day_of(s) < 35 for s in snaps)
     assert [(day_of(s), fraud(s)) for s in snaps if fraud(s)] == []
+
+
+
+def test_refund_of_an_unfilled_escrow_listing_is_not_a_ponzi_payout() -> None:
+    """One investor's subscription to a listing that never filled, given back by the escrow pool, was a CRITICAL
+    ponzi_payout ("100 % other investors' money"): refunds counted as payouts the borrowers had not funded."""
+    program = [("deposit", 0, 0, 0, 10**7), ("escrow", 0, 0, 0, 10**8), ("close", 1, 0, 3, 1), ("deposit", 1, 0, 0, 1)]
+    c = lawful((1, 1), program)
+    assert [r[2]["type"] for r in c.records if r[1] == "Transaction" and r[2]["platform_id"] == PID] == [
+        "DEPOSIT", "INVEST", "REFUND", "DEPOSIT"]
+    _, rec = through_the_door(c.records)
+    assert [(day_of(s), fraud(s)) for s in rec.snapshots if fraud(s)] == []

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
-from graph.windows import edge_amount, edge_origins
 
 MATERIAL = 1_000_000
 MARGIN = 0.02
@@ -71,33 +71,45 @@ def peer_promised_yield(view: PlatformView) -> float | None:
 POOL_PAYERS = ("CUSTODY_POOL", "PLATFORM_OWN", "RISK_RESERVE")
 
 
-def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str, str, dict, int]]]:
+def refundable(view: PlatformView) -> int:
+    """What the platform's refunds may return without being payouts: per listing, at most what it raised and
+    did not lend (an unfilled or partly filled listing gives its subscriptions back), over its life."""
+    books = (view.ledger.listings[lid] for lid in view.ledger.platform_listings.get(view.platform_id, ()))
+    return sum(min(b.refunded, max(0, b.raised - b.disbursed)) for b in books)
+
+
+def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str, str, dict[str, Any], int]]]:
     """Investor payouts from pooled accounts not covered by borrower repayments into them.
 
-    Per paying account: new money = min(traced INVESTOR_FUNDS in its payouts, payouts - repayments
-    it received). The first term is the pro-rata trace; the second keeps a lawful pass-through
-    pool, whose small surplus mixes with fresh subscriptions, from looking like a Ponzi.
+    Per paying role (several accounts of one role are one pool of money): new money = min(traced
+    INVESTOR_FUNDS in its payouts, payouts - repayments it received). The first term is the pro-rata
+    trace; the second keeps a lawful pass-through pool, whose small surplus mixes with fresh
+    subscriptions, from looking like a Ponzi. A refund of subscriptions a listing did not lend is the
+    investor's own money coming back, not a payout (at most `refundable`: a refund beyond it is one).
     Returns (paid, new money, repayments received, payout edges).
     """
-    G = view.ledger.graph
+    f = view.flows
+    credit = refundable(view)
     paid = new = received = 0
-    evidence = []
-    for acct in (a for r in POOL_PAYERS for a in view.accounts_by_role.get(r, ())):
-        outs = [(acct, v, e, edge_amount(e, view.window)) for _, v, e in G.out_edges(acct, data=True)
-                if e.get("kind") == "flow" and view.role(v) == "INVESTOR"]
-        outs = [x for x in outs if x[3] > 0]
-        if not outs:
+    evidence: list[tuple[str, str, dict[str, Any], int]] = []
+    for role in POOL_PAYERS:
+        p = f.amount(None, role, "INVESTOR")
+        if p <= 0:
             continue
-        p = sum(x[3] for x in outs)
-        traced = sum(edge_origins(x[2], view.window)[trace.INVESTOR_FUNDS] for x in outs)
-        r = sum(edge_amount(e, view.window) for u, _, e in G.in_edges(acct, data=True)
-                if e.get("kind") == "flow" and view.role(u) == "BORROWER")
+        refunds = f.amount("REFUND", role, "INVESTOR")
+        returned = min(refunds, credit)
+        credit -= returned
+        traced = f.origins(None, role, "INVESTOR")[trace.INVESTOR_FUNDS]
+        if returned:
+            traced -= f.origins("REFUND", role, "INVESTOR")[trace.INVESTOR_FUNDS] * returned // refunds
+        p -= returned
+        r = f.amount(None, "BORROWER", role)
         paid += p
         received += r
         n = min(traced, max(0, p - r))
         new += n
         if n > 0:
-            evidence.extend(outs)
+            evidence.extend(x for x in view.window_edges if view.role(x[0]) == role and view.role(x[1]) == "INVESTOR")
     evidence.sort(key=lambda x: (-x[3], x[0], x[1]))
     return paid, new, received, evidence
 
