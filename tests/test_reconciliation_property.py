@@ -455,3 +455,16 @@ def test_refund_of_an_unfilled_escrow_listing_is_not_a_ponzi_payout() -> None:
         "DEPOSIT", "INVEST", "REFUND", "DEPOSIT"]
     _, rec = through_the_door(c.records)
     assert [(day_of(s), fraud(s)) for s in rec.snapshots if fraud(s)] == []
+
+
+def test_investor_fee_on_interest_of_an_older_loan_is_not_misappropriation() -> None:
+    """A 10 % service fee on interest paid 36 days after the loan was lent was HIGH misappropriation: the 30-day
+    window allowed fees only on the interest of listings that started inside it (none)."""
+    program = [("deposit", 0, 0, 0, 10**12), ("direct", 0, 0, 6, 10**12)] + [("deposit", 6, 0, 0, 1)] * 6 + [
+        ("repay", 0, 0, 40, 1), ("deposit", 1, 0, 0, 1)]
+    c = lawful((1, 1), program)
+    fee = [r[2] for r in c.records if r[1] == "Transaction" and r[2]["type"] == "FEE" and r[2]["from_account"] == "I0"]
+    interest = [r[2]["interest"] for r in c.records if r[1] == "Transaction" and r[2]["type"] == "REPAY"]
+    assert len(fee) == 1 and fee[0]["amount"] == interest[0] // 10 >= MATERIAL and fee[0]["ts"] >= T0 + 36 * DAY_MS
+    _, rec = through_the_door(c.records)
+    assert [(day_of(s), fraud(s)) for s in rec.snapshots if fraud(s)] == []

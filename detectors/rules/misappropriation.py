@@ -9,13 +9,19 @@ from graph.ledger import TYPE_INDEX, Ledger
 from graph.windows import Window, role_flows
 
 MATERIAL = 1_000_000  # 1万元
-INVESTOR_FEE_ON_INTEREST = 0.10  # an investor service fee above 10 % of the interest received is not a fee
+INVESTOR_FEE_PERCENT = 10  # an investor service fee above 10 % of the interest received is not a fee
 LENDING_CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")
 NON_FEE = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
-def _investor_interest(view: PlatformView) -> int:
-    return sum(b.interest_paid for b in view.listings)
+def investor_fees(ledger: Ledger, platform_id: str) -> tuple[int, int]:
+    """(fees charged to lending clients' money, the disclosed level: INVESTOR_FEE_PERCENT of the interest
+    investors received), over the platform's life, in integer fen. Over its life because a fee is charged when
+    interest is paid, months after the loan started: no window of listings says what the fee may be."""
+    fees = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {})
+                      ).amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN")
+    interest = sum(ledger.listings[lid].interest_paid for lid in ledger.platform_listings.get(platform_id, ()))
+    return fees, interest * INVESTOR_FEE_PERCENT // 100
 
 
 @detector("misappropriation")
@@ -25,9 +31,9 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     if client_in <= 0:
         return []
     non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN")
-    investor_fees = f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN")
-    allowed = int(INVESTOR_FEE_ON_INTEREST * _investor_interest(view))
-    excess_fees = max(0, investor_fees - allowed)
+    fees, allowed = investor_fees(view.ledger, view.platform_id)
+    # the window's fees that are beyond the disclosed level over the platform's life
+    excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"), max(0, fees - allowed))
     taken = non_fee + excess_fees
     onward = f.amount(None, "PLATFORM_OWN", None, related=True)
     onward_client = f.origins(None, "PLATFORM_OWN", None, related=True)[trace.INVESTOR_FUNDS]
@@ -78,9 +84,7 @@ def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
     to_own = life.amount(None, CLIENT_ROLES, "PLATFORM_OWN")
     to_related = life.amount(None, CLIENT_ROLES, None, related=True)
     lawful_fees = life.amount("FEE", "CLIENT_RESERVE", "PLATFORM_OWN")
-    lawful_fees += min(life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"),
-                       int(INVESTOR_FEE_ON_INTEREST * sum(ledger.listings[lid].interest_paid
-                                                          for lid in ledger.platform_listings.get(platform_id, ()))))
+    lawful_fees += min(investor_fees(ledger, platform_id))
     lawful_out = life.amount(None, CLIENT_ROLES, None) - to_own - to_related - life.amount(None, CLIENT_ROLES, CLIENT_ROLES)
     return Reconciliation(inflow, inflow - lawful_out - lawful_fees, held)
 
