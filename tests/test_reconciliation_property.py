@@ -468,3 +468,18 @@ def test_investor_fee_on_interest_of_an_older_loan_is_not_misappropriation() -> 
     assert len(fee) == 1 and fee[0]["amount"] == interest[0] // 10 >= MATERIAL and fee[0]["ts"] >= T0 + 36 * DAY_MS
     _, rec = through_the_door(c.records)
     assert [(day_of(s), fraud(s)) for s in rec.snapshots if fraud(s)] == []
+
+
+def test_escrow_repayment_passed_on_after_the_window_opened_is_not_a_ponzi_payout() -> None:
+    """A borrower repaid into the escrow pool on day 7 and the pool paid the investor on day 13: in the 30-day
+    windows opening between the two, the payout was CRITICAL ponzi_payout (the pool also held another
+    listing's subscriptions, so the pro-rata trace called it 99 % other investors' money)."""
+    program = [("deposit", 0, 0, 0, 10**8), ("escrow", 0, 0, 1, 10**8), ("close", 1, 0, 0, 1),
+               ("deposit", 0, 1, 0, 10**10), ("escrow", 0, 0, 0, 10**11), ("repay", 6, 0, 3, 1)] + [
+        ("deposit", 6, 0, 0, 1)] * 7
+    c = lawful((2, 1), program)
+    pool = [(r[2]["type"], (r[2]["ts"] - T0) // DAY_MS) for r in c.records
+            if r[1] == "Transaction" and r[2]["type"] in ("REPAY", "PAYOUT")]
+    assert pool == [("REPAY", 7), ("PAYOUT", 13)]
+    snaps = [s for s in lawful_snapshots((2, 1), program) if 7 < day_of(s) - 29 <= 13]
+    assert snaps and [(day_of(s), fraud(s)) for s in snaps if fraud(s)] == []

@@ -6,6 +6,7 @@ from typing import Any
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
+from graph.windows import Window, role_flows
 
 MATERIAL = 1_000_000
 MARGIN = 0.02
@@ -84,26 +85,34 @@ def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str,
     Per paying role (several accounts of one role are one pool of money): new money = min(traced
     INVESTOR_FUNDS in its payouts, payouts - repayments it received). The first term is the pro-rata
     trace; the second keeps a lawful pass-through pool, whose small surplus mixes with fresh
-    subscriptions, from looking like a Ponzi. A refund of subscriptions a listing did not lend is the
-    investor's own money coming back, not a payout (at most `refundable`: a refund beyond it is one).
-    Returns (paid, new money, repayments received, payout edges).
+    subscriptions, from looking like a Ponzi. Repayments count whether they arrived in the window or
+    before it and were still unpaid when it opened (a pool passes a repayment on days later: the window
+    may open between the two). A refund of subscriptions a listing did not lend is the investor's own
+    money coming back, not a payout (at most `refundable`: a refund beyond it is one).
+    Returns (paid, new money, repayments available, payout edges).
     """
     f = view.flows
+    life = role_flows({}, window=Window(None, view.window.end_ms),
+                      lifetime=view.ledger.platform_life.get(view.platform_id, {}))
     credit = refundable(view)
     paid = new = received = 0
     evidence: list[tuple[str, str, dict[str, Any], int]] = []
     for role in POOL_PAYERS:
-        p = f.amount(None, role, "INVESTOR")
-        if p <= 0:
+        gross = f.amount(None, role, "INVESTOR")
+        if gross <= 0:
             continue
         refunds = f.amount("REFUND", role, "INVESTOR")
         returned = min(refunds, credit)
         credit -= returned
+        returned_before = min(life.amount("REFUND", role, "INVESTOR") - refunds, credit)
+        credit -= returned_before
+        p = gross - returned
         traced = f.origins(None, role, "INVESTOR")[trace.INVESTOR_FUNDS]
         if returned:
             traced -= f.origins("REFUND", role, "INVESTOR")[trace.INVESTOR_FUNDS] * returned // refunds
-        p -= returned
         r = f.amount(None, "BORROWER", role)
+        paid_before = life.amount(None, role, "INVESTOR") - gross - returned_before
+        r += max(0, life.amount(None, "BORROWER", role) - r - paid_before)  # repayments on hand when it opened
         paid += p
         received += r
         n = min(traced, max(0, p - r))
