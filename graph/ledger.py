@@ -40,7 +40,7 @@ class ListingBook:
     disbursed: int = 0  # DISBURSE naming the listing
     repaid: int = 0  # REPAY naming the listing
     paid_out: int = 0  # PAYOUT naming the listing
-    interest_paid: int = 0
+    interest_paid: int = 0  # interest investors received naming it (escrow: when the pool pays it on, not twice)
     funders: set[str] = field(default_factory=set)
     first_ts: int | None = None
     lent_ts: int | None = None  # when money naming it first reached a borrower (an escrow raises for days before)
@@ -333,7 +333,7 @@ class Ledger:
             book.paid_out += tx.amount
         elif tx.type == "REFUND":
             book.refunded += tx.amount
-        if tx.type in ("REPAY", "PAYOUT"):
+        if tx.type in ("REPAY", "PAYOUT") and dst_role == "INVESTOR":
             book.interest_paid += tx.interest or 0
 
     # ---- read side (detectors read; they never write) ---------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -94,6 +95,8 @@ class Custody:
         self.n = 0
         self.loans: list[Loan] = []
         self.pending: list[tuple[str, str, str, int, str | None, int | None]] = []  # payouts due next action
+        self.moves: list[tuple[int, str, str, str, int, int]] = []  # (ts, type, payer, payee, amount, interest)
+        self.frozen = False  # after a mutation took escrow money: no more escrow business (it could not pay)
         self._emit("custody.platforms", Platform(
             PID, "连云港测试网络借贷信息中介有限公司", "P2P_LENDING", "LICENSED", "320703", "网络借贷信息中介", T0,
             custodian_id="CB01", related_parties=list(RELATED)))
@@ -136,6 +139,7 @@ class Custody:
             self.ms += 1000
             self._emit("custody.transactions", Transaction(f"T{self.n}", "CB01", PID, self.ms, type_, src, dst, part,
                                                            listing_id=listing, interest=i))
+            self.moves.append((self.ms, type_, src, dst, part, i or 0))
             if src in self.bal:
                 self.bal[src] -= part
             if dst in self.bal:
@@ -345,6 +349,8 @@ class Custody:
         for kind, gap, x, y, amount in program:
             self.next_day(gap)
             self.flush()
+            if self.frozen and kind in ("escrow", "subscribe", "close"):
+                kind = "direct"
             if kind == "deposit":
                 self.deposit(x, amount)
             elif kind == "withdraw":
@@ -368,6 +374,104 @@ class Custody:
             else:
                 raise ValueError(kind)
         self.flush()
+
+
+# ---- taking client money -------------------------------------------------------------------------------------
+# what each mutation must trip (besides the reconciliation's shortfall, checked to the fen)
+MUTATIONS: dict[str, frozenset[str]] = {
+    "pool_to_own": frozenset({"misappropriation", "custody_shortfall"}),  # escrow money to the platform, not a fee
+    "investor_to_own": frozenset({"misappropriation", "custody_shortfall"}),  # an investor's balance, "管理费" transfer
+    "investor_fee_above_disclosed": frozenset({"misappropriation", "custody_shortfall"}),  # > 10 % of the interest
+    "escrow_fee_to_own": frozenset({"misappropriation", "custody_shortfall"}),  # the platform's fee out of escrow
+    "own_takes_back_more": frozenset({"misappropriation", "custody_shortfall"}),  # puts C in, takes C + X out
+    "pool_pays_vendor": frozenset({"custody_shortfall"}),  # escrow pays the platform's supplier
+    "pool_to_related": frozenset({"custody_shortfall"}),  # escrow pays the actual controller's card
+    "ponzi_payout": frozenset({"ponzi_payout"}),  # new investors' subscriptions pay an old investor "interest"
+    "ponzi_as_refund": frozenset({"ponzi_payout"}),  # the same, called a refund of nothing
+}
+
+
+@dataclass(frozen=True)
+class Taking:
+    kind: str
+    at_ms: int  # the last injected movement
+    amount: int  # X: what clients lost (expected shortfall); for a Ponzi, what was paid out of others' money
+
+
+class Mutant(Custody):
+    """A lawful platform that, once, takes client money in one of the ways the rules prohibit."""
+
+    def _since(self, days: int, type_: str, payer_role: str | None = None, payee: str | None = None) -> int:
+        cut = self.ms - days * DAY_MS
+        return sum(m[4] for m in self.moves if m[0] > cut and m[1] == type_ and (payee is None or m[3] == payee)
+                   and (payer_role is None or m[2] in self._role(payer_role)))
+
+    def _role(self, role: str) -> tuple[str, ...]:
+        return {"INVESTOR": tuple(self.investors), "CUSTODY_POOL": (self.pool,), "EXTERNAL": tuple(self.card.values())
+                }[role]
+
+    def _fees_slack(self) -> int:
+        """How much more investors' fees may be before they pass the disclosed 10 % of their interest."""
+        interest = sum(m[5] for m in self.moves if m[1] in ("REPAY", "PAYOUT") and m[3] in self.investors)
+        fees = sum(m[4] for m in self.moves if m[1] == "FEE" and m[2] in (*self.investors, self.pool) and m[3] == self.own)
+        return interest * 10 // 100 - fees
+
+    def _escrow_money(self, amount: int, investor: int) -> None:
+        """Fresh subscriptions wait in the pool: an investor deposits and subscribes to a new escrow listing."""
+        inv = self.investors[investor % len(self.investors)]
+        self.n += 1
+        lid = f"L{self.n}"
+        self._emit("custody.listings", Listing(lid, PID, "LOAN", min(amount, MAX_FEN), 0.1, 90, self.ms,
+                                               self.borrowers[0]))
+        self.tx("DEPOSIT", self.card[inv], inv, amount)
+        self.tx("INVEST", inv, self.pool, amount, lid)
+
+    def take(self, kind: str, extra: int, who: int) -> Taking:
+        """Inject `kind` now (after the due payouts), at least the materiality every rule it must trip asks:
+        1万元 (MATERIAL), 2 % of what clients are owed (custody_shortfall), 1 % of the 30 days' client deposits
+        (misappropriation by excess fees), 30 % of the window's pool payouts (ponzi_payout); `extra` percent more."""
+        self.flush()
+        owed = self.client_money()  # lawful so far: owed == held
+        base = max(MATERIAL, (owed + max(0, self._fees_slack()) + self._since(30, "DEPOSIT")) // 25 + 1,
+                   self._since(90, "PAYOUT", "CUSTODY_POOL") + self._since(90, "REFUND", "CUSTODY_POOL"))
+        x = base + base * extra // 100
+        inv = self.investors[who % len(self.investors)]
+        if kind in ("pool_to_own", "pool_pays_vendor", "pool_to_related", "escrow_fee_to_own"):
+            slack = max(0, self._fees_slack()) if kind == "escrow_fee_to_own" else 0
+            if self.bal[self.pool] < x + slack:
+                self._escrow_money(x + slack - self.bal[self.pool], who)
+            to = {"pool_to_own": self.own, "pool_pays_vendor": self.vendor, "escrow_fee_to_own": self.own,
+                  "pool_to_related": self.related_cards[0]}[kind]
+            self.tx("FEE" if kind == "escrow_fee_to_own" else "TRANSFER", self.pool, to, x + slack)
+            self.frozen = True
+        elif kind in ("investor_to_own", "investor_fee_above_disclosed"):
+            slack = max(0, self._fees_slack()) if kind == "investor_fee_above_disclosed" else 0
+            if self.bal[inv] < x + slack:
+                self.tx("DEPOSIT", self.card[inv], inv, x + slack - self.bal[inv])
+            self.tx("FEE" if kind == "investor_fee_above_disclosed" else "TRANSFER", inv, self.own, x + slack)
+        elif kind == "own_takes_back_more":
+            put = x * (extra % 7 + 1)  # the platform's own money into escrow, then more than that out
+            self.tx("DEPOSIT", self.own_card, self.own, put)
+            self.tx("TRANSFER", self.own, self.pool, put)
+            if self.bal[self.pool] < put + x:
+                self._escrow_money(put + x - self.bal[self.pool], who)
+            self.tx("TRANSFER", self.pool, self.own, put + x)
+            self.frozen = True
+        elif kind in ("ponzi_payout", "ponzi_as_refund"):
+            # a new investor's money, at least three times what the pool holds (so the trace finds it in what is
+            # paid out), pays an earlier investor
+            old = self.investors[who % len(self.investors)]
+            self.investors.append(self._account(f"I{len(self.investors)}", "INVESTOR", f"H-I{len(self.investors)}"))
+            self.card[self.investors[-1]] = self._account("X" + self.investors[-1], "EXTERNAL", f"H-{self.investors[-1]}")
+            self._escrow_money(max(x, 3 * self.bal[self.pool]), len(self.investors) - 1)
+            if kind == "ponzi_payout":
+                self.tx("PAYOUT", self.pool, old, x, None, x // 10)
+            else:
+                self.tx("REFUND", self.pool, old, x)
+            self.frozen = True
+        else:
+            raise ValueError(kind)
+        return Taking(kind, self.ms, x)
 
 
 # ---- the production door and the assessments ---------------------------------------------------------
@@ -435,6 +539,14 @@ def lawful_snapshots(people: tuple[int, int], program: list[tuple[str, int, int,
     return rec.snapshots
 
 
+def mutated(people: tuple[int, int], program: list[tuple[str, int, int, int, int]], at: int, kind: str, extra: int,
+            who: int) -> tuple[Mutant, Taking]:
+    c = Mutant(*people)
+    c.run(program[:at])
+    taking = c.take(kind, extra, who)
+    c.run(program[at:])
+    return c, taking
+
 # ---- regressions: lawful sequences the property found raising false alarms ---------------------------------
 def test_escrow_lent_after_the_window_opened_is_not_a_fund_pool() -> None:
     """An escrow listing raised on day 0 and lent on day 5 was, in the 30-day windows of days 30-34, CRITICAL
@@ -483,3 +595,18 @@ def test_escrow_repayment_passed_on_after_the_window_opened_is_not_a_ponzi_payou
     assert pool == [("REPAY", 7), ("PAYOUT", 13)]
     snaps = [s for s in lawful_snapshots((2, 1), program) if 7 < day_of(s) - 29 <= 13]
     assert snaps and [(day_of(s), fraud(s)) for s in snaps if fraud(s)] == []
+
+
+def test_escrow_interest_counts_once_in_the_disclosed_fee_level() -> None:
+    """An investor charged 15 % of the interest an escrow loan paid (above the disclosed 10 %) left no shortfall
+    and no finding: the interest was counted twice, once repaid into the pool and once paid on to the investor."""
+    program = [("escrow", 0, 0, 13, 10**12), ("close", 1, 0, 0, 1)] + [("deposit", 6, 0, 0, 1)] * 5 + [
+        ("repay", 0, 0, 43, 1), ("deposit", 1, 0, 0, 1)]
+    c = lawful((1, 1), program)
+    interest = sum(m[5] for m in c.moves if m[1] == "PAYOUT")
+    assert [m[1] for m in c.moves if m[5]] == ["REPAY", "PAYOUT"] and interest > 0
+    extra = interest * 15 // 100 - interest * 10 // 100  # the lawful program charged 10 % with the payout
+    c.tx("FEE", "I0", "OWN", extra)
+    ledger, rec = through_the_door(c.records)
+    assert reconcile(ledger, PID).shortfall == extra  # 0.14 % of what clients are owed: below the 2 % floor
+    assert "misappropriation" in {f.detector for f in rec.snapshots[-1].findings}
