@@ -410,7 +410,7 @@ class Mutant(Custody):
         return {"INVESTOR": tuple(self.investors), "CUSTODY_POOL": (self.pool,), "EXTERNAL": tuple(self.card.values())
                 }[role]
 
-    def _fees_slack(self) -> int:
+    def fees_slack(self) -> int:
         """How much more investors' fees may be before they pass the disclosed 10 % of their interest."""
         interest = sum(m[5] for m in self.moves if m[1] in ("REPAY", "PAYOUT") and m[3] in self.investors)
         fees = sum(m[4] for m in self.moves if m[1] == "FEE" and m[2] in (*self.investors, self.pool) and m[3] == self.own)
@@ -432,12 +432,12 @@ class Mutant(Custody):
         (misappropriation by excess fees), 30 % of the window's pool payouts (ponzi_payout); `extra` percent more."""
         self.flush()
         owed = self.client_money()  # lawful so far: owed == held
-        base = max(MATERIAL, (owed + max(0, self._fees_slack()) + self._since(30, "DEPOSIT")) // 25 + 1,
+        base = max(MATERIAL, (owed + max(0, self.fees_slack()) + self._since(30, "DEPOSIT")) // 25 + 1,
                    self._since(90, "PAYOUT", "CUSTODY_POOL") + self._since(90, "REFUND", "CUSTODY_POOL"))
         x = base + base * extra // 100
         inv = self.investors[who % len(self.investors)]
         if kind in ("pool_to_own", "pool_pays_vendor", "pool_to_related", "escrow_fee_to_own"):
-            slack = max(0, self._fees_slack()) if kind == "escrow_fee_to_own" else 0
+            slack = max(0, self.fees_slack()) if kind == "escrow_fee_to_own" else 0
             if self.bal[self.pool] < x + slack:
                 self._escrow_money(x + slack - self.bal[self.pool], who)
             to = {"pool_to_own": self.own, "pool_pays_vendor": self.vendor, "escrow_fee_to_own": self.own,
@@ -445,7 +445,7 @@ class Mutant(Custody):
             self.tx("FEE" if kind == "escrow_fee_to_own" else "TRANSFER", self.pool, to, x + slack)
             self.frozen = True
         elif kind in ("investor_to_own", "investor_fee_above_disclosed"):
-            slack = max(0, self._fees_slack()) if kind == "investor_fee_above_disclosed" else 0
+            slack = max(0, self.fees_slack()) if kind == "investor_fee_above_disclosed" else 0
             if self.bal[inv] < x + slack:
                 self.tx("DEPOSIT", self.card[inv], inv, x + slack - self.bal[inv])
             self.tx("FEE" if kind == "investor_fee_above_disclosed" else "TRANSFER", inv, self.own, x + slack)
@@ -544,6 +544,7 @@ def mutated(people: tuple[int, int], program: list[tuple[str, int, int, int, int
     c = Mutant(*people)
     c.run(program[:at])
     taking = c.take(kind, extra, who)
+    c.next_day(1)  # the day ends with the taking: the assessment at its end sees it alone
     c.run(program[at:])
     return c, taking
 
@@ -610,3 +611,38 @@ def test_escrow_interest_counts_once_in_the_disclosed_fee_level() -> None:
     ledger, rec = through_the_door(c.records)
     assert reconcile(ledger, PID).shortfall == extra  # 0.14 % of what clients are owed: below the 2 % floor
     assert "misappropriation" in {f.detector for f in rec.snapshots[-1].findings}
+
+
+def _escrow_base() -> Custody:
+    """One investor's 100万元 waiting in the escrow pool for a listing that is not full yet."""
+    return lawful((1, 1), [("deposit", 0, 0, 0, 10**8), ("escrow", 0, 0, 0, 10**9)])
+
+
+def test_escrow_paying_a_third_party_is_a_shortfall_unless_the_platform_reimburses_it() -> None:
+    """The pool paying the platform's supplier 5万元 reconciled (anything not to the platform or a related party
+    passed as lawful, against the rule's own words: to clients, borrowers and clients' own cards); the same
+    charge by the custodian, reimbursed by the platform at once, balances to the fen."""
+    taken, charged = _escrow_base(), _escrow_base()
+    assert taken.bal["POOL"] == charged.bal["POOL"] == 10**8
+    taken.tx("TRANSFER", "POOL", "VENDOR", 5 * 10**6)
+    charged.tx("FEE", "POOL", "BANKFEE", 5 * 10**6)
+    charged.tx("DEPOSIT", "XOWN", "OWN", 5 * 10**6)
+    charged.tx("TRANSFER", "OWN", "POOL", 5 * 10**6)
+    for c, lost in ((taken, 5 * 10**6), (charged, 0)):
+        c.next_day(1)
+        ledger, rec = through_the_door(c.records)
+        assert reconcile(ledger, PID).shortfall == lost
+        assert ("custody_shortfall" in {f.detector for f in rec.snapshots[-1].findings}) == bool(lost)
+
+
+def test_the_platform_taking_back_more_than_it_put_in_is_short_by_the_difference() -> None:
+    """The platform put 10万元 of its own into the escrow pool and took 15万元 out: the shortfall read 15万元
+    (what it put back counted as owed to clients, what it took as missing); clients are short 5万元."""
+    c = _escrow_base()
+    c.tx("DEPOSIT", "XOWN", "OWN", 10**7)
+    c.tx("TRANSFER", "OWN", "POOL", 10**7)
+    c.tx("TRANSFER", "POOL", "OWN", 10**7 + 5 * 10**6)
+    c.next_day(1)
+    ledger, rec = through_the_door(c.records)
+    assert reconcile(ledger, PID).shortfall == 5 * 10**6
+    assert {"misappropriation", "custody_shortfall"} <= {f.detector for f in rec.snapshots[-1].findings}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from detectors.base import CLIENT_ROLES, Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
@@ -73,20 +74,69 @@ class Reconciliation:
         return self.owed - self.held
 
 
+def client_exits(ledger: Ledger, platform_id: str) -> tuple[list[str], Callable[[str, str], bool]]:
+    """The platform's client accounts, and whether money from one of them to an account outside them is a
+    lawful exit: to a borrower, to a client's own card or account, or from a payment institution's reserve
+    to the payees it settles with; never to the platform's own account or its related parties."""
+    nodes = ledger.graph._node
+    related = ledger.related.get(platform_id, frozenset())
+    mine = ledger.platform_accounts.get(platform_id, ())
+    clients = [a for a in mine if ledger.accounts[a].role in CLIENT_ROLES]
+    client_holders = {ledger.accounts[a].holder_id for a in mine if ledger.accounts[a].role in ("INVESTOR", "BORROWER")}
+
+    def lawful(src: str, dst: str) -> bool:
+        role, holder = nodes[dst].get("role"), nodes[dst].get("holder")
+        if role == "PLATFORM_OWN" or holder in related:
+            return False
+        return role == "BORROWER" or holder in client_holders or (
+            role == "EXTERNAL" and nodes[src].get("role") == "CLIENT_RESERVE")
+
+    return clients, lawful
+
+
 def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
     """Owed: every fen that entered client accounts (investor, escrow pool, risk reserve, client
-    reserve) less what left them to clients, borrowers and clients' own cards, less fees within
-    disclosed levels. Held: those accounts' balances."""
-    life = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {}))
-    accounts = ledger.platform_accounts.get(platform_id, ())
-    held = sum(ledger.graph.nodes[a]["balance"] for a in accounts if ledger.accounts[a].role in CLIENT_ROLES)
-    inflow = life.amount(None, None, CLIENT_ROLES) - life.amount(None, CLIENT_ROLES, CLIENT_ROLES)
-    to_own = life.amount(None, CLIENT_ROLES, "PLATFORM_OWN")
-    to_related = life.amount(None, CLIENT_ROLES, None, related=True)
-    lawful_fees = life.amount("FEE", "CLIENT_RESERVE", "PLATFORM_OWN")
-    lawful_fees += min(investor_fees(ledger, platform_id))
-    lawful_out = life.amount(None, CLIENT_ROLES, None) - to_own - to_related - life.amount(None, CLIENT_ROLES, CLIENT_ROLES)
-    return Reconciliation(inflow, inflow - lawful_out - lawful_fees, held)
+    reserve) less what left them to clients, borrowers and clients' own cards (and, from a payment
+    institution's reserve, to the payees it settles with), less fees within disclosed levels. Held:
+    those accounts' balances. Anything else that left a client account, to the platform, its related
+    parties or any third party, is client money somewhere else: unless the platform put it back into
+    that account (an escrow charge the platform reimburses is not missing; taking back more than it
+    put in is, by the difference)."""
+    G = ledger.graph
+    nodes, succ, pred = G._node, G._succ, G._pred  # read-only, as the ledger's hot path does
+    clients, lawful = client_exits(ledger, platform_id)
+    client_set = set(clients)
+    fee = TYPE_INDEX["FEE"]
+    inflow = held = lawful_out = returned = reserve_fees = lending_fees = 0
+    for a in clients:
+        held += nodes[a]["balance"]
+        reserve = nodes[a]["role"] == "CLIENT_RESERVE"
+        out = fees = 0  # what left it for the platform, its related parties or third parties; of it FEE to the platform
+        for v, e in succ[a].items():
+            if e.get("kind") != "flow" or v in client_set:
+                continue
+            if lawful(a, v):
+                lawful_out += e["amount"]
+            else:
+                out += e["amount"]
+                if nodes[v].get("role") == "PLATFORM_OWN":
+                    fees += e["by_type"][fee]
+        back = 0  # what the platform's own accounts paid into it
+        for u, e in pred[a].items():
+            if e.get("kind") != "flow" or u in client_set:
+                continue
+            inflow += e["amount"]
+            if nodes[u].get("role") == "PLATFORM_OWN":
+                back += e["amount"]
+        put_back = min(back, out)
+        returned += put_back
+        kept_fees = min(fees, out - put_back)  # what it put back restores what was not a fee first
+        if reserve:
+            reserve_fees += kept_fees
+        else:
+            lending_fees += kept_fees
+    lawful_fees = reserve_fees + min(lending_fees, investor_fees(ledger, platform_id)[1])
+    return Reconciliation(inflow, inflow - returned - lawful_out - lawful_fees, held)
 
 
 @detector("custody_shortfall")
@@ -100,8 +150,9 @@ def custody_shortfall(view: PlatformView) -> list[Finding]:
         return []
     share = gap / owed
     sev = "CRITICAL" if share >= 0.3 else "HIGH" if share >= 0.1 else "MEDIUM"
-    ev = view.evidence(view.edges(lambda u, v, e: view.role(u) in CLIENT_ROLES
-                                  and (view.role(v) == "PLATFORM_OWN" or view.holder(v) in view.related_holders)))
+    clients, lawful = client_exits(view.ledger, view.platform_id)
+    inside = set(clients)
+    ev = view.evidence(view.edges(lambda u, v, e: u in inside and v not in inside and not lawful(u, v)))
     return [Finding(
         "custody_shortfall", sev, min(1.0, share * 2),
         f"对账：平台应存管客户资金{yuan_zh(owed)}，客户账户实际余额{yuan_zh(held)}，缺口{yuan_zh(gap)}（{pct(share)}）。",
