@@ -540,9 +540,12 @@ def lawful_snapshots(people: tuple[int, int], program: list[tuple[str, int, int,
 
 
 def mutated(people: tuple[int, int], program: list[tuple[str, int, int, int, int]], at: int, kind: str, extra: int,
-            who: int) -> tuple[Mutant, Taking]:
+            who: int, quiet: int = 0) -> tuple[Mutant, Taking]:
+    """The lawful program with `kind` injected before its action `at`, after `quiet` days without business."""
     c = Mutant(*people)
     c.run(program[:at])
+    for step in range(0, quiet, 6):
+        c.next_day(min(6, quiet - step))
     taking = c.take(kind, extra, who)
     c.next_day(1)  # the day ends with the taking: the assessment at its end sees it alone
     c.run(program[at:])
@@ -646,3 +649,17 @@ def test_the_platform_taking_back_more_than_it_put_in_is_short_by_the_difference
     ledger, rec = through_the_door(c.records)
     assert reconcile(ledger, PID).shortfall == 5 * 10**6
     assert {"misappropriation", "custody_shortfall"} <= {f.detector for f in rec.snapshots[-1].findings}
+
+
+def test_taking_escrow_money_after_three_quiet_months_is_misappropriation() -> None:
+    """5万元 moved from the escrow pool to the platform's own account 96 days after the last client deposit gave
+    no misappropriation finding: the rule returned nothing for a window without client deposits."""
+    c = _escrow_base()
+    for _ in range(16):
+        c.next_day(6)
+    c.tx("TRANSFER", "POOL", "OWN", 5 * 10**6)
+    c.next_day(1)
+    ledger, rec = through_the_door(c.records)
+    assert reconcile(ledger, PID).shortfall == 5 * 10**6
+    found = {f.detector: f for f in rec.snapshots[-1].findings}
+    assert "misappropriation" in found and dict(found["misappropriation"].metrics)["taken_fen"] == 5 * 10**6

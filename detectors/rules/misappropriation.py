@@ -29,8 +29,6 @@ def investor_fees(ledger: Ledger, platform_id: str) -> tuple[int, int]:
 def misappropriation(view: PlatformView) -> list[Finding]:
     f = view.flows
     client_in = f.amount("DEPOSIT", "EXTERNAL", LENDING_CLIENT_ROLES)
-    if client_in <= 0:
-        return []
     non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN")
     fees, allowed = investor_fees(view.ledger, view.platform_id)
     # the window's fees that are beyond the disclosed level over the platform's life
@@ -38,7 +36,7 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     taken = non_fee + excess_fees
     onward = f.amount(None, "PLATFORM_OWN", None, related=True)
     onward_client = f.origins(None, "PLATFORM_OWN", None, related=True)[trace.INVESTOR_FUNDS]
-    share = taken / client_in
+    share = taken / client_in if client_in > 0 else 1.0  # a window without client deposits: money already there
     # a transfer out of a client account to the platform is never lawful; fees get a 1 % tolerance
     if taken < MATERIAL or (non_fee < MATERIAL and share < 0.01):
         return []
