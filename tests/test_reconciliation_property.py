@@ -663,3 +663,19 @@ def test_taking_escrow_money_after_three_quiet_months_is_misappropriation() -> N
     assert reconcile(ledger, PID).shortfall == 5 * 10**6
     found = {f.detector: f for f in rec.snapshots[-1].findings}
     assert "misappropriation" in found and dict(found["misappropriation"].metrics)["taken_fen"] == 5 * 10**6
+
+
+def test_the_disclosed_fee_level_is_exact_to_the_fen_at_any_size() -> None:
+    """Interest of 9,007,199,254,740,999 fen (within the door's bounds, in ten movements) allows fees of exactly
+    900,719,925,474,099 fen; the float product int(0.10 * interest) allowed one fen more, so a fee one fen
+    above the level reconciled."""
+    c = lawful((1, 1), [])
+    interest = 9_007_199_254_740_999
+    loan = c._listing(0, 0, MAX_FEN, escrow=False)
+    c.tx("DEPOSIT", "XB0", "B0", interest)
+    c.tx("REPAY", "B0", "I0", interest, loan.lid, interest)
+    c.tx("FEE", "I0", "OWN", interest // 10 + 1)
+    c.next_day(1)
+    ledger, _ = through_the_door(c.records)
+    assert int(0.10 * interest) == interest // 10 + 1  # what the float arithmetic allowed
+    assert reconcile(ledger, PID).shortfall == 1
