@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 
 from detectors.assess import Assessor
 from detectors.base import Finding
-from detectors.risk import FRAUD_DETECTORS
 from detectors.rules.misappropriation import MATERIAL, Reconciliation, reconcile
 from graph.ledger import Ledger
 from ingest.dead_letters import MemoryDeadLetters
@@ -39,12 +38,16 @@ PID = "P1"
 OTHER = "P0"
 MAX_FEN = DEFAULT_LIMITS.max_amount  # one movement's ceiling at the door
 RELATED = ("CTRL", "AFF1")  # declared related parties: lawful money never reaches them
-# every rule about the money's conduct that a lawful lending platform could plausibly trip; the others
-# (reserve_misuse, cross_bank_clearing: payment institutions' reserves, none here; unlicensed_finance,
-# complaint_surge, tip_offs: registry, disclosures and tips, none generated; cycle, fan_in, fan_out,
-# gather_scatter: LOW typologies, below the alert floor by design) are out of scope
-FRAUD = FRAUD_DETECTORS | {"fund_pool", "maturity_mismatch", "subsidy", "excess_yield"}
-
+# The rules a lawful lending platform's money could plausibly trip, because the generated flows are their
+# inputs: client money to the platform's account (misappropriation, custody_shortfall), escrow in and out
+# (fund_pool), payouts and refunds to investors from pooled and own accounts (ponzi_payout, subsidy), loans
+# to borrowers (self_financing, pass_through). Out of scope, with nothing generated for them to read:
+# maturity_mismatch and excess_yield judge PRODUCT listings and advertised yields (promises, not movements),
+# reserve_misuse and cross_bank_clearing payment institutions' reserves, unlicensed_finance, complaint_surge,
+# disclosure_lapse and tip_offs registry records, disclosures and tips. Any finding at the alert floor
+# (MEDIUM) or above also fails, whatever its rule; the LOW typologies below it are informational by design.
+FRAUD = frozenset({"misappropriation", "custody_shortfall", "fund_pool", "ponzi_payout", "subsidy", "self_financing",
+                   "pass_through"})
 RATES_BP = (500, 800, 1000, 1200, 1500, 1800, 2400)  # annual, basis points: lawful, at most the 24 % line
 TERMS = (7, 30, 60, 90, 180, 365, 720)
 BORROWER_FEE_BP = (0, 50, 200, 500, 800)
@@ -330,6 +333,17 @@ class Custody:
                         self.tx("REPAY", lo.borrower, inv, amt, lo.lid, 0)
         lo.defaulted = True
 
+    def waive(self, x: int, y: int) -> None:
+        """The platform gives an investor back part of the service fees it charged them (a fee waiver)."""
+        inv = self.investors[x % len(self.investors)]
+        paid = sum(m[4] for m in self.moves if m[1] == "FEE" and m[2] == inv and m[3] == self.own)
+        back = sum(m[4] for m in self.moves if m[1] == "REFUND" and m[2] == self.own and m[3] == inv)
+        amount = (paid - back) * (y % 100 + 1) // 100
+        if amount > 0:
+            if self.bal[self.own] < amount:
+                self.tx("DEPOSIT", self.own_card, self.own, amount - self.bal[self.own])
+            self.tx("REFUND", self.own, inv, amount)
+
     def capital(self, x: int, amount: int) -> None:
         """The platform puts its own money into its own custody account, or takes its revenue home."""
         if x % 2 and self.bal[self.own]:
@@ -367,6 +381,8 @@ class Custody:
                 self.repay(x, y, amount)
             elif kind == "default":
                 self.default(x, y, amount)
+            elif kind == "waive":
+                self.waive(x, y)
             elif kind == "capital":
                 self.capital(x, amount)
             elif kind == "borrower_cash":
@@ -510,7 +526,7 @@ def through_the_door(records: list[tuple[str, str, dict[str, Any]]]) -> tuple[Le
 
 # ---- strategies ---------------------------------------------------------------------------------------
 KINDS = ("deposit", "deposit", "withdraw", "direct", "escrow", "subscribe", "close", "close", "repay", "repay",
-         "repay", "default", "capital", "borrower_cash")
+         "repay", "default", "capital", "borrower_cash", "waive")
 fen = st.one_of(st.integers(1, 10**5), st.integers(10**5, 10**10), st.integers(10**10, 10**15))
 action = st.tuples(st.sampled_from(KINDS), st.integers(0, 6), st.integers(0, 2**16), st.integers(0, 2**16), fen)
 programs = st.lists(action, min_size=25, max_size=80)
@@ -527,7 +543,8 @@ def lawful(people: tuple[int, int], program: list[tuple[str, int, int, int, int]
 
 
 def fraud(s: Snapshot) -> list[str]:
-    return [f"{f.detector} {f.severity} {f.summary_en}" for f in s.findings if f.detector in FRAUD]
+    """The findings a lawful platform must not have: any of FRAUD, or anything at the alert floor."""
+    return [f"{f.detector} {f.severity} {f.summary_en}" for f in s.findings if f.detector in FRAUD or f.severity != "LOW"]
 
 
 def day_of(s: Snapshot) -> float:
@@ -679,3 +696,21 @@ def test_the_disclosed_fee_level_is_exact_to_the_fen_at_any_size() -> None:
     ledger, _ = through_the_door(c.records)
     assert int(0.10 * interest) == interest // 10 + 1  # what the float arithmetic allowed
     assert reconcile(ledger, PID).shortfall == 1
+
+
+def test_fee_waivers_are_not_subsidies_but_bonuses_called_refunds_are() -> None:
+    """The platform gave an investor back the service fee it had just charged, three times in a month: MEDIUM
+    subsidy, as if it paid returns out of its own pocket. Refunds beyond the fees investors paid still are."""
+    program = [("deposit", 0, 0, 0, 10**9), ("direct", 0, 0, 6, 10**9)] + [
+        ("repay", 6, 0, 40, 1), ("waive", 0, 0, 99, 1)] * 3 + [("deposit", 1, 0, 0, 1)]
+    c = lawful((1, 1), program)
+    assert [m[1] for m in c.moves if m[2] == "I0" and m[3] == "OWN" or m[2] == "OWN" and m[3] == "I0"] == [
+        "FEE", "REFUND"] * 3
+    _, rec = through_the_door(c.records)
+    assert [(day_of(s), fraud(s)) for s in rec.snapshots if fraud(s)] == []
+    for _ in range(3):
+        c.tx("DEPOSIT", "XOWN", "OWN", 10**6)
+        c.tx("REFUND", "OWN", "I0", 10**6)  # a 1万元 "bonus" each time: nothing of theirs to give back
+    c.next_day(1)
+    _, rec = through_the_door(c.records)
+    assert "subsidy" in {f.detector for f in rec.snapshots[-1].findings}

@@ -146,14 +146,34 @@ def ponzi_payout(view: PlatformView) -> list[Finding]:
          ("repayment_fen", float(repaid)), ("deposits_fen", float(deposits))))]
 
 
+def waived_fees(view: PlatformView) -> int:
+    """Refunds from the platform's own account to investors in the window that give back service fees they
+    paid it (a fee waiver returns the investor's own money: no subsidy), at most the fees not yet given back."""
+    f = view.flows
+    refunds = f.amount("REFUND", "PLATFORM_OWN", "INVESTOR")
+    if refunds <= 0:
+        return 0
+    life = role_flows({}, window=Window(None, view.window.end_ms),
+                      lifetime=view.ledger.platform_life.get(view.platform_id, {}))
+    given_back_before = life.amount("REFUND", "PLATFORM_OWN", "INVESTOR") - refunds
+    return min(refunds, max(0, life.amount("FEE", "INVESTOR", "PLATFORM_OWN") - given_back_before))
+
+
 @detector("subsidy")
 def subsidy(view: PlatformView) -> list[Finding]:
     f = view.flows
-    own_paid = f.amount(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
+    waived = waived_fees(view)
+    own_paid = f.amount(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR") - waived
     n = f.count(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
+    if waived and waived == f.amount("REFUND", "PLATFORM_OWN", "INVESTOR"):
+        n -= f.count("REFUND", "PLATFORM_OWN", "INVESTOR")
     if own_paid <= 0 or n < 3:
         return []
     origins = f.origins(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
+    if waived:
+        refund_origins = f.origins("REFUND", "PLATFORM_OWN", "INVESTOR")
+        refunds = f.amount("REFUND", "PLATFORM_OWN", "INVESTOR")
+        origins = [x - r * waived // refunds for x, r in zip(origins, refund_origins)]
     own = origins[trace.OWN_FUNDS]
     others = origins[trace.INVESTOR_FUNDS] + origins[trace.RESERVE_FUNDS]
     interest_total = f.amount(PAYOUT_TYPES, None, "INVESTOR") or 1
