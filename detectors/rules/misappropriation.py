@@ -98,13 +98,13 @@ def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
     institution's reserve, to the payees it settles with), less fees within disclosed levels. Held:
     those accounts' balances. Anything else that left a client account, to the platform, its related
     parties or any third party, is client money somewhere else: unless the platform put it back into
-    that account (an escrow charge the platform reimburses is not missing; taking back more than it
-    put in is, by the difference)."""
+    that account (an escrow charge the platform reimburses is not missing, nor is a fee it waives;
+    taking back more than it put in is, by the difference)."""
     G = ledger.graph
     nodes, succ, pred = G._node, G._succ, G._pred  # read-only, as the ledger's hot path does
     clients, lawful = client_exits(ledger, platform_id)
     client_set = set(clients)
-    fee = TYPE_INDEX["FEE"]
+    fee, refund = TYPE_INDEX["FEE"], TYPE_INDEX["REFUND"]
     inflow = held = lawful_out = returned = reserve_fees = lending_fees = 0
     for a in clients:
         held += nodes[a]["balance"]
@@ -119,16 +119,21 @@ def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
                 out += e["amount"]
                 if nodes[v].get("role") == "PLATFORM_OWN":
                     fees += e["by_type"][fee]
-        back = 0  # what the platform's own accounts paid into it
+        back = refunds = 0  # what the platform's own accounts paid into it; of it REFUND
         for u, e in pred[a].items():
             if e.get("kind") != "flow" or u in client_set:
                 continue
             inflow += e["amount"]
             if nodes[u].get("role") == "PLATFORM_OWN":
                 back += e["amount"]
-        put_back = min(back, out)
-        returned += put_back
-        kept_fees = min(fees, out - put_back)  # what it put back restores what was not a fee first
+                refunds += e["by_type"][refund]
+        # a refund from the platform gives fees back first (a waiver); anything else it pays in puts back
+        # first what it took that was not a fee (a reimbursed charge, a transfer undone)
+        fees_back = min(fees, refunds)
+        other_back = min(out - fees, back - fees_back)
+        fees_back += min(fees - fees_back, back - fees_back - other_back)
+        returned += fees_back + other_back
+        kept_fees = fees - fees_back
         if reserve:
             reserve_fees += kept_fees
         else:
