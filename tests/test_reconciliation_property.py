@@ -735,3 +735,19 @@ def test_a_fee_waiver_gives_back_the_fee_not_money_taken_otherwise() -> None:
     c.next_day(1)
     ledger, _ = through_the_door(c.records)
     assert reconcile(ledger, PID).shortfall == 2 * 10**6
+
+
+def test_a_payout_called_a_refund_gets_no_credit_from_older_genuine_refunds() -> None:
+    """An unfilled listing's 100万元 were given back on day 1; 96 days later a new investor's 50万元 went to the
+    old investor as a REFUND naming no listing. The genuine refund's credit, counted over the platform's life,
+    also covered the windows' fake one: no ponzi_payout. Earlier refunds use up their part of the credit first."""
+    c = lawful((2, 1), [("deposit", 0, 0, 0, 10**8), ("escrow", 0, 0, 0, 10**9), ("close", 1, 0, 3, 1)])
+    assert [m[1] for m in c.moves] == ["DEPOSIT", "INVEST", "REFUND"]
+    for _ in range(16):
+        c.next_day(6)
+    c.tx("DEPOSIT", "XI1", "I1", 5 * 10**7)
+    c.tx("INVEST", "I1", "POOL", 5 * 10**7, c.loans[0].lid)
+    c.tx("REFUND", "POOL", "I0", 5 * 10**7)
+    c.next_day(1)
+    _, rec = through_the_door(c.records)
+    assert "ponzi_payout" in {f.detector for f in rec.snapshots[-1].findings}

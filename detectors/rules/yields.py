@@ -102,10 +102,10 @@ def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str,
         if gross <= 0:
             continue
         refunds = f.amount("REFUND", role, "INVESTOR")
+        returned_before = min(life.amount("REFUND", role, "INVESTOR") - refunds, credit)  # in their order:
+        credit -= returned_before  # refunds before the window used up their part of the credit
         returned = min(refunds, credit)
         credit -= returned
-        returned_before = min(life.amount("REFUND", role, "INVESTOR") - refunds, credit)
-        credit -= returned_before
         p = gross - returned
         traced = f.origins(None, role, "INVESTOR")[trace.INVESTOR_FUNDS]
         if returned:
