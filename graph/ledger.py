@@ -27,6 +27,7 @@ __all__ = ["Ledger", "ListingBook", "ApplyResult", "TYPE_INDEX", "TX_TYPES", "tx
 
 TX_TYPES = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "FEE", "TRANSFER", "REFUND")
 TYPE_INDEX = {t: i for i, t in enumerate(TX_TYPES)}
+FUNDERS_KEPT = 256  # per listing: who invested in it (memory stays bounded on listings with many funders)
 # bucket layout: [amount, count, *origins]
 B_AMOUNT, B_COUNT, B_ORIGIN0 = 0, 1, 2
 
@@ -44,7 +45,7 @@ class ListingBook:
     funders: set[str] = field(default_factory=set)
     first_ts: int | None = None
     lent_ts: int | None = None  # when money naming it first reached a borrower (an escrow raises for days before)
-    refunded: int = 0  # REFUND naming the listing: subscriptions it raised and did not lend, given back
+    refunded: int = 0  # REFUND naming the listing to one of its funders: subscriptions given back
 
     @property
     def known(self) -> Listing:
@@ -323,7 +324,7 @@ class Ledger:
             book.lent_ts = tx.ts
         if tx.type == "INVEST":
             book.raised += tx.amount
-            if len(book.funders) < 256:
+            if len(book.funders) < FUNDERS_KEPT:
                 book.funders.add(tx.from_account)
         elif tx.type == "DISBURSE":
             book.disbursed += tx.amount
@@ -331,8 +332,8 @@ class Ledger:
             book.repaid += tx.amount
         elif tx.type == "PAYOUT":
             book.paid_out += tx.amount
-        elif tx.type == "REFUND":
-            book.refunded += tx.amount
+        elif tx.type == "REFUND" and (tx.to_account in book.funders or len(book.funders) >= FUNDERS_KEPT):
+            book.refunded += tx.amount  # a refund goes back to who subscribed (past the cap, trusted)
         if tx.type in ("REPAY", "PAYOUT") and dst_role == "INVESTOR":
             book.interest_paid += tx.interest or 0
 

@@ -408,7 +408,7 @@ MUTATIONS: dict[str, frozenset[str]] = {
     "pool_pays_vendor": frozenset({"custody_shortfall"}),  # escrow pays the platform's supplier
     "pool_to_related": frozenset({"custody_shortfall"}),  # escrow pays the actual controller's card
     "ponzi_payout": frozenset({"ponzi_payout"}),  # new investors' subscriptions pay an old investor "interest"
-    "ponzi_as_refund": frozenset({"ponzi_payout"}),  # the same, called a refund of nothing
+    "ponzi_as_refund": frozenset({"ponzi_payout"}),  # the same, called a refund of the new listing
 }
 
 
@@ -437,7 +437,7 @@ class Mutant(Custody):
             fees += max(0, paid - sum(m[4] for m in self.moves if m[1] == "REFUND" and m[2] == self.own and m[3] == a))
         return interest * 10 // 100 - fees
 
-    def _escrow_money(self, amount: int, investor: int) -> None:
+    def _escrow_money(self, amount: int, investor: int) -> str:
         """Fresh subscriptions wait in the pool: an investor deposits and subscribes to a new escrow listing."""
         inv = self.investors[investor % len(self.investors)]
         self.n += 1
@@ -446,6 +446,7 @@ class Mutant(Custody):
                                                self.borrowers[0]))
         self.tx("DEPOSIT", self.card[inv], inv, amount)
         self.tx("INVEST", inv, self.pool, amount, lid)
+        return lid
 
     def take(self, kind: str, extra: int, who: int) -> Taking:
         """Inject `kind` now (after the due payouts), at least the materiality every rule it must trip asks:
@@ -484,11 +485,11 @@ class Mutant(Custody):
             old = self.investors[who % len(self.investors)]
             self.investors.append(self._account(f"I{len(self.investors)}", "INVESTOR", f"H-I{len(self.investors)}"))
             self.card[self.investors[-1]] = self._account("X" + self.investors[-1], "EXTERNAL", f"H-{self.investors[-1]}")
-            self._escrow_money(max(x, 3 * self.bal[self.pool]), len(self.investors) - 1)
+            lid = self._escrow_money(max(x, 3 * self.bal[self.pool]), len(self.investors) - 1)
             if kind == "ponzi_payout":
                 self.tx("PAYOUT", self.pool, old, x, None, x // 10)
-            else:
-                self.tx("REFUND", self.pool, old, x)
+            else:  # a "refund" of the new listing, to someone who never subscribed to it
+                self.tx("REFUND", self.pool, old, x, lid)
             self.frozen = True
         else:
             raise ValueError(kind)
@@ -748,6 +749,19 @@ def test_a_payout_called_a_refund_gets_no_credit_from_older_genuine_refunds() ->
     c.tx("DEPOSIT", "XI1", "I1", 5 * 10**7)
     c.tx("INVEST", "I1", "POOL", 5 * 10**7, c.loans[0].lid)
     c.tx("REFUND", "POOL", "I0", 5 * 10**7)
+    c.next_day(1)
+    _, rec = through_the_door(c.records)
+    assert "ponzi_payout" in {f.detector for f in rec.snapshots[-1].findings}
+
+
+def test_a_refund_to_someone_who_never_subscribed_is_a_payout() -> None:
+    """A new investor's 50万元 subscription to a listing, "refunded" to another investor who never subscribed to
+    it, passed as a refund (the listing had raised and not lent that much): no ponzi_payout."""
+    c = lawful((2, 1), [("deposit", 0, 0, 0, 10**7)])
+    c.tx("DEPOSIT", "XI1", "I1", 5 * 10**7)
+    lid = c._listing(0, 0, 5 * 10**7, escrow=True).lid
+    c.tx("INVEST", "I1", "POOL", 5 * 10**7, lid)
+    c.tx("REFUND", "POOL", "I0", 5 * 10**7, lid)
     c.next_day(1)
     _, rec = through_the_door(c.records)
     assert "ponzi_payout" in {f.detector for f in rec.snapshots[-1].findings}
