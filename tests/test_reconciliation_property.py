@@ -483,8 +483,9 @@ class Mutant(Custody):
             # a new investor's money, at least three times what the pool holds (so the trace finds it in what is
             # paid out), pays an earlier investor
             old = self.investors[who % len(self.investors)]
-            self.investors.append(self._account(f"I{len(self.investors)}", "INVESTOR", f"H-I{len(self.investors)}"))
-            self.card[self.investors[-1]] = self._account("X" + self.investors[-1], "EXTERNAL", f"H-{self.investors[-1]}")
+            new = self._account(f"I{len(self.investors)}", "INVESTOR", f"H-I{len(self.investors)}")
+            self.investors.append(new)
+            self.card[new] = self._account("X" + new, "EXTERNAL", f"H-{new}")
             lid = self._escrow_money(max(x, 3 * self.bal[self.pool]), len(self.investors) - 1)
             if kind == "ponzi_payout":
                 self.tx("PAYOUT", self.pool, old, x, None, x // 10)
@@ -538,7 +539,7 @@ action = st.tuples(st.sampled_from(KINDS), st.integers(0, 6), st.integers(0, 2**
 programs = st.lists(action, min_size=25, max_size=80)
 people = st.tuples(st.integers(1, 6), st.integers(1, 3))
 
-SETTINGS = settings(max_examples=70, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=90, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -550,7 +551,8 @@ def lawful(people: tuple[int, int], program: list[tuple[str, int, int, int, int]
 
 def fraud(s: Snapshot) -> list[str]:
     """The findings a lawful platform must not have: any of FRAUD, or anything at the alert floor."""
-    return [f"{f.detector} {f.severity} {f.summary_en}" for f in s.findings if f.detector in FRAUD or f.severity != "LOW"]
+    return [f"{f.detector} {f.severity} {f.summary_en}" for f in s.findings
+            if f.detector in FRAUD or f.severity != "LOW"]
 
 
 def day_of(s: Snapshot) -> float:
@@ -574,7 +576,8 @@ def mutated(people: tuple[int, int], program: list[tuple[str, int, int, int, int
     c.run(program[at:])
     return c, taking
 
-# ---- regressions: lawful sequences the property found raising false alarms ---------------------------------
+
+# ---- regressions: what the properties found (false alarms, missed takings, reconciliation errors) -------
 def test_escrow_lent_after_the_window_opened_is_not_a_fund_pool() -> None:
     """An escrow listing raised on day 0 and lent on day 5 was, in the 30-day windows of days 30-34, CRITICAL
     fund_pool "disbursed naming no listing": its book had started before the window and its DISBURSE inside."""
@@ -582,7 +585,6 @@ def test_escrow_lent_after_the_window_opened_is_not_a_fund_pool() -> None:
     snaps = lawful_snapshots((2, 1), program)
     assert any(30 <= day_of(s) < 35 for s in snaps)
     assert [(day_of(s), fraud(s)) for s in snaps if fraud(s)] == []
-
 
 
 def test_refund_of_an_unfilled_escrow_listing_is_not_a_ponzi_payout() -> None:
@@ -765,3 +767,42 @@ def test_a_refund_to_someone_who_never_subscribed_is_a_payout() -> None:
     c.next_day(1)
     _, rec = through_the_door(c.records)
     assert "ponzi_payout" in {f.detector for f in rec.snapshots[-1].findings}
+
+# ---- the properties ------------------------------------------------------------------------------------------
+@SETTINGS
+@given(people, programs)
+def test_lawful_custody_reconciles_to_the_fen_and_raises_no_fraud_finding(people: tuple[int, int],
+                                                                         program: list[tuple[str, int, int, int, int]]
+                                                                         ) -> None:
+    """Every assessment of a lawful platform: owed == held to the fen, and none of the fraud rules fires."""
+    c = lawful(people, program)
+    ledger, rec = through_the_door(c.records)
+    assert rec.snapshots, "the pipeline assessed"
+    assert reconcile(ledger, PID).held == c.client_money()  # the ledger holds what the custodian does
+    for s in rec.snapshots:
+        assert s.recon.shortfall == 0, (s.now_ms, s.recon)
+        assert fraud(s) == [], (s.now_ms, fraud(s))
+
+
+@pytest.mark.parametrize("kind", sorted(MUTATIONS))
+@settings(SETTINGS, max_examples=12)
+@given(people=people, program=programs, at=st.integers(0, 80), extra=st.integers(0, 300), who=st.integers(0, 5),
+       quiet=st.one_of(st.just(0), st.integers(1, 120)))
+def test_taking_client_money_trips_its_rule_and_the_reconciliation_to_the_fen(
+        kind: str, people: tuple[int, int], program: list[tuple[str, int, int, int, int]], at: int, extra: int,
+        who: int, quiet: int) -> None:
+    """Injected anywhere into a lawful program: at the first assessment after it, the rules `MUTATIONS` names
+    fire and the reconciliation's shortfall is exactly what clients lost; at the end too, later lawful business
+    neither hides nor adds to it. Two exceptions, by the rules: a Ponzi payout moves money between clients (no
+    shortfall), and a fee above the disclosed level is measured against all the interest investors received,
+    so later interest the platform charges less than 10 % on makes room for it, to the fen."""
+    c, taking = mutated(people, program, min(at, len(program)), kind, extra, who, quiet)
+    ledger, rec = through_the_door(c.records)
+    after = next(s for s in rec.snapshots if s.now_ms >= taking.at_ms)
+    lost = 0 if kind.startswith("ponzi") else taking.amount
+    assert MUTATIONS[kind] <= {f.detector for f in after.findings}, (day_of(after), after.findings)
+    assert after.recon.shortfall == lost, (after.recon, taking)
+    if kind in ("investor_fee_above_disclosed", "escrow_fee_to_own"):
+        lost = max(0, -c.fees_slack())
+    assert reconcile(ledger, PID).shortfall == lost
+    assert reconcile(ledger, PID).held == c.client_money()
