@@ -105,14 +105,17 @@ class PlatformView:
 
     @cached_property
     def listings(self) -> list[Any]:
-        """Listing books of this platform with activity inside the window (or listed inside it)."""
+        """Listing books of this platform that started inside the window: lent inside it or, not lent yet, first
+        raised (or listed) inside it. An escrow listing raises for days before it is lent: it belongs to the
+        window its money reached the borrower in, where its DISBURSE is (else that looks lent naming no listing)."""
         start = self.window.start_ms
         out = []
         for lid in sorted(self.ledger.platform_listings.get(self.platform_id, ())):
             book = self.ledger.listings[lid]
             if book.listing is None:
                 continue
-            t = book.first_ts if book.first_ts is not None else book.listing.listed_at
+            t = book.lent_ts if book.lent_ts is not None else book.first_ts if book.first_ts is not None \
+                else book.listing.listed_at
             if start is None or t >= start:
                 out.append(book)
         return out

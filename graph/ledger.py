@@ -27,6 +27,7 @@ __all__ = ["Ledger", "ListingBook", "ApplyResult", "TYPE_INDEX", "TX_TYPES", "tx
 
 TX_TYPES = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "FEE", "TRANSFER", "REFUND")
 TYPE_INDEX = {t: i for i, t in enumerate(TX_TYPES)}
+FUNDERS_KEPT = 256  # per listing: who invested in it (memory stays bounded on listings with many funders)
 # bucket layout: [amount, count, *origins]
 B_AMOUNT, B_COUNT, B_ORIGIN0 = 0, 1, 2
 
@@ -40,9 +41,11 @@ class ListingBook:
     disbursed: int = 0  # DISBURSE naming the listing
     repaid: int = 0  # REPAY naming the listing
     paid_out: int = 0  # PAYOUT naming the listing
-    interest_paid: int = 0
+    interest_paid: int = 0  # interest investors received naming it (escrow: when the pool pays it on, not twice)
     funders: set[str] = field(default_factory=set)
     first_ts: int | None = None
+    lent_ts: int | None = None  # when money naming it first reached a borrower (an escrow raises for days before)
+    refunded: int = 0  # REFUND naming the listing to one of its funders: subscriptions given back
 
     @property
     def known(self) -> Listing:
@@ -304,12 +307,12 @@ class Ledger:
                 if x:
                     row[i] += x
         if tx.listing_id is not None:
-            self._book(tx)
+            self._book(tx, dst["role"])
         self.tx_count += 1
         self._tick(tx.ts)
         return ApplyResult(True)
 
-    def _book(self, tx: Transaction) -> None:
+    def _book(self, tx: Transaction, dst_role: str) -> None:
         lid = tx.listing_id or ""
         book = self.listings.get(lid)
         if book is None:
@@ -317,9 +320,11 @@ class Ledger:
             self.platform_listings.setdefault(tx.platform_id, set()).add(lid)
         if book.first_ts is None:
             book.first_ts = tx.ts
+        if book.lent_ts is None and dst_role == "BORROWER" and tx.type in ("INVEST", "DISBURSE"):
+            book.lent_ts = tx.ts
         if tx.type == "INVEST":
             book.raised += tx.amount
-            if len(book.funders) < 256:
+            if len(book.funders) < FUNDERS_KEPT:
                 book.funders.add(tx.from_account)
         elif tx.type == "DISBURSE":
             book.disbursed += tx.amount
@@ -327,7 +332,9 @@ class Ledger:
             book.repaid += tx.amount
         elif tx.type == "PAYOUT":
             book.paid_out += tx.amount
-        if tx.type in ("REPAY", "PAYOUT"):
+        elif tx.type == "REFUND" and (tx.to_account in book.funders or len(book.funders) >= FUNDERS_KEPT):
+            book.refunded += tx.amount  # a refund goes back to who subscribed (past the cap, trusted)
+        if tx.type in ("REPAY", "PAYOUT") and dst_role == "INVESTOR":
             book.interest_paid += tx.interest or 0
 
     # ---- read side (detectors read; they never write) ---------------------------------------------

@@ -1,35 +1,42 @@
 """Misappropriation or occupation of client money (挪用、占用客户资金) and custody reconciliation."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from detectors.base import CLIENT_ROLES, Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
-from graph.ledger import TYPE_INDEX
+from graph.ledger import TYPE_INDEX, Ledger
 from graph.windows import Window, role_flows
 
 MATERIAL = 1_000_000  # 1万元
-INVESTOR_FEE_ON_INTEREST = 0.10  # an investor service fee above 10 % of the interest received is not a fee
+INVESTOR_FEE_PERCENT = 10  # an investor service fee above 10 % of the interest received is not a fee
 LENDING_CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")
 NON_FEE = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
-def _investor_interest(view: PlatformView) -> int:
-    return sum(b.interest_paid for b in view.listings)
+def investor_fees(ledger: Ledger, platform_id: str) -> tuple[int, int]:
+    """(fees charged to lending clients' money, the disclosed level: INVESTOR_FEE_PERCENT of the interest
+    investors received), over the platform's life, in integer fen. Over its life because a fee is charged when
+    interest is paid, months after the loan started: no window of listings says what the fee may be."""
+    fees = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {})
+                      ).amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN")
+    interest = sum(ledger.listings[lid].interest_paid for lid in ledger.platform_listings.get(platform_id, ()))
+    return fees, interest * INVESTOR_FEE_PERCENT // 100
 
 
 @detector("misappropriation")
 def misappropriation(view: PlatformView) -> list[Finding]:
     f = view.flows
     client_in = f.amount("DEPOSIT", "EXTERNAL", LENDING_CLIENT_ROLES)
-    if client_in <= 0:
-        return []
     non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN")
-    investor_fees = f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN")
-    allowed = int(INVESTOR_FEE_ON_INTEREST * _investor_interest(view))
-    excess_fees = max(0, investor_fees - allowed)
+    fees, allowed = investor_fees(view.ledger, view.platform_id)
+    # the window's fees that are beyond the disclosed level over the platform's life
+    excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"), max(0, fees - allowed))
     taken = non_fee + excess_fees
     onward = f.amount(None, "PLATFORM_OWN", None, related=True)
     onward_client = f.origins(None, "PLATFORM_OWN", None, related=True)[trace.INVESTOR_FUNDS]
-    share = taken / client_in
+    share = taken / client_in if client_in > 0 else 1.0  # a window without client deposits: money already there
     # a transfer out of a client account to the platform is never lawful; fees get a 1 % tolerance
     if taken < MATERIAL or (non_fee < MATERIAL and share < 0.01):
         return []
@@ -51,37 +58,104 @@ def misappropriation(view: PlatformView) -> list[Finding]:
          ("onward_related_fen", float(onward)), ("onward_client_fen", float(onward_client))))]
 
 
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """One platform's custody reconciliation over its life, in fen: what clients are owed against what
+    their accounts hold. `shortfall` is client money that is somewhere else (negative: a surplus)."""
+
+    inflow: int  # every fen that entered client accounts from outside them
+    owed: int
+    held: int
+
+    @property
+    def shortfall(self) -> int:
+        return self.owed - self.held
+
+
+def client_exits(ledger: Ledger, platform_id: str) -> tuple[list[str], Callable[[str, str], bool]]:
+    """The platform's client accounts, and whether money from one of them to an account outside them is a
+    lawful exit: to a borrower, to a client's own card or account, or from a payment institution's reserve
+    to the payees it settles with; never to the platform's own account or its related parties."""
+    nodes = ledger.graph._node
+    related = ledger.related.get(platform_id, frozenset())
+    mine = ledger.platform_accounts.get(platform_id, ())
+    clients = [a for a in mine if ledger.accounts[a].role in CLIENT_ROLES]
+    client_holders = {ledger.accounts[a].holder_id for a in mine if ledger.accounts[a].role in ("INVESTOR", "BORROWER")}
+
+    def lawful(src: str, dst: str) -> bool:
+        role, holder = nodes[dst].get("role"), nodes[dst].get("holder")
+        if role == "PLATFORM_OWN" or holder in related:
+            return False
+        return role == "BORROWER" or holder in client_holders or (
+            role == "EXTERNAL" and nodes[src].get("role") == "CLIENT_RESERVE")
+
+    return clients, lawful
+
+
+def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
+    """Owed: every fen that entered client accounts (investor, escrow pool, risk reserve, client
+    reserve) less what left them to clients, borrowers and clients' own cards (and, from a payment
+    institution's reserve, to the payees it settles with), less fees within disclosed levels. Held:
+    those accounts' balances. Anything else that left a client account, to the platform, its related
+    parties or any third party, is client money somewhere else: unless the platform put it back into
+    that account (an escrow charge the platform reimburses is not missing, nor is a fee it waives;
+    taking back more than it put in is, by the difference)."""
+    G = ledger.graph
+    nodes, succ, pred = G._node, G._succ, G._pred  # read-only, as the ledger's hot path does
+    clients, lawful = client_exits(ledger, platform_id)
+    client_set = set(clients)
+    fee, refund = TYPE_INDEX["FEE"], TYPE_INDEX["REFUND"]
+    inflow = held = lawful_out = returned = reserve_fees = lending_fees = 0
+    for a in clients:
+        held += nodes[a]["balance"]
+        reserve = nodes[a]["role"] == "CLIENT_RESERVE"
+        out = fees = 0  # what left it for the platform, its related parties or third parties; of it FEE to the platform
+        for v, e in succ[a].items():
+            if e.get("kind") != "flow" or v in client_set:
+                continue
+            if lawful(a, v):
+                lawful_out += e["amount"]
+            else:
+                out += e["amount"]
+                if nodes[v].get("role") == "PLATFORM_OWN":
+                    fees += e["by_type"][fee]
+        back = refunds = 0  # what the platform's own accounts paid into it; of it REFUND
+        for u, e in pred[a].items():
+            if e.get("kind") != "flow" or u in client_set:
+                continue
+            inflow += e["amount"]
+            if nodes[u].get("role") == "PLATFORM_OWN":
+                back += e["amount"]
+                refunds += e["by_type"][refund]
+        # a refund from the platform gives fees back first (a waiver); anything else it pays in puts back
+        # first what it took that was not a fee (a reimbursed charge, a transfer undone)
+        fees_back = min(fees, refunds)
+        other_back = min(out - fees, back - fees_back)
+        fees_back += min(fees - fees_back, back - fees_back - other_back)
+        returned += fees_back + other_back
+        kept_fees = fees - fees_back
+        if reserve:
+            reserve_fees += kept_fees
+        else:
+            lending_fees += kept_fees
+    lawful_fees = reserve_fees + min(lending_fees, investor_fees(ledger, platform_id)[1])
+    return Reconciliation(inflow, inflow - returned - lawful_out - lawful_fees, held)
+
+
 @detector("custody_shortfall")
 def custody_shortfall(view: PlatformView) -> list[Finding]:
-    """Reconcile, over the platform's life: what clients are owed against what custody holds.
-
-    Owed: every fen that entered client accounts (investor, escrow pool, risk reserve,
-    client reserve) less what left them to clients, borrowers and clients' own cards, less
-    fees within disclosed levels. Held: those accounts' balances. The gap is client money
-    that is somewhere else.
-    """
-    life = role_flows({}, window=Window(None, view.window.end_ms),
-                      lifetime=view.ledger.platform_life.get(view.platform_id, {}))
-    roles = view.accounts_by_role
-    held = sum(view.ledger.graph.nodes[a]["balance"] for r in CLIENT_ROLES for a in roles.get(r, ()))
-    inflow = life.amount(None, None, CLIENT_ROLES) - life.amount(None, CLIENT_ROLES, CLIENT_ROLES)
-    if inflow <= 0:
+    """Reconcile, over the platform's life, what clients are owed against what custody holds (`reconcile`)."""
+    rec = reconcile(view.ledger, view.platform_id)
+    if rec.inflow <= 0:
         return []
-    to_own = life.amount(None, CLIENT_ROLES, "PLATFORM_OWN")
-    to_related = life.amount(None, CLIENT_ROLES, None, related=True)
-    lawful_fees = life.amount("FEE", "CLIENT_RESERVE", "PLATFORM_OWN")
-    lawful_fees += min(life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"),
-                       int(INVESTOR_FEE_ON_INTEREST * sum(view.ledger.listings[lid].interest_paid
-                                                          for lid in view.ledger.platform_listings.get(view.platform_id, ()))))
-    lawful_out = life.amount(None, CLIENT_ROLES, None) - to_own - to_related - life.amount(None, CLIENT_ROLES, CLIENT_ROLES)
-    owed = inflow - lawful_out - lawful_fees
-    gap = owed - held
+    owed, held, gap = rec.owed, rec.held, rec.shortfall
     if owed <= 0 or gap < MATERIAL or gap / owed < 0.02:
         return []
     share = gap / owed
     sev = "CRITICAL" if share >= 0.3 else "HIGH" if share >= 0.1 else "MEDIUM"
-    ev = view.evidence(view.edges(lambda u, v, e: view.role(u) in CLIENT_ROLES
-                                  and (view.role(v) == "PLATFORM_OWN" or view.holder(v) in view.related_holders)))
+    clients, lawful = client_exits(view.ledger, view.platform_id)
+    inside = set(clients)
+    ev = view.evidence(view.edges(lambda u, v, e: u in inside and v not in inside and not lawful(u, v)))
     return [Finding(
         "custody_shortfall", sev, min(1.0, share * 2),
         f"对账：平台应存管客户资金{yuan_zh(owed)}，客户账户实际余额{yuan_zh(held)}，缺口{yuan_zh(gap)}（{pct(share)}）。",

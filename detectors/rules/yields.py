@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
-from graph.windows import edge_amount, edge_origins
+from graph.windows import Window, role_flows
 
 MATERIAL = 1_000_000
 MARGIN = 0.02
@@ -71,33 +72,53 @@ def peer_promised_yield(view: PlatformView) -> float | None:
 POOL_PAYERS = ("CUSTODY_POOL", "PLATFORM_OWN", "RISK_RESERVE")
 
 
-def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str, str, dict, int]]]:
+def refundable(view: PlatformView) -> int:
+    """What the platform's refunds may return without being payouts: per listing, at most what it raised and
+    did not lend (an unfilled or partly filled listing gives its subscriptions back), over its life."""
+    books = (view.ledger.listings[lid] for lid in view.ledger.platform_listings.get(view.platform_id, ()))
+    return sum(min(b.refunded, max(0, b.raised - b.disbursed)) for b in books)
+
+
+def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str, str, dict[str, Any], int]]]:
     """Investor payouts from pooled accounts not covered by borrower repayments into them.
 
-    Per paying account: new money = min(traced INVESTOR_FUNDS in its payouts, payouts - repayments
-    it received). The first term is the pro-rata trace; the second keeps a lawful pass-through
-    pool, whose small surplus mixes with fresh subscriptions, from looking like a Ponzi.
-    Returns (paid, new money, repayments received, payout edges).
+    Per paying role (several accounts of one role are one pool of money): new money = min(traced
+    INVESTOR_FUNDS in its payouts, payouts - repayments it received). The first term is the pro-rata
+    trace; the second keeps a lawful pass-through pool, whose small surplus mixes with fresh
+    subscriptions, from looking like a Ponzi. Repayments count whether they arrived in the window or
+    before it and were still unpaid when it opened (a pool passes a repayment on days later: the window
+    may open between the two). A refund of subscriptions a listing did not lend is the investor's own
+    money coming back, not a payout (at most `refundable`: a refund beyond it is one).
+    Returns (paid, new money, repayments available, payout edges).
     """
-    G = view.ledger.graph
+    f = view.flows
+    life = role_flows({}, window=Window(None, view.window.end_ms),
+                      lifetime=view.ledger.platform_life.get(view.platform_id, {}))
+    credit = refundable(view)
     paid = new = received = 0
-    evidence = []
-    for acct in (a for r in POOL_PAYERS for a in view.accounts_by_role.get(r, ())):
-        outs = [(acct, v, e, edge_amount(e, view.window)) for _, v, e in G.out_edges(acct, data=True)
-                if e.get("kind") == "flow" and view.role(v) == "INVESTOR"]
-        outs = [x for x in outs if x[3] > 0]
-        if not outs:
+    evidence: list[tuple[str, str, dict[str, Any], int]] = []
+    for role in POOL_PAYERS:
+        gross = f.amount(None, role, "INVESTOR")
+        if gross <= 0:
             continue
-        p = sum(x[3] for x in outs)
-        traced = sum(edge_origins(x[2], view.window)[trace.INVESTOR_FUNDS] for x in outs)
-        r = sum(edge_amount(e, view.window) for u, _, e in G.in_edges(acct, data=True)
-                if e.get("kind") == "flow" and view.role(u) == "BORROWER")
+        refunds = f.amount("REFUND", role, "INVESTOR")
+        returned_before = min(life.amount("REFUND", role, "INVESTOR") - refunds, credit)  # in their order:
+        credit -= returned_before  # refunds before the window used up their part of the credit
+        returned = min(refunds, credit)
+        credit -= returned
+        p = gross - returned
+        traced = f.origins(None, role, "INVESTOR")[trace.INVESTOR_FUNDS]
+        if returned:
+            traced -= f.origins("REFUND", role, "INVESTOR")[trace.INVESTOR_FUNDS] * returned // refunds
+        r = f.amount(None, "BORROWER", role)
+        paid_before = life.amount(None, role, "INVESTOR") - gross - returned_before
+        r += max(0, life.amount(None, "BORROWER", role) - r - paid_before)  # repayments on hand when it opened
         paid += p
         received += r
         n = min(traced, max(0, p - r))
         new += n
         if n > 0:
-            evidence.extend(outs)
+            evidence.extend(x for x in view.window_edges if view.role(x[0]) == role and view.role(x[1]) == "INVESTOR")
     evidence.sort(key=lambda x: (-x[3], x[0], x[1]))
     return paid, new, received, evidence
 
@@ -125,14 +146,34 @@ def ponzi_payout(view: PlatformView) -> list[Finding]:
          ("repayment_fen", float(repaid)), ("deposits_fen", float(deposits))))]
 
 
+def waived_fees(view: PlatformView) -> int:
+    """Refunds from the platform's own account to investors in the window that give back service fees they
+    paid it (a fee waiver returns the investor's own money: no subsidy), at most the fees not yet given back."""
+    f = view.flows
+    refunds = f.amount("REFUND", "PLATFORM_OWN", "INVESTOR")
+    if refunds <= 0:
+        return 0
+    life = role_flows({}, window=Window(None, view.window.end_ms),
+                      lifetime=view.ledger.platform_life.get(view.platform_id, {}))
+    given_back_before = life.amount("REFUND", "PLATFORM_OWN", "INVESTOR") - refunds
+    return min(refunds, max(0, life.amount("FEE", "INVESTOR", "PLATFORM_OWN") - given_back_before))
+
+
 @detector("subsidy")
 def subsidy(view: PlatformView) -> list[Finding]:
     f = view.flows
-    own_paid = f.amount(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
+    waived = waived_fees(view)
+    own_paid = f.amount(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR") - waived
     n = f.count(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
+    if waived and waived == f.amount("REFUND", "PLATFORM_OWN", "INVESTOR"):
+        n -= f.count("REFUND", "PLATFORM_OWN", "INVESTOR")
     if own_paid <= 0 or n < 3:
         return []
     origins = f.origins(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
+    if waived:
+        refund_origins = f.origins("REFUND", "PLATFORM_OWN", "INVESTOR")
+        refunds = f.amount("REFUND", "PLATFORM_OWN", "INVESTOR")
+        origins = [x - r * waived // refunds for x, r in zip(origins, refund_origins)]
     own = origins[trace.OWN_FUNDS]
     others = origins[trace.INVESTOR_FUNDS] + origins[trace.RESERVE_FUNDS]
     interest_total = f.amount(PAYOUT_TYPES, None, "INVESTOR") or 1
