@@ -51,6 +51,9 @@ RELATED = ("CTRL", "AFF1")  # declared related parties: lawful money never reach
 # reserve_misuse and cross_bank_clearing payment institutions' reserves, unlicensed_finance, complaint_surge,
 # disclosure_lapse and tip_offs registry records, disclosures and tips. Any finding at the alert floor
 # (MEDIUM) or above also fails, whatever its rule; the LOW typologies below it are informational by design.
+# borrowing_cap is out of scope too: the programs test the reconciliation at any size the door allows, so their
+# loans are larger than art. 17 lets one borrower owe (tests/test_self_financing.py has the caps and near-misses).
+OUT_OF_SCOPE = frozenset({"borrowing_cap"})
 FRAUD = frozenset({"misappropriation", "custody_shortfall", "fund_pool", "ponzi_payout", "subsidy", "self_financing",
                    "pass_through"})
 RATES_BP = (500, 800, 1000, 1200, 1500, 1800, 2400)  # annual, basis points: lawful, at most the 24 % line
@@ -552,7 +555,7 @@ def lawful(people: tuple[int, int], program: list[tuple[str, int, int, int, int]
 def fraud(s: Snapshot) -> list[str]:
     """The findings a lawful platform must not have: any of FRAUD, or anything at the alert floor."""
     return [f"{f.detector} {f.severity} {f.summary_en}" for f in s.findings
-            if f.detector in FRAUD or f.severity != "LOW"]
+            if f.detector in FRAUD or (f.severity != "LOW" and f.detector not in OUT_OF_SCOPE)]
 
 
 def day_of(s: Snapshot) -> float:
