@@ -390,6 +390,11 @@ class _Platform:
             self.round_money = r.choice((0, 1_000_000, 10_000_000))  # exact, to 1万元, to 10万元
             self.yield_step = r.choice((0.001, 0.005))
             self.next_disclosure = 29 + r.randint(-3, 8)
+        # custody began with the stream, but most platforms ran before it: their disclosures count the investors
+        # and borrowers they already had (so an established platform does not look as if it had just begun)
+        age = -self.launched
+        self.legacy_investors = int((self.growth if lending else 1.0) * self.size * age * r.uniform(0.3, 0.8))
+        self.legacy_borrowers = int(0.6 * self.size * age * r.uniform(0.2, 0.5)) if lending else 0
         # how it ends
         if self.scheme is not None:
             found_out = self.intensity >= 0.3 or r.random() < self.intensity / 0.3
@@ -584,24 +589,19 @@ class _Platform:
             self.closed_day = self.outcome_day = day  # every investor repaid: closed
 
     def _buyback(self, day: int) -> None:
-        """Winding down, the shareholders buy every remaining direct claim at par (principal and interest to
-        date), so investors are paid out now; the borrowers then repay the platform."""
-        claims: list[tuple[Loan, str, int, int]] = []
+        """Winding down, the shareholders buy every remaining direct claim at par (its principal; interest since
+        the last installment is forgone), so investors are paid out now; the borrowers then repay the platform."""
+        claims: list[tuple[Loan, str, int]] = []
         for loan in self.loans:
             if loan.via_pool or loan.defaulted:
                 continue  # matched plans run off into their products
-            age = day - loan.start_day
-            accrued = age % 30 if loan.term > 90 else age
-            for inv, principal in loan.shares.items():
-                if inv != self.own:
-                    claims.append((loan, inv, principal, int(principal * loan.rate * accrued / 365)))
-        total = sum(p + i for _, _, p, i in claims)
+            claims.extend((loan, inv, principal) for inv, principal in loan.shares.items() if inv != self.own)
+        total = sum(p for _, _, p in claims)
         if total <= 0:
             return
         self.tx(day, 9, "DEPOSIT", self.ctrl_card, self.own, max(0, total - self.balance[self.own]), memo="股东注资")
-        for loan, inv, principal, interest in claims:
-            if self.tx(day, 10, "TRANSFER", self.own, inv, principal + interest, loan.listing_id, interest=interest,
-                       memo="债权回购"):
+        for loan, inv, principal in claims:
+            if self.tx(day, 10, "TRANSFER", self.own, inv, principal, loan.listing_id, memo="债权回购"):
                 del loan.shares[inv]
                 loan.shares[self.own] = loan.shares.get(self.own, 0) + principal
 
@@ -1060,7 +1060,7 @@ class _Platform:
         bad = max(0, sum(a for d, a in self.overdue_events if day - d < 90))
         rec = dict(
             platform_id=self.pid, period_end=T0 + day * DAY_MS + 23 * HOUR,
-            investors=len(self.investors), borrowers=len(self.borrowers),
+            investors=self.legacy_investors + len(self.investors), borrowers=self.legacy_borrowers + len(self.borrowers),
             volume=self.month_volume, outstanding=outstanding if not self.payment else None,
             avg_annual_yield=avg_y, yield_by_term=yields, avg_term_days=avg_term,
             top10_borrower_share=round(top10, 4) if top10 is not None else None,
