@@ -4,16 +4,26 @@ from __future__ import annotations
 from detectors.base import CLIENT_ROLES, Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
 from graph.ledger import TYPE_INDEX
-from graph.windows import Window, role_flows
+from graph.windows import RoleFlows, Window, role_flows
 
 MATERIAL = 1_000_000  # 1万元
 INVESTOR_FEE_ON_INTEREST = 0.10  # an investor service fee above 10 % of the interest received is not a fee
+# A borrower's fee may be paid out of the escrowed loan money: deducted at disbursement, or advanced by the escrow
+# and reimbursed by the borrower. Fees the escrow pool pays up to 10 % of what it disbursed to borrowers are the
+# borrowers' (their loans carry them); beyond that no disclosed borrower fee explains them.
+BORROWER_FEE_ON_LOANS = 0.10
 LENDING_CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")
 NON_FEE = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
 def _investor_interest(view: PlatformView) -> int:
     return sum(b.interest_paid for b in view.listings)
+
+
+def borrower_fees_from_escrow(f: RoleFlows) -> int:
+    """Fees the escrow pool paid the platform that its disbursements to borrowers carry (BORROWER_FEE_ON_LOANS)."""
+    return min(f.amount("FEE", "CUSTODY_POOL", "PLATFORM_OWN"),
+               int(BORROWER_FEE_ON_LOANS * f.amount("DISBURSE", "CUSTODY_POOL", "BORROWER")))
 
 
 @detector("misappropriation")
@@ -23,7 +33,7 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     if client_in <= 0:
         return []
     non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN")
-    investor_fees = f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN")
+    investor_fees = f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - borrower_fees_from_escrow(f)
     allowed = int(INVESTOR_FEE_ON_INTEREST * _investor_interest(view))
     excess_fees = max(0, investor_fees - allowed)
     taken = non_fee + excess_fees
@@ -57,8 +67,8 @@ def custody_shortfall(view: PlatformView) -> list[Finding]:
 
     Owed: every fen that entered client accounts (investor, escrow pool, risk reserve,
     client reserve) less what left them to clients, borrowers and clients' own cards, less
-    fees within disclosed levels. Held: those accounts' balances. The gap is client money
-    that is somewhere else.
+    fees within disclosed levels (borrower fees the escrow paid out of loan money among them).
+    Held: those accounts' balances. The gap is client money that is somewhere else.
     """
     life = role_flows({}, window=Window(None, view.window.end_ms),
                       lifetime=view.ledger.platform_life.get(view.platform_id, {}))
@@ -69,8 +79,9 @@ def custody_shortfall(view: PlatformView) -> list[Finding]:
         return []
     to_own = life.amount(None, CLIENT_ROLES, "PLATFORM_OWN")
     to_related = life.amount(None, CLIENT_ROLES, None, related=True)
-    lawful_fees = life.amount("FEE", "CLIENT_RESERVE", "PLATFORM_OWN")
-    lawful_fees += min(life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"),
+    escrow_fees = borrower_fees_from_escrow(life)
+    lawful_fees = life.amount("FEE", "CLIENT_RESERVE", "PLATFORM_OWN") + escrow_fees
+    lawful_fees += min(life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - escrow_fees,
                        int(INVESTOR_FEE_ON_INTEREST * sum(view.ledger.listings[lid].interest_paid
                                                           for lid in view.ledger.platform_listings.get(view.platform_id, ()))))
     lawful_out = life.amount(None, CLIENT_ROLES, None) - to_own - to_related - life.amount(None, CLIENT_ROLES, CLIENT_ROLES)

@@ -1,0 +1,101 @@
+"""Issue 8: lawful near-misses that real platforms show and that used to trip a rule, each next to the scheme
+that must still trip it (hand-built ledgers; the simulator's versions are in tests/test_simulator.py)."""
+from detectors.base import PlatformView
+from detectors.rules.fund_pool import fund_pool
+from detectors.rules.misappropriation import custody_shortfall, misappropriation
+from graph.windows import Window
+from tests.helpers import WAN, Book
+
+
+def view(b: Book, days: int = 90) -> PlatformView:
+    return PlatformView(b.ledger, b.pid, Window(days, b.ledger.now_ms))
+
+
+def investors(b: Book, n: int, amount: int, prefix: str = "I") -> list[str]:
+    out = []
+    for i in range(n):
+        x, inv = b.account(f"X{prefix}{i}", "EXTERNAL", f"H-{prefix}{i}"), b.account(f"{prefix}{i}", "INVESTOR", f"H-{prefix}{i}")
+        b.tx(0.3 + i / 100, "DEPOSIT", x, inv, amount)
+        out.append(inv)
+    return out
+
+
+def escrow_loan(b: Book, lid: str, invs: list[str], each: int, fee: int, at_source: bool, day: float = 1) -> None:
+    """Investors fund loan `lid` through the escrow pool; the borrower's fee is deducted at disbursement or not."""
+    b.listing(lid, "LOAN", each * len(invs), 0.12, 90, day=int(day), borrower="B1")
+    for inv in invs:
+        b.tx(day, "INVEST", inv, "POOL", each, listing=lid)
+    b.tx(day + 0.05, "DISBURSE", "POOL", "B1", each * len(invs) - (fee if at_source else 0), listing=lid)
+    if at_source:
+        b.tx(day + 0.05, "FEE", "POOL", "OWN", fee, listing=lid)
+
+
+def escrow_book() -> tuple[Book, list[str]]:
+    b = Book()
+    invs = investors(b, 4, 10 * WAN)
+    for name, role in (("POOL", "CUSTODY_POOL"), ("B1", "BORROWER"), ("OWN", "PLATFORM_OWN")):
+        b.account(name, role)
+    b.account("XB1", "EXTERNAL", "H-B1")
+    return b, invs
+
+
+def test_borrower_fee_deducted_from_the_escrow_is_the_borrowers_not_investors():
+    # used to trip: 3 % of a loan taken from the escrow read as investor fees far above 10 % of interest, and the
+    # reconciliation counted it as client money missing
+    b, invs = escrow_book()
+    escrow_loan(b, "L1", invs, 10 * WAN, int(0.03 * 40 * WAN), at_source=True)
+    assert misappropriation(view(b)) == []
+    assert custody_shortfall(view(b)) == []
+
+
+def test_borrower_fee_advanced_from_the_escrow_and_reimbursed():
+    b, invs = escrow_book()
+    invs += investors(b, 4, 10 * WAN, "J")
+    escrow_loan(b, "L1", invs[:4], 10 * WAN, 0, at_source=False)
+    for inv in invs[4:]:  # other investors' money waits in the escrow for its loan
+        b.tx(1.2, "INVEST", inv, "POOL", 10 * WAN)
+    fee = int(0.03 * 40 * WAN)
+    b.tx(1.3, "FEE", "POOL", "OWN", fee, listing="L1")  # advanced by the escrow ...
+    b.tx(3, "TRANSFER", "B1", "POOL", fee, listing="L1")  # ... and reimbursed by the borrower
+    assert misappropriation(view(b)) == []
+    assert custody_shortfall(view(b)) == []
+
+
+def test_escrow_skimmed_beyond_any_borrower_fee_still_trips():
+    b, invs = escrow_book()
+    escrow_loan(b, "L1", invs[:2], 10 * WAN, 0, at_source=False)
+    for inv in invs[2:]:
+        b.tx(1.2, "INVEST", inv, "POOL", 10 * WAN)
+    b.tx(1.3, "FEE", "POOL", "OWN", 8 * WAN, listing="L1")  # 40 % of the loan "as a fee": investors' money
+    (m,) = misappropriation(view(b))
+    assert dict(m.metrics)["excess_fees_fen"] >= 6 * WAN
+    (s,) = custody_shortfall(view(b))
+    assert s.amount >= 6 * WAN
+    c, invs = escrow_book()  # and a transfer out of the escrow is never a fee, however small
+    escrow_loan(c, "L1", invs, 10 * WAN, int(0.03 * 40 * WAN), at_source=True)
+    c.tx(2, "INVEST", investors(c, 1, 10 * WAN, "J")[0], "POOL", 10 * WAN)
+    c.tx(2.1, "TRANSFER", "POOL", "OWN", 2 * WAN)
+    (m,) = misappropriation(view(c))
+    assert dict(m.metrics)["taken_fen"] == 2 * WAN
+
+
+def test_matched_plan_with_the_fee_deducted_at_source_is_still_matched():
+    # used to trip: the loan received the product's money less the borrower's fee, so the 1 % match failed and the
+    # whole product read as pooled (CRITICAL)
+    def plan(loan_term: int, disbursed: int) -> Book:
+        b = Book()
+        invs = investors(b, 2, 5 * WAN)
+        for name, role in (("POOL", "CUSTODY_POOL"), ("B1", "BORROWER"), ("OWN", "PLATFORM_OWN")):
+            b.account(name, role)
+        b.listing("PR1", "PRODUCT", 10 * WAN, 0.08, 90, day=1)
+        for inv in invs:
+            b.tx(1, "INVEST", inv, "POOL", 5 * WAN, listing="PR1")
+        b.listing("L1", "LOAN", 10 * WAN, 0.12, loan_term, day=1, borrower="B1")
+        b.tx(1.1, "DISBURSE", "POOL", "B1", disbursed, listing="L1")
+        b.tx(1.1, "FEE", "POOL", "OWN", 10 * WAN - disbursed, listing="L1")
+        return b
+    assert fund_pool(view(plan(90, int(9.7 * WAN)))) == []  # a 3 % fee deducted at source
+    assert fund_pool(view(plan(90, int(9.3 * WAN)))) == []  # a steep, disclosed 7 %
+    pooled = {f.detector for f in fund_pool(view(plan(365, int(9.7 * WAN))))}  # short money lent long: a pool
+    assert pooled == {"fund_pool", "maturity_mismatch"}
+    assert {f.detector for f in fund_pool(view(plan(90, 7 * WAN)))} == {"fund_pool"}  # 30 % short: no fee explains it
