@@ -5,7 +5,8 @@ from detectors.rules.fund_pool import fund_pool
 from detectors.rules.misappropriation import custody_shortfall, misappropriation
 from detectors.rules.yields import ponzi_payout, subsidy
 from graph.windows import Window
-from tests.helpers import WAN, Book
+from schemas.records import DAY_MS, Disclosure
+from tests.helpers import T0, WAN, Book
 
 
 def view(b: Book, days: int = 90) -> PlatformView:
@@ -152,3 +153,42 @@ def test_returns_paid_from_own_or_reserve_money_still_trip():
         c.tx(8 + k, "PAYOUT", "RES", invs[0], 5 * WAN)
     (g,) = subsidy(view(c))
     assert dict(g.metrics)["subsidy_fen"] == 5 * WAN  # 15 paid back of 10 put in
+
+
+def peers(b: Book, histories: list[list[int]], investors: int = 50) -> None:
+    """Other platforms' complaint histories in the same ledger: the population the dispersion comes from."""
+    for j, xs in enumerate(histories):
+        for i, c in enumerate(xs):
+            b.ledger.apply(Disclosure(f"Q{j}", T0 + (30 * i + 29) * DAY_MS, investors, 10, complaints=c))
+
+
+# complaint histories of 24 platforms with the usual waves (a gamma-mixed count with an occasional burst)
+POPULATION = [[2, 0, 1, 2, 9, 3], [3, 1, 5, 5, 6, 1], [4, 2, 1, 5, 2, 2], [0, 0, 1, 1, 0, 0], [7, 1, 0, 1, 0, 1],
+              [0, 1, 1, 0, 4, 2], [1, 1, 0, 0, 0, 0], [3, 1, 1, 4, 8, 2], [7, 1, 2, 1, 4, 2], [5, 3, 2, 1, 1, 3],
+              [6, 0, 3, 2, 0, 1], [1, 1, 0, 0, 2, 2], [4, 1, 4, 2, 1, 2], [10, 3, 3, 2, 1, 3], [1, 1, 1, 0, 4, 2],
+              [4, 5, 3, 1, 1, 1], [3, 0, 3, 3, 2, 2], [4, 3, 2, 2, 4, 2], [2, 0, 3, 0, 2, 13], [1, 0, 4, 1, 0, 2],
+              [1, 3, 2, 1, 1, 7], [1, 0, 0, 6, 1, 0], [5, 0, 1, 2, 1, 2], [2, 1, 3, 2, 1, 2]]
+
+
+def test_complaint_burst_after_a_default_is_not_a_high_surge_but_a_climb_is():
+    from detectors.rules.disclosures import complaint_surge
+    burst, climb = Book(), Book()
+    for b, xs in ((burst, [2, 1, 2, 1, 10, 2]), (climb, [1, 2, 1, 2, 14, 26])):
+        for i, c in enumerate(xs):
+            b.ledger.apply(Disclosure(b.pid, T0 + (30 * i + 29) * DAY_MS, 50, 10, complaints=c))
+        peers(b, POPULATION)
+    # used to trip HIGH (Poisson tail 2e-4 for 12 against 3 expected): a wave like the population's own is not
+    found = complaint_surge(view(burst))
+    assert all(f.severity != "HIGH" for f in found)
+    (f,) = complaint_surge(view(climb))
+    assert f.severity == "HIGH" and dict(f.metrics)["complaints_recent"] == 40 and dict(f.metrics)["persists"] == 1.0
+
+
+def test_one_month_of_complaints_after_defaults_is_a_lead_not_a_high_surge():
+    from detectors.rules.disclosures import complaint_surge
+    b = Book()
+    for i, c in enumerate([1, 2, 1, 2, 2, 30]):  # a bad month: the investors of several defaulted loans
+        b.ledger.apply(Disclosure(b.pid, T0 + (30 * i + 29) * DAY_MS, 50, 10, complaints=c))
+    peers(b, POPULATION)
+    (f,) = complaint_surge(view(b))  # used to be HIGH; still a lead for the supervisor's file
+    assert f.severity == "MEDIUM" and dict(f.metrics)["persists"] == 0.0
