@@ -398,7 +398,7 @@ class _Platform:
         # how it ends
         if self.scheme is not None:
             found_out = self.intensity >= 0.3 or r.random() < self.intensity / 0.3
-            late = max(self.start_day + 20, int(0.75 * days))
+            late = max(self.start_day + 20, int(0.85 * days))  # in the last stretch: the windows still see the scheme
             if found_out:
                 self.outcome_status = r.choice(SCHEME_ENDS[self.scheme])
                 self.outcome_day = r.randint(late, days - 1) if late < days - 1 else days - 1
