@@ -78,7 +78,7 @@ LAWFUL_VARIANTS: dict[str, str] = {
     "fast_growth": "investors arrive three times as fast",
     "large_borrowers": "legal-person borrowers with larger loans",
     "two_reserve_banks": "a payment institution with client reserves at two banks",
-    "reserve_rebalancing": "it moves money between its two reserve banks every week or two",
+    "reserve_rebalancing": "it sweeps what its cooperating bank's reserve collected to its custodian bank's every few days",
     "irregular_repayments": "borrowers often repay early, late (with penalty interest) or in parts",
     "investor_borne_defaults": "a higher default rate whose losses investors bear, with partial recoveries",
     "risk_reserve_payouts": "a disclosed risk reserve, funded by borrower fees and the platform, pays investors on defaults",
@@ -376,7 +376,7 @@ class _Platform:
         self.float: dict[tuple[str, str], int] = {}
         self.rebalance_every = 0
         if self.payment and len(self.reserves) == 2 and r.random() < 0.6:
-            self.rebalance_every = r.randint(7, 14)
+            self.rebalance_every = r.randint(3, 7)
             self.traits.append("reserve_rebalancing")
         # disclosure habits: platforms outside custody are sloppier, schemes and lawful alike
         self.sloppy = r.random() < (0.55 if not self.custody else 0.2)
@@ -1015,11 +1015,12 @@ class _Platform:
             self.tx(day + 1, 10.5, "FEE", reserve, self.own, fee, memo="手续费")
         self.month_volume += total
         if self.rebalance_every and day % self.rebalance_every == 0:
-            # liquidity between its own two reserve banks, in round lumps
-            hi, lo = sorted(self.reserves, key=lambda a: -self.balance[a])
-            lump = int((self.balance[hi] - self.balance[lo]) * r.uniform(0.3, 0.5)) // 10_000_000 * 10_000_000
+            # what the cooperating bank's reserve collected and still holds is swept to the custodian bank's, in
+            # round lumps (weekly merchants are then settled from there)
+            main, coop = self.reserves
+            lump = int(self.balance[coop] * r.uniform(0.6, 0.9)) // 100_000 * 100_000  # whole 1000 yuan
             if lump > 0:
-                self.tx(day + 1, 16, "TRANSFER", hi, lo, lump, memo="备付金调拨")
+                self.tx(day + 1, 16, "TRANSFER", coop, main, lump, memo="备付金归集")
         if self.balance[self.own] > 0 and day % 30 == 15:
             self.external_out(day, 17, self.own, self.ext.get(self.own, self.ctrl_card),
                               int(self.balance[self.own] * 0.5), memo="经营支出")

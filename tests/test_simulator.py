@@ -169,3 +169,15 @@ def test_complaints_come_to_lawful_platforms_too(world):
     assert burst
     top = sorted(((d["complaints"] or 0, d["platform_id"]) for d in world.disclosures), reverse=True)[:40]
     assert any(pid in lawful for _, pid in top)  # the noisiest months are not all schemes'
+
+
+def test_two_bank_payment_institutions_sweep_their_cooperating_bank(world):
+    acct = {a["account_id"]: a for a in world.accounts}
+    platforms = {p["platform_id"]: p for p in world.platforms}
+    sweeps = [t for t in world.transactions if t["memo"] == "备付金归集"]
+    assert sweeps
+    for t in sweeps:
+        src, dst = acct[t["from_account"]], acct[t["to_account"]]
+        assert src["role"] == dst["role"] == "CLIENT_RESERVE" and src["custodian_id"] != dst["custodian_id"]
+        assert dst["custodian_id"] == platforms[t["platform_id"]]["custodian_id"]  # into the custodian bank's reserve
+        assert t["amount"] % 100_000 == 0  # round lumps
