@@ -192,3 +192,36 @@ def test_one_month_of_complaints_after_defaults_is_a_lead_not_a_high_surge():
     peers(b, POPULATION)
     (f,) = complaint_surge(view(b))  # used to be HIGH; still a lead for the supervisor's file
     assert f.severity == "MEDIUM" and dict(f.metrics)["persists"] == 0.0
+
+
+def payment_book() -> Book:
+    from schemas.records import Account
+    b = Book(kind="THIRD_PARTY_PAYMENT")  # its custodian bank is CB01
+    b.account("PAYER", "EXTERNAL")
+    b.account("M", "EXTERNAL")
+    b.account("OWN", "PLATFORM_OWN")
+    for name, bank in (("R1", "CB01"), ("R2", "CB02"), ("R3", "CB03")):
+        b.ledger.apply(Account(name, b.pid, "H-P1", "CLIENT_RESERVE", T0, bank))
+    return b
+
+
+def test_sweeping_a_cooperating_banks_reserve_to_the_custodian_bank_is_not_clearing():
+    from detectors.rules.payments import cross_bank_clearing
+    # used to trip (MEDIUM): what the cooperating bank (CB02) collected, swept in round lumps to the custodian's
+    b = payment_book()
+    for k in range(6):
+        b.tx(1 + 5 * k, "DEPOSIT", "PAYER", "R2", 10 * WAN)
+        b.tx(1.5 + 5 * k, "TRANSFER", "R2", "R1", 8 * WAN)
+        b.tx(2 + 5 * k, "TRANSFER", "R1", "M", 8 * WAN)
+    assert cross_bank_clearing(view(b)) == []
+
+
+def test_settling_through_other_banks_reserves_is_still_clearing():
+    from detectors.rules.payments import cross_bank_clearing
+    b = payment_book()
+    b.tx(1, "DEPOSIT", "PAYER", "R1", 60 * WAN)
+    b.tx(1.5, "TRANSFER", "R1", "R2", 30 * WAN)  # out of the custodian bank's reserve ...
+    b.tx(1.6, "TRANSFER", "R2", "R3", 10 * WAN)  # ... and among cooperating banks
+    b.tx(1.7, "TRANSFER", "R3", "R1", 5 * WAN)  # (the way back in is a sweep: not counted)
+    (c,) = cross_bank_clearing(view(b))
+    assert c.amount == 40 * WAN and dict(c.metrics)["banks"] == 3 and c.severity == "HIGH"

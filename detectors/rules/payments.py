@@ -38,12 +38,32 @@ def reserve_misuse(view: PlatformView) -> list[Finding]:
          ("excess_fees_fen", float(excess_fees)), ("to_related_fen", float(to_related))))]
 
 
+def _bank(view: PlatformView, account: str) -> str | None:
+    a = view.ledger.accounts.get(account)
+    return a.custodian_id if a else None
+
+
 @detector("cross_bank_clearing")
 def cross_bank_clearing(view: PlatformView) -> list[Finding]:
+    """Client reserves moving between the institution's accounts at different banks (变相跨行清算).
+
+    What a cooperating bank's reserve account collected is swept to the reserve account at the
+    institution's custodian bank (备付金存管银行): that one-way collection is what the reserve rules
+    require, not clearing. Money leaving the custodian bank's reserve for another bank's, or moving
+    among cooperating banks' reserves, is.
+    """
     reserves = view.accounts_by_role.get("CLIENT_RESERVE", [])
     if len(reserves) < 2:
         return []
-    edges = view.edges(lambda u, v, e: view.role(u) == "CLIENT_RESERVE" and view.role(v) == "CLIENT_RESERVE")
+    p = view.platform
+    home = p.custodian_id if p is not None else None
+
+    def clearing(u: str, v: str) -> bool:
+        if view.role(u) != "CLIENT_RESERVE" or view.role(v) != "CLIENT_RESERVE":
+            return False
+        return home is None or _bank(view, v) != home or _bank(view, u) == home
+
+    edges = view.edges(lambda u, v, e: clearing(u, v))
     if not edges:
         return []
     ev = view.evidence(edges)
