@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from detectors.assess import Assessor  # noqa: E402
+from detectors.risk import risk_score  # noqa: E402
 from graph.ledger import Ledger  # noqa: E402
 from ingest.dead_letters import MemoryDeadLetters  # noqa: E402
 from ingest.pipeline import Pipeline  # noqa: E402
@@ -66,6 +67,8 @@ def run_world(seed: int, platforms: int, days: int, workdir: Path, assess_every_
                      "variants": lab.get("lawful_variants", lab.get("lawful_traits", [])),
                      "intensity": lab.get("intensity"), "expected": set(lab["expected_detectors"]), "score": a.score,
                      "tier": a.tier, "detectors": {f.detector for f in a.findings},
+                     "outlier": a.outlier_percentile, "rules_score": risk_score(a.findings, 0.0),
+                     "severe": sorted(f"{f.detector}:{f.severity}" for f in a.findings if f.severity != "LOW"),
                      "delay_days": (max(0, alert_ms - start_ms) / DAY_MS) if (start_ms and alert_ms
                                                                                and alert_ms >= start_ms) else None,
                      "alerted_before_start": bool(start_ms and alert_ms and alert_ms < start_ms)})
@@ -94,6 +97,10 @@ def summarize(rows: list[dict[str, Any]], label: str) -> None:
                   f"HIGH+ {sum(r['tier'] in HIGH for r in band) / len(band):.0%}")
     print(f"lawful platforms in HIGH+: {sum(r['tier'] in HIGH for r in lawful) / max(1, len(lawful)):.1%}")
     variant_table(lawful)
+    for r in sorted((r for r in lawful if r["tier"] in HIGH), key=lambda r: -r["score"]):
+        # what put a lawful platform there: its findings, and the score the rules alone give (no outlier part)
+        print(f"    {r['seed']}/{r['platform_id']} score {r['score']:.1f} (rules alone {r['rules_score']:.1f}, outlier "
+              f"percentile {r['outlier']:.2f}) {' '.join(r['severe']) or '-'} [{', '.join(r['variants'])}]")
     right = sum(1 for r in schemes if r["expected"] & r["detectors"]) / max(1, len(schemes))
     print(f"right detector named: {right:.1%}")
     delays = [r["delay_days"] for r in schemes if r["delay_days"] is not None]
