@@ -222,6 +222,6 @@ def test_settling_through_other_banks_reserves_is_still_clearing():
     b.tx(1, "DEPOSIT", "PAYER", "R1", 60 * WAN)
     b.tx(1.5, "TRANSFER", "R1", "R2", 30 * WAN)  # out of the custodian bank's reserve ...
     b.tx(1.6, "TRANSFER", "R2", "R3", 10 * WAN)  # ... and among cooperating banks
-    b.tx(1.7, "TRANSFER", "R3", "R1", 5 * WAN)  # (the way back in is a sweep: not counted)
+    b.tx(1.7, "TRANSFER", "R3", "R1", 5 * WAN)  # and back in: a leg of the same clearing
     (c,) = cross_bank_clearing(view(b))
-    assert c.amount == 40 * WAN and dict(c.metrics)["banks"] == 3 and c.severity == "HIGH"
+    assert c.amount == 45 * WAN and dict(c.metrics)["banks"] == 3 and c.severity == "HIGH"
