@@ -809,8 +809,9 @@ class _Platform:
 
     def _defaulted(self, day: int, loan: Loan) -> None:
         """A borrower stops paying. A disclosed risk reserve pays the loan's investors their principal as far as it
-        goes (and takes over the claim); otherwise investors bear the loss. Complaints follow; some borrowers pay
-        part back later."""
+        goes (and takes over the claim); otherwise investors bear the loss. A claim the platform bought itself
+        (winding down) is the platform's loss: the reserve is there for investors. Complaints follow; some
+        borrowers pay part back later."""
         r = self.rng
         loan.closed_day = day
         principal = sum(loan.shares.values())
@@ -819,7 +820,7 @@ class _Platform:
         if self.risk_reserve is not None and principal > 0:
             cover = min(1.0, self.balance[self.risk_reserve] / principal)
             for payee, p in loan.shares.items():
-                amt = int(p * cover)
+                amt = int(p * cover) if payee != self.own else 0
                 if amt > 0 and self.tx(day, 15.5, "PAYOUT" if payee in self.ext else "TRANSFER", self.risk_reserve,
                                        payee, amt, loan.listing_id, memo="风险准备金垫付"):
                     loan.returned += amt

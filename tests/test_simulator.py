@@ -181,3 +181,13 @@ def test_two_bank_payment_institutions_sweep_their_cooperating_bank(world):
         assert src["role"] == dst["role"] == "CLIENT_RESERVE" and src["custodian_id"] != dst["custodian_id"]
         assert dst["custodian_id"] == platforms[t["platform_id"]]["custodian_id"]  # into the custodian bank's reserve
         assert t["amount"] % 100_000 == 0  # round lumps
+
+
+def test_lawful_platforms_take_client_money_only_as_fees(world):
+    """A lawful platform's own account receives client money (investor, escrow, reserve accounts) only as fees."""
+    role = {a["account_id"]: a["role"] for a in world.accounts}
+    lawful = {pid for pid, p in world.labels["platforms"].items() if not p["scheme"]}
+    clients = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE", "CLIENT_RESERVE")
+    taken = [t for t in world.transactions if t["platform_id"] in lawful and role[t["from_account"]] in clients
+             and role[t["to_account"]] == "PLATFORM_OWN" and t["type"] != "FEE"]
+    assert taken == []
