@@ -6,9 +6,12 @@ Seeds 1-20 are for tuning; report on others. `--half-outcomes` replays each worl
 the outcomes of half the platforms (chosen by a seeded hash) in outcomes.avro, and prints the figures of
 the other half from both runs: what learning from outcomes adds. Prints, per seed and pooled: ROC-AUC of the
 score (all schemes, and each scheme against lawful platforms), the share of scheme platforms
-in HIGH or CRITICAL, the share of lawful ones there (and of honest high-yield ones), the share
-of scheme platforms whose findings name the right detector, and the median delay in simulated
-days from a scheme's start to its platform's first alert.
+in HIGH or CRITICAL (also by the scheme's intensity, blatant to barely there), the share of
+lawful ones there, a table of lawful platforms in HIGH+ by lawful variant (labels.json's
+`lawful_variants`: the near-misses, seasons, wind-downs, sloppy disclosures a real population
+has), the share of scheme platforms whose findings name the right detector, the median delay in
+simulated days from a scheme's start to its platform's first alert, and the disclosure-only
+segment on its own (platforms a supervisor knows only by their disclosures).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from detectors.assess import Assessor  # noqa: E402
+from detectors.risk import risk_score  # noqa: E402
 from graph.ledger import Ledger  # noqa: E402
 from ingest.dead_letters import MemoryDeadLetters  # noqa: E402
 from ingest.pipeline import Pipeline  # noqa: E402
@@ -71,8 +75,11 @@ def run_world(seed: int, platforms: int, days: int, workdir: Path, assess_every_
         alert_ms = first_alert.get(a.platform_id)
         rows.append({"seed": seed, "platform_id": a.platform_id, "labelled": labelled_half(seed, a.platform_id),
                      "scheme": lab["scheme"], "custody": lab["custody"],
-                     "traits": lab["lawful_traits"], "expected": set(lab["expected_detectors"]), "score": a.score,
+                     "variants": lab.get("lawful_variants", lab.get("lawful_traits", [])),
+                     "intensity": lab.get("intensity"), "expected": set(lab["expected_detectors"]), "score": a.score,
                      "tier": a.tier, "detectors": {f.detector for f in a.findings},
+                     "outlier": a.outlier_percentile, "rules_score": risk_score(a.findings, 0.0),
+                     "severe": sorted(f"{f.detector}:{f.severity}" for f in a.findings if f.severity != "LOW"),
                      "delay_days": (max(0, alert_ms - start_ms) / DAY_MS) if (start_ms and alert_ms
                                                                                and alert_ms >= start_ms) else None,
                      "alerted_before_start": bool(start_ms and alert_ms and alert_ms < start_ms)})
@@ -93,10 +100,18 @@ def summarize(rows: list[dict[str, Any]], label: str) -> None:
             print(f"  {s:<18} n={len(pos):3d} AUC {auc([r['score'] for r in pos], neg):.3f}  "
                   f"HIGH+ {sum(r['tier'] in HIGH for r in pos) / len(pos):.0%}  right detector {right:.0%}")
     print(f"scheme platforms in HIGH+: {sum(r['tier'] in HIGH for r in schemes) / max(1, len(schemes)):.1%}")
+    bands = [("barely there <0.33", 0.0, 0.33), ("middling 0.33-0.66", 0.33, 0.66), ("blatant >=0.66", 0.66, 1.01)]
+    for name, lo, hi in bands:
+        band = [r for r in schemes if r["intensity"] is not None and lo <= r["intensity"] < hi]
+        if band:
+            print(f"  intensity {name:<19} n={len(band):3d} AUC {auc([r['score'] for r in band], neg):.3f}  "
+                  f"HIGH+ {sum(r['tier'] in HIGH for r in band) / len(band):.0%}")
     print(f"lawful platforms in HIGH+: {sum(r['tier'] in HIGH for r in lawful) / max(1, len(lawful)):.1%}")
-    hy = [r for r in lawful if "honest_high_yield" in r["traits"]]
-    if hy:
-        print(f"  of which honest high-yield: {sum(r['tier'] in HIGH for r in hy)}/{len(hy)}")
+    variant_table(lawful)
+    for r in sorted((r for r in lawful if r["tier"] in HIGH), key=lambda r: -r["score"]):
+        # what put a lawful platform there: its findings, and the score the rules alone give (no outlier part)
+        print(f"    {r['seed']}/{r['platform_id']} score {r['score']:.1f} (rules alone {r['rules_score']:.1f}, outlier "
+              f"percentile {r['outlier']:.2f}) {' '.join(r['severe']) or '-'} [{', '.join(r['variants'])}]")
     right = sum(1 for r in schemes if r["expected"] & r["detectors"]) / max(1, len(schemes))
     print(f"right detector named: {right:.1%}")
     delays = [r["delay_days"] for r in schemes if r["delay_days"] is not None]
@@ -106,7 +121,23 @@ def summarize(rows: list[dict[str, Any]], label: str) -> None:
     custody_pos = [r["score"] for r in schemes if r["custody"]]
     nocust_pos = [r["score"] for r in schemes if not r["custody"]]
     print(f"AUC in custody {auc(custody_pos, neg):.3f} (n={len(custody_pos)}); disclosure-only "
-          f"{auc(nocust_pos, neg):.3f} (n={len(nocust_pos)})")
+          f"{auc(nocust_pos, neg):.3f} (n={len(nocust_pos)})  [against every lawful platform]")
+    # the disclosure-only segment on its own: scheme and lawful platforms a supervisor knows only by disclosures
+    d_lawful = [r for r in lawful if not r["custody"]]
+    print(f"disclosure-only segment: AUC {auc(nocust_pos, [r['score'] for r in d_lawful]):.3f} "
+          f"({len(nocust_pos)} schemes, {len(d_lawful)} lawful); lawful HIGH+ there "
+          f"{sum(r['tier'] in HIGH for r in d_lawful)}/{len(d_lawful)}")
+
+
+def variant_table(lawful: list[dict[str, Any]]) -> None:
+    """Lawful platforms in HIGH+ by lawful variant (a platform counts under each variant it runs)."""
+    names = sorted({v for r in lawful for v in r["variants"]})
+    plain = [r for r in lawful if not r["variants"]]
+    print(f"  {'lawful variant':<28} {'n':>4} {'HIGH+':>6} {'rate':>6}")
+    for name, group in [(v, [r for r in lawful if v in r["variants"]]) for v in names] + [("(none)", plain)]:
+        if group:
+            hi = sum(r["tier"] in HIGH for r in group)
+            print(f"  {name:<28} {len(group):>4} {hi:>6} {hi / len(group):>6.1%}")
 
 
 def main() -> None:

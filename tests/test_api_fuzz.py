@@ -81,6 +81,7 @@ def fuzz_world(small_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     others = [p["platform_id"] for p in platforms if p is not flagged][:4]
     return {"dir": d, "db": db, "keys": keys, "platform_ids": [flagged["platform_id"], *others],
             "detectors": sorted({f["detector"] for f in flagged["findings"]}),
+            "findings": sorted({(p["platform_id"], f["detector"]) for p in platforms for f in p["findings"]})[:12],
             "alert_ids": [a["alert_id"] for a in alerts[:5]]}
 
 
@@ -105,6 +106,10 @@ def api_schema(fuzz_world: dict[str, Any]) -> Iterator[Any]:
     def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> st.SearchStrategy[Any]:
         """Half the time, ids that exist, so a route's work past its 404 is fuzzed too."""
         generated = path_parameters or {}
+        if {"platform_id", "detector"} <= set(generated):  # a finding that exists: the pair, not each on its own
+            pairs = st.sampled_from(fuzz_world["findings"])
+            return st.one_of(st.just(path_parameters),
+                             pairs.map(lambda pd: {**generated, "platform_id": pd[0], "detector": pd[1]}))
         known = {k: st.sampled_from(v) for k, v in real.items() if k in generated}
         if not known:
             return st.just(path_parameters)

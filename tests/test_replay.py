@@ -41,7 +41,12 @@ def test_scheme_platforms_rank_above_lawful_ones(report, small_world_dir):
     pos = [p["score"] for p in report["platforms"] if labels[p["platform_id"]]["scheme"]]
     neg = [p["score"] for p in report["platforms"] if not labels[p["platform_id"]]["scheme"]]
     assert len(pos) >= 5 and len(neg) >= 15
-    assert auc(pos, neg) >= 0.95
+    # in custody the money shows every scheme; a scheme known only by its disclosures has two of them in a
+    # 75-day world, and schemes run from barely there to blatant (issue 8), so the overall AUC is lower
+    in_custody = [p["score"] for p in report["platforms"] if labels[p["platform_id"]]["scheme"]
+                  and labels[p["platform_id"]]["custody"]]
+    assert len(in_custody) >= 4 and auc(in_custody, neg) == 1.0
+    assert auc(pos, neg) >= 0.8
     top = report["platforms"][:3]
     assert all(labels[p["platform_id"]]["scheme"] for p in top)
     lawful_high = [p for p in report["platforms"] if not labels[p["platform_id"]]["scheme"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 import math
 import statistics
 
-from scipy.stats import poisson
+from scipy.stats import nbinom, poisson
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 
 BUCKET_DAYS = {"<=30d": 30, "31-90d": 90, "91-180d": 180, "181-365d": 365, ">365d": 730}
 PEER_MARGIN = 0.06
+MAX_DISPERSION = 4.0  # 1/k: beyond this a handful of wild histories would silence every surge
+PERSIST_TAIL = 0.05  # a surge persists when its quieter period is this unlikely on its own
 
 
 def _peer_median_yield(view: PlatformView, kind: str) -> float | None:
@@ -90,13 +92,42 @@ def _peer_complaint_rate(view: PlatformView) -> float:
     return statistics.median(rates) if rates else 0.0
 
 
+def peer_complaint_dispersion(view: PlatformView) -> float:
+    """How much more complaints vary from period to period than a Poisson count would, across the population:
+    1/k in var = mu + mu^2/k (method of moments, pooled over platforms with four or more periods; the variance
+    from successive differences, so that slow growth is not read as noise). 0 means Poisson."""
+    excess = scale = 0.0
+    for ds in view.ledger.disclosures.values():
+        xs = [d.complaints for d in ds if d.complaints is not None]
+        if len(xs) < 4:
+            continue
+        m = sum(xs) / len(xs)
+        v = sum((b - a) ** 2 for a, b in zip(xs, xs[1:])) / (2 * (len(xs) - 1))
+        excess += v - m
+        scale += m * m
+    return min(MAX_DISPERSION, max(0.0, excess / scale)) if scale > 0 else 0.0
+
+
+def _tail(got: int, mu: float, dispersion: float, periods: int = 2) -> float:
+    """P(X >= got) for the sum of `periods` periods of mean mu in all: Poisson, or negative binomial with k per
+    period when overdispersed."""
+    if dispersion <= 0:
+        return float(poisson.sf(got - 1, mu))
+    r = periods / dispersion
+    return float(nbinom.sf(got - 1, r, r / (r + mu)))
+
+
 @detector("complaint_surge")
 def complaint_surge(view: PlatformView) -> list[Finding]:
     """Complaints count as evidence (seeds: 举报平台): a rise the platform's own history and its size do not explain.
 
     Expected complaints in the last two periods = 2 x max(the platform's own mean before them,
-    the peer rate per investor x its investors, 0.25); the surge is the Poisson tail probability
-    of what was received.
+    the peer rate per investor x its investors, 0.25); the surge is the tail probability of what
+    was received. Complaints come in waves (a default, a holiday, a news report), so the tail is
+    negative binomial with the population's own period-to-period dispersion, not Poisson. HIGH
+    needs the rise to persist: the quieter of the two periods is a surprise too (tail < 5 %). A
+    lawful platform's burst after a bad month is common and fades; investors of a failing
+    platform complain more each month.
     """
     ds = view.ledger.disclosures.get(view.platform_id)
     if not ds or len(ds) < 4 or any(d.complaints is None for d in ds[-4:]):
@@ -106,14 +137,22 @@ def complaint_surge(view: PlatformView) -> list[Finding]:
     got = sum(d.complaints or 0 for d in recent)
     base = max(sum(earlier) / len(earlier), _peer_complaint_rate(view) * recent[-1].investors, 0.25)
     mu = 2 * base
-    p = float(poisson.sf(got - 1, mu))
-    if p >= 0.01 or got < 4:
+    if got < 4 or float(poisson.sf(got - 1, mu)) >= 0.01:
+        return []  # not even a Poisson surprise: no need to look at the population
+    dispersion = peer_complaint_dispersion(view)
+    p = _tail(got, mu, dispersion)
+    if p >= 0.01:
         return []
-    sev = "HIGH" if p < 0.001 and got >= 8 else "MEDIUM"
+    quieter = min(d.complaints or 0 for d in recent)
+    persists = _tail(quieter, base, dispersion, periods=1) < PERSIST_TAIL
+    sev = "HIGH" if p < 0.001 and got >= 8 and persists else "MEDIUM"
     return [Finding(
         "complaint_surge", sev, min(1.0, -math.log10(p) / 6),
-        f"近两期收到投诉{got}件，按自身历史与同业投诉率预计约{mu:.1f}件（泊松尾概率{p:.1e}），投诉明显上升。",
+        f"近两期收到投诉{got}件，按自身历史与同业投诉率预计约{mu:.1f}件（尾概率{p:.1e}，已计投诉的波动性），"
+        f"投诉明显上升{'且持续' if persists else '（单期集中）'}。",
         f"{got} complaints in the last two disclosure periods against about {mu:.1f} expected from the platform's own "
-        f"history and its peers' rate (Poisson tail {p:.1e}): complaints are surging.",
+        f"history and its peers' rate (tail {p:.1e}, allowing for how much complaints vary): complaints are "
+        f"{'surging in both periods' if persists else 'up in one burst'}.",
         (), (), 0, 0, recent[0].period_end,
-        (("complaints_recent", float(got)), ("complaints_expected", mu), ("tail_probability", p)))]
+        (("complaints_recent", float(got)), ("complaints_expected", mu), ("tail_probability", p),
+         ("dispersion", dispersion), ("persists", float(persists))))]

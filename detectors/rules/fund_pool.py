@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
+from detectors.rules.misappropriation import BORROWER_FEE_ON_LOANS
 from graph.ledger import ListingBook
 from schemas.records import DAY_MS
 
@@ -14,7 +15,9 @@ def matched_product_money(products: list[ListingBook], loans: list[ListingBook])
     """Product money passed straight into one loan of the same term, listed within two days, same amount.
 
     This is what a lawful matched investment plan looks like; everything else raised by a
-    product was pooled.
+    product was pooled. The loan may receive less than the product raised by the borrower's fee
+    deducted at source (at most BORROWER_FEE_ON_LOANS; the fee is the borrower's cost, its loan is
+    still the product's money), never more.
     """
     free = sorted(loans, key=lambda b: b.known.listed_at)
     used: set[str] = set()
@@ -25,7 +28,8 @@ def matched_product_money(products: list[ListingBook], loans: list[ListingBook])
                 continue
             if abs(lo.known.listed_at - p.known.listed_at) > MATCH_DAYS * DAY_MS:
                 continue
-            if abs(lo.disbursed - p.raised) <= MATCH_TOLERANCE * max(p.raised, 1):
+            short = p.raised - lo.disbursed
+            if -MATCH_TOLERANCE * max(p.raised, 1) <= short <= (MATCH_TOLERANCE + BORROWER_FEE_ON_LOANS) * max(p.raised, 1):
                 used.add(lo.known.listing_id)
                 matched += p.raised
                 break

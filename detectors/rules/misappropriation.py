@@ -7,22 +7,35 @@ from typing import Callable
 from detectors.base import CLIENT_ROLES, Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
 from graph.ledger import TYPE_INDEX, Ledger
-from graph.windows import Window, role_flows
+from graph.windows import RoleFlows, Window, role_flows
 
 MATERIAL = 1_000_000  # 1万元
 INVESTOR_FEE_PERCENT = 10  # an investor service fee above 10 % of the interest received is not a fee
+# A borrower's fee may be paid out of the escrowed loan money: deducted at disbursement, or advanced by the escrow
+# and reimbursed by the borrower. Fees the escrow pool pays up to 10 % of what it disbursed to borrowers are the
+# borrowers' (their loans carry them); beyond that no disclosed borrower fee explains them.
+BORROWER_FEE_PERCENT = 10
+BORROWER_FEE_ON_LOANS = BORROWER_FEE_PERCENT / 100
 LENDING_CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")
 NON_FEE = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
-def investor_fees(ledger: Ledger, platform_id: str) -> tuple[int, int]:
-    """(fees charged to lending clients' money, the disclosed level: INVESTOR_FEE_PERCENT of the interest
-    investors received), over the platform's life, in integer fen. Over its life because a fee is charged when
-    interest is paid, months after the loan started: no window of listings says what the fee may be."""
-    fees = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {})
-                      ).amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN")
+def investor_fees(ledger: Ledger, platform_id: str) -> tuple[int, int, int]:
+    """(fees charged to lending clients' money that are not borrowers' fees, the disclosed level:
+    INVESTOR_FEE_PERCENT of the interest investors received, the borrowers' fees the escrow paid), over the
+    platform's life, in integer fen. Over its life because a fee is charged when interest is paid, months after
+    the loan started: no window of listings says what the fee may be."""
+    life = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {}))
+    escrow = borrower_fees_from_escrow(life)
+    fees = life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - escrow
     interest = sum(ledger.listings[lid].interest_paid for lid in ledger.platform_listings.get(platform_id, ()))
-    return fees, interest * INVESTOR_FEE_PERCENT // 100
+    return fees, interest * INVESTOR_FEE_PERCENT // 100, escrow
+
+
+def borrower_fees_from_escrow(f: RoleFlows) -> int:
+    """Fees the escrow pool paid the platform that its disbursements to borrowers carry (BORROWER_FEE_PERCENT)."""
+    return min(f.amount("FEE", "CUSTODY_POOL", "PLATFORM_OWN"),
+               f.amount("DISBURSE", "CUSTODY_POOL", "BORROWER") * BORROWER_FEE_PERCENT // 100)
 
 
 @detector("misappropriation")
@@ -30,7 +43,7 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     f = view.flows
     client_in = f.amount("DEPOSIT", "EXTERNAL", LENDING_CLIENT_ROLES)
     non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN")
-    fees, allowed = investor_fees(view.ledger, view.platform_id)
+    fees, allowed, _ = investor_fees(view.ledger, view.platform_id)
     # the window's fees that are beyond the disclosed level over the platform's life
     excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"), max(0, fees - allowed))
     taken = non_fee + excess_fees
@@ -138,7 +151,8 @@ def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
             reserve_fees += kept_fees
         else:
             lending_fees += kept_fees
-    lawful_fees = reserve_fees + min(lending_fees, investor_fees(ledger, platform_id)[1])
+    _, allowed, escrow = investor_fees(ledger, platform_id)
+    lawful_fees = reserve_fees + min(lending_fees, allowed + escrow)  # borrowers' fees from escrow among them
     return Reconciliation(inflow, inflow - returned - lawful_out - lawful_fees, held)
 
 

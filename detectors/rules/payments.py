@@ -5,6 +5,7 @@ from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_z
 
 MATERIAL = 1_000_000
 MAX_FEE_RATE = 0.01  # fee from the reserve above 1 % of what it settled is not a fee
+ONE_WAY = 0.05  # reserve transfers are a one-way collection while at most 5 % go any other way
 
 
 @detector("reserve_misuse")
@@ -38,14 +39,33 @@ def reserve_misuse(view: PlatformView) -> list[Finding]:
          ("excess_fees_fen", float(excess_fees)), ("to_related_fen", float(to_related))))]
 
 
+def _bank(view: PlatformView, account: str) -> str | None:
+    a = view.ledger.accounts.get(account)
+    return a.custodian_id if a else None
+
+
 @detector("cross_bank_clearing")
 def cross_bank_clearing(view: PlatformView) -> list[Finding]:
+    """Client reserves moving between the institution's accounts at different banks (变相跨行清算).
+
+    What a cooperating bank's reserve account collected is swept to the reserve account at the
+    institution's custodian bank (备付金存管银行): that one-way collection is what the reserve rules
+    require, not clearing. Money leaving the custodian bank's reserve for another bank's, or moving
+    among cooperating banks' reserves, is; once it does (more than ONE_WAY of the money between
+    reserves), the transfers into the custodian bank's reserve are legs of the same clearing and
+    count too.
+    """
     reserves = view.accounts_by_role.get("CLIENT_RESERVE", [])
     if len(reserves) < 2:
         return []
+    p = view.platform
+    home = p.custodian_id if p is not None else None
     edges = view.edges(lambda u, v, e: view.role(u) == "CLIENT_RESERVE" and view.role(v) == "CLIENT_RESERVE")
     if not edges:
         return []
+    other_way = sum(amt for u, v, e, amt in edges if _bank(view, v) != home or _bank(view, u) == home)
+    if home is not None and other_way <= ONE_WAY * sum(amt for _, _, _, amt in edges):
+        return []  # one-way collection into the custodian bank's reserve
     ev = view.evidence(edges)
     if ev.amount < MATERIAL:
         return []

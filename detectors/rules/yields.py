@@ -6,7 +6,8 @@ from typing import Any
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
-from graph.windows import Window, role_flows
+from graph.ledger import B_COUNT, TYPE_INDEX
+from graph.windows import Window, edge_amount, edge_origins, role_flows
 
 MATERIAL = 1_000_000
 MARGIN = 0.02
@@ -159,28 +160,69 @@ def waived_fees(view: PlatformView) -> int:
     return min(refunds, max(0, life.amount("FEE", "INVESTOR", "PLATFORM_OWN") - given_back_before))
 
 
+SUBSIDY_PAYERS = ("PLATFORM_OWN", "RISK_RESERVE")
+
+
+def _net_principal_back(view: PlatformView, investor: str) -> int:
+    """Principal an investor has been paid back beyond what it ever put into listings (lifetime); > 0 only when
+    'principal' is really a return."""
+    G = view.ledger.graph
+    put = sum(e["by_type"][TYPE_INDEX["INVEST"]] for _, _, e in G.out_edges(investor, data=True) if e.get("kind") == "flow")
+    back = sum(e["amount"] - e["interest"] for u, _, e in G.in_edges(investor, data=True)
+               if e.get("kind") == "flow" and view.role(u) != "EXTERNAL")
+    return max(0, back - put)
+
+
+def subsidy_returns(view: PlatformView) -> tuple[int, int, list[int], list[tuple[str, str, dict[str, Any], int]]]:
+    """Returns the platform's own or risk-reserve accounts paid investors in the window: (amount, payouts, origins, edges).
+
+    A subsidy is a return the projects did not earn (seed 000 §三(四)): the interest part of these
+    payouts, and any 'principal' beyond what the investor ever put in. Principal paid back at par
+    is not a return: a disclosed risk reserve covering a defaulted loan's principal, shareholders
+    buying investors' claims when a platform winds down. The interest share of a payout edge is its
+    lifetime share (the ledger keeps interest per edge, not per day). A platform that books returns
+    as principal shows here only once an investor has been paid more principal than it put in;
+    ponzi_payout traces the money either way.
+    """
+    amount = count = 0
+    origins = [0] * trace.N_ORIGINS
+    edges = []
+    start = view.window.start_day
+    for u, v, e, total in view.edges(lambda u, v, e: view.role(u) in SUBSIDY_PAYERS and view.role(v) == "INVESTOR"):
+        paid_life = sum(e["by_type"][TYPE_INDEX[t]] for t in PAYOUT_TYPES)
+        if paid_life <= 0:
+            continue
+        paid = total * paid_life / e["amount"]  # the payout types' part of the edge in the window
+        interest = paid * min(1.0, e["interest"] / paid_life)
+        ret = int(interest + min(paid - interest, _net_principal_back(view, v)))
+        if ret <= 0:
+            continue
+        amount += ret
+        count += e["count"] if start is None else sum(b[B_COUNT] for d, b in e["buckets"].items() if d >= start)
+        for k, x in enumerate(edge_origins(e, view.window)):
+            origins[k] += int(x * ret / total)
+        edges.append((u, v, e, total))
+    return amount, count, origins, edges
+
+
 @detector("subsidy")
 def subsidy(view: PlatformView) -> list[Finding]:
     f = view.flows
-    waived = waived_fees(view)
-    own_paid = f.amount(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR") - waived
-    n = f.count(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
-    if waived and waived == f.amount("REFUND", "PLATFORM_OWN", "INVESTOR"):
-        n -= f.count("REFUND", "PLATFORM_OWN", "INVESTOR")
+    own_paid, n, origins, edges = subsidy_returns(view)
+    waived = min(own_paid, waived_fees(view))  # fees given back are the investors' own money, not a return
+    if waived:
+        if waived == f.amount("REFUND", "PLATFORM_OWN", "INVESTOR"):
+            n -= f.count("REFUND", "PLATFORM_OWN", "INVESTOR")
+        origins = [x * (own_paid - waived) // own_paid for x in origins]
+        own_paid -= waived
     if own_paid <= 0 or n < 3:
         return []
-    origins = f.origins(PAYOUT_TYPES, ("PLATFORM_OWN", "RISK_RESERVE"), "INVESTOR")
-    if waived:
-        refund_origins = f.origins("REFUND", "PLATFORM_OWN", "INVESTOR")
-        refunds = f.amount("REFUND", "PLATFORM_OWN", "INVESTOR")
-        origins = [x - r * waived // refunds for x, r in zip(origins, refund_origins)]
     own = origins[trace.OWN_FUNDS]
     others = origins[trace.INVESTOR_FUNDS] + origins[trace.RESERVE_FUNDS]
     interest_total = f.amount(PAYOUT_TYPES, None, "INVESTOR") or 1
     share = own_paid / interest_total
     sev = "HIGH" if others > own or share >= 0.2 else "MEDIUM"
-    ev = view.evidence(view.edges(lambda u, v, e: view.role(u) in ("PLATFORM_OWN", "RISK_RESERVE")
-                                  and view.role(v) == "INVESTOR"))
+    ev = view.evidence(sorted(edges, key=lambda x: (-x[3], x[0], x[1])))
     return [Finding(
         "subsidy", sev, min(1.0, 0.4 + share),
         f"近{view.window_days}日平台以自有或风险准备金账户向投资人支付收益、奖励{n}笔共{yuan_zh(own_paid)}，"

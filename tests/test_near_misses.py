@@ -1,0 +1,227 @@
+"""Issue 8: lawful near-misses that real platforms show and that used to trip a rule, each next to the scheme
+that must still trip it (hand-built ledgers; the simulator's versions are in tests/test_simulator.py)."""
+from detectors.base import PlatformView
+from detectors.rules.fund_pool import fund_pool
+from detectors.rules.misappropriation import custody_shortfall, misappropriation
+from detectors.rules.yields import ponzi_payout, subsidy
+from graph.windows import Window
+from schemas.records import DAY_MS, Disclosure
+from tests.helpers import T0, WAN, Book
+
+
+def view(b: Book, days: int = 90) -> PlatformView:
+    return PlatformView(b.ledger, b.pid, Window(days, b.ledger.now_ms))
+
+
+def investors(b: Book, n: int, amount: int, prefix: str = "I") -> list[str]:
+    out = []
+    for i in range(n):
+        x, inv = b.account(f"X{prefix}{i}", "EXTERNAL", f"H-{prefix}{i}"), b.account(f"{prefix}{i}", "INVESTOR", f"H-{prefix}{i}")
+        b.tx(0.3 + i / 100, "DEPOSIT", x, inv, amount)
+        out.append(inv)
+    return out
+
+
+def escrow_loan(b: Book, lid: str, invs: list[str], each: int, fee: int, at_source: bool, day: float = 1) -> None:
+    """Investors fund loan `lid` through the escrow pool; the borrower's fee is deducted at disbursement or not."""
+    b.listing(lid, "LOAN", each * len(invs), 0.12, 90, day=int(day), borrower="B1")
+    for inv in invs:
+        b.tx(day, "INVEST", inv, "POOL", each, listing=lid)
+    b.tx(day + 0.05, "DISBURSE", "POOL", "B1", each * len(invs) - (fee if at_source else 0), listing=lid)
+    if at_source:
+        b.tx(day + 0.05, "FEE", "POOL", "OWN", fee, listing=lid)
+
+
+def escrow_book() -> tuple[Book, list[str]]:
+    b = Book()
+    invs = investors(b, 4, 10 * WAN)
+    for name, role in (("POOL", "CUSTODY_POOL"), ("B1", "BORROWER"), ("OWN", "PLATFORM_OWN")):
+        b.account(name, role)
+    b.account("XB1", "EXTERNAL", "H-B1")
+    return b, invs
+
+
+def test_borrower_fee_deducted_from_the_escrow_is_the_borrowers_not_investors():
+    # used to trip: 3 % of a loan taken from the escrow read as investor fees far above 10 % of interest, and the
+    # reconciliation counted it as client money missing
+    b, invs = escrow_book()
+    escrow_loan(b, "L1", invs, 10 * WAN, int(0.03 * 40 * WAN), at_source=True)
+    assert misappropriation(view(b)) == []
+    assert custody_shortfall(view(b)) == []
+
+
+def test_borrower_fee_advanced_from_the_escrow_and_reimbursed():
+    b, invs = escrow_book()
+    invs += investors(b, 4, 10 * WAN, "J")
+    escrow_loan(b, "L1", invs[:4], 10 * WAN, 0, at_source=False)
+    for inv in invs[4:]:  # other investors' money waits in the escrow for its loan
+        b.tx(1.2, "INVEST", inv, "POOL", 10 * WAN)
+    fee = int(0.03 * 40 * WAN)
+    b.tx(1.3, "FEE", "POOL", "OWN", fee, listing="L1")  # advanced by the escrow ...
+    b.tx(3, "TRANSFER", "B1", "POOL", fee, listing="L1")  # ... and reimbursed by the borrower
+    assert misappropriation(view(b)) == []
+    assert custody_shortfall(view(b)) == []
+
+
+def test_escrow_skimmed_beyond_any_borrower_fee_still_trips():
+    b, invs = escrow_book()
+    escrow_loan(b, "L1", invs[:2], 10 * WAN, 0, at_source=False)
+    for inv in invs[2:]:
+        b.tx(1.2, "INVEST", inv, "POOL", 10 * WAN)
+    b.tx(1.3, "FEE", "POOL", "OWN", 8 * WAN, listing="L1")  # 40 % of the loan "as a fee": investors' money
+    (m,) = misappropriation(view(b))
+    assert dict(m.metrics)["excess_fees_fen"] >= 6 * WAN
+    (s,) = custody_shortfall(view(b))
+    assert s.amount >= 6 * WAN
+    c, invs = escrow_book()  # and a transfer out of the escrow is never a fee, however small
+    escrow_loan(c, "L1", invs, 10 * WAN, int(0.03 * 40 * WAN), at_source=True)
+    c.tx(2, "INVEST", investors(c, 1, 10 * WAN, "J")[0], "POOL", 10 * WAN)
+    c.tx(2.1, "TRANSFER", "POOL", "OWN", 2 * WAN)
+    (m,) = misappropriation(view(c))
+    assert dict(m.metrics)["taken_fen"] == 2 * WAN
+
+
+def test_matched_plan_with_the_fee_deducted_at_source_is_still_matched():
+    # used to trip: the loan received the product's money less the borrower's fee, so the 1 % match failed and the
+    # whole product read as pooled (CRITICAL)
+    def plan(loan_term: int, disbursed: int) -> Book:
+        b = Book()
+        invs = investors(b, 2, 5 * WAN)
+        for name, role in (("POOL", "CUSTODY_POOL"), ("B1", "BORROWER"), ("OWN", "PLATFORM_OWN")):
+            b.account(name, role)
+        b.listing("PR1", "PRODUCT", 10 * WAN, 0.08, 90, day=1)
+        for inv in invs:
+            b.tx(1, "INVEST", inv, "POOL", 5 * WAN, listing="PR1")
+        b.listing("L1", "LOAN", 10 * WAN, 0.12, loan_term, day=1, borrower="B1")
+        b.tx(1.1, "DISBURSE", "POOL", "B1", disbursed, listing="L1")
+        b.tx(1.1, "FEE", "POOL", "OWN", 10 * WAN - disbursed, listing="L1")
+        return b
+    assert fund_pool(view(plan(90, int(9.7 * WAN)))) == []  # a 3 % fee deducted at source
+    assert fund_pool(view(plan(90, int(9.3 * WAN)))) == []  # a steep, disclosed 7 %
+    pooled = {f.detector for f in fund_pool(view(plan(365, int(9.7 * WAN))))}  # short money lent long: a pool
+    assert pooled == {"fund_pool", "maturity_mismatch"}
+    assert {f.detector for f in fund_pool(view(plan(90, 7 * WAN)))} == {"fund_pool"}  # 30 % short: no fee explains it
+
+
+def reserve_book() -> tuple[Book, list[str]]:
+    b = Book()
+    invs = investors(b, 4, 10 * WAN)
+    for name, role in (("B1", "BORROWER"), ("OWN", "PLATFORM_OWN"), ("RES", "RISK_RESERVE")):
+        b.account(name, role)
+    b.account("XB1", "EXTERNAL", "H-B1")
+    b.listing("L1", "LOAN", 40 * WAN, 0.12, 90, borrower="B1")
+    for inv in invs:
+        b.tx(1, "INVEST", inv, "B1", 10 * WAN, listing="L1")
+    b.tx(1.1, "FEE", "B1", "RES", 2 * WAN, listing="L1")  # the borrower's contribution to the disclosed reserve
+    b.tx(1.2, "WITHDRAWAL", "B1", "XB1", 30 * WAN)
+    return b, invs
+
+
+def test_risk_reserve_covering_a_default_is_not_a_subsidy():
+    # used to trip: principal a disclosed risk reserve paid the investors of a defaulted loan read as returns
+    # paid from the reserve (HIGH when more than 20 % of what investors received)
+    b, invs = reserve_book()
+    b.account("XO", "EXTERNAL", "CTRL")
+    b.tx(5, "DEPOSIT", "XO", "OWN", 10 * WAN)
+    b.tx(6, "TRANSFER", "OWN", "RES", 8 * WAN)
+    for inv in invs:  # the borrower defaults at maturity: the reserve pays each investor's principal
+        b.tx(91, "PAYOUT", "RES", inv, int(2.5 * WAN), listing="L1")
+    assert subsidy(view(b)) == []
+    assert ponzi_payout(view(b)) == []
+
+
+def test_wind_down_buyback_at_par_is_not_a_subsidy():
+    b, invs = reserve_book()
+    b.account("XO", "EXTERNAL", "CTRL")
+    b.tx(40, "DEPOSIT", "XO", "OWN", 45 * WAN)  # shareholders put money in to buy the claims
+    for inv in invs:  # at par: the principal each investor has in the loan
+        b.tx(40.1, "TRANSFER", "OWN", inv, 10 * WAN, listing="L1")
+    assert subsidy(view(b)) == []
+
+
+def test_returns_paid_from_own_or_reserve_money_still_trip():
+    b, invs = reserve_book()
+    b.account("XO", "EXTERNAL", "CTRL")
+    b.tx(5, "DEPOSIT", "XO", "OWN", 10 * WAN)
+    bonus = [b.tx(7 + k, "PAYOUT", "OWN", invs[k], 2000_00, interest=2000_00) for k in range(4)]  # 加息 bonuses
+    (f,) = subsidy(view(b))
+    assert dict(f.metrics)["subsidy_fen"] == 8000_00 and set(bonus) <= set(f.tx_ids)
+    # 'principal' paid by the reserve beyond what an investor ever put in is a return however it is booked
+    c, invs = reserve_book()
+    c.tx(6, "DEPOSIT", c.account("XR", "EXTERNAL", "CTRL"), "RES", 20 * WAN)
+    for k in range(3):
+        c.tx(8 + k, "PAYOUT", "RES", invs[0], 5 * WAN)
+    (g,) = subsidy(view(c))
+    assert dict(g.metrics)["subsidy_fen"] == 5 * WAN  # 15 paid back of 10 put in
+
+
+def peers(b: Book, histories: list[list[int]], investors: int = 50) -> None:
+    """Other platforms' complaint histories in the same ledger: the population the dispersion comes from."""
+    for j, xs in enumerate(histories):
+        for i, c in enumerate(xs):
+            b.ledger.apply(Disclosure(f"Q{j}", T0 + (30 * i + 29) * DAY_MS, investors, 10, complaints=c))
+
+
+# complaint histories of 24 platforms with the usual waves (a gamma-mixed count with an occasional burst)
+POPULATION = [[2, 0, 1, 2, 9, 3], [3, 1, 5, 5, 6, 1], [4, 2, 1, 5, 2, 2], [0, 0, 1, 1, 0, 0], [7, 1, 0, 1, 0, 1],
+              [0, 1, 1, 0, 4, 2], [1, 1, 0, 0, 0, 0], [3, 1, 1, 4, 8, 2], [7, 1, 2, 1, 4, 2], [5, 3, 2, 1, 1, 3],
+              [6, 0, 3, 2, 0, 1], [1, 1, 0, 0, 2, 2], [4, 1, 4, 2, 1, 2], [10, 3, 3, 2, 1, 3], [1, 1, 1, 0, 4, 2],
+              [4, 5, 3, 1, 1, 1], [3, 0, 3, 3, 2, 2], [4, 3, 2, 2, 4, 2], [2, 0, 3, 0, 2, 13], [1, 0, 4, 1, 0, 2],
+              [1, 3, 2, 1, 1, 7], [1, 0, 0, 6, 1, 0], [5, 0, 1, 2, 1, 2], [2, 1, 3, 2, 1, 2]]
+
+
+def test_complaint_burst_after_a_default_is_not_a_high_surge_but_a_climb_is():
+    from detectors.rules.disclosures import complaint_surge
+    burst, climb = Book(), Book()
+    for b, xs in ((burst, [2, 1, 2, 1, 10, 2]), (climb, [1, 2, 1, 2, 14, 26])):
+        for i, c in enumerate(xs):
+            b.ledger.apply(Disclosure(b.pid, T0 + (30 * i + 29) * DAY_MS, 50, 10, complaints=c))
+        peers(b, POPULATION)
+    # used to trip HIGH (Poisson tail 2e-4 for 12 against 3 expected): a wave like the population's own is not
+    found = complaint_surge(view(burst))
+    assert all(f.severity != "HIGH" for f in found)
+    (f,) = complaint_surge(view(climb))
+    assert f.severity == "HIGH" and dict(f.metrics)["complaints_recent"] == 40 and dict(f.metrics)["persists"] == 1.0
+
+
+def test_one_month_of_complaints_after_defaults_is_a_lead_not_a_high_surge():
+    from detectors.rules.disclosures import complaint_surge
+    b = Book()
+    for i, c in enumerate([1, 2, 1, 2, 2, 30]):  # a bad month: the investors of several defaulted loans
+        b.ledger.apply(Disclosure(b.pid, T0 + (30 * i + 29) * DAY_MS, 50, 10, complaints=c))
+    peers(b, POPULATION)
+    (f,) = complaint_surge(view(b))  # used to be HIGH; still a lead for the supervisor's file
+    assert f.severity == "MEDIUM" and dict(f.metrics)["persists"] == 0.0
+
+
+def payment_book() -> Book:
+    from schemas.records import Account
+    b = Book(kind="THIRD_PARTY_PAYMENT")  # its custodian bank is CB01
+    b.account("PAYER", "EXTERNAL")
+    b.account("M", "EXTERNAL")
+    b.account("OWN", "PLATFORM_OWN")
+    for name, bank in (("R1", "CB01"), ("R2", "CB02"), ("R3", "CB03")):
+        b.ledger.apply(Account(name, b.pid, "H-P1", "CLIENT_RESERVE", T0, bank))
+    return b
+
+
+def test_sweeping_a_cooperating_banks_reserve_to_the_custodian_bank_is_not_clearing():
+    from detectors.rules.payments import cross_bank_clearing
+    # used to trip (MEDIUM): what the cooperating bank (CB02) collected, swept in round lumps to the custodian's
+    b = payment_book()
+    for k in range(6):
+        b.tx(1 + 5 * k, "DEPOSIT", "PAYER", "R2", 10 * WAN)
+        b.tx(1.5 + 5 * k, "TRANSFER", "R2", "R1", 8 * WAN)
+        b.tx(2 + 5 * k, "TRANSFER", "R1", "M", 8 * WAN)
+    assert cross_bank_clearing(view(b)) == []
+
+
+def test_settling_through_other_banks_reserves_is_still_clearing():
+    from detectors.rules.payments import cross_bank_clearing
+    b = payment_book()
+    b.tx(1, "DEPOSIT", "PAYER", "R1", 60 * WAN)
+    b.tx(1.5, "TRANSFER", "R1", "R2", 30 * WAN)  # out of the custodian bank's reserve ...
+    b.tx(1.6, "TRANSFER", "R2", "R3", 10 * WAN)  # ... and among cooperating banks
+    b.tx(1.7, "TRANSFER", "R3", "R1", 5 * WAN)  # and back in: a leg of the same clearing
+    (c,) = cross_bank_clearing(view(b))
+    assert c.amount == 45 * WAN and dict(c.metrics)["banks"] == 3 and c.severity == "HIGH"
