@@ -193,8 +193,13 @@ def subsidy_returns(view: PlatformView) -> tuple[int, int, list[int], list[tuple
         if paid_life <= 0:
             continue
         paid = total * paid_life / e["amount"]  # the payout types' part of the edge in the window
-        interest = paid * min(1.0, e["interest"] / paid_life)
-        ret = int(interest + min(paid - interest, _net_principal_back(view, v)))
+        # a REFUND from the platform or its reserve is no principal: a return, unless it gives back the
+        # investor's own fees (waived_fees, taken off in `subsidy`)
+        refund_life = e["by_type"][TYPE_INDEX["REFUND"]]
+        refund = total * refund_life / e["amount"]
+        other = paid - refund
+        interest = other * min(1.0, e["interest"] / (paid_life - refund_life)) if paid_life > refund_life else 0.0
+        ret = int(interest + refund + min(other - interest, _net_principal_back(view, v)))
         if ret <= 0:
             continue
         amount += ret
