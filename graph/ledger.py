@@ -193,6 +193,8 @@ class Ledger:
     def apply_outcome(self, o: Outcome) -> ApplyResult:
         """Keep the latest decision per platform. Like a tip it never moves event time: outcomes are often decided
         months after the data they judge, and moving the clock would make every platform look silent."""
+        if o.platform_id not in self.platforms:
+            return ApplyResult(False, "unregistered platform")  # bounded: one label per registered platform
         cur = self.outcomes.get(o.platform_id)
         if cur is not None and cur.decided_at > o.decided_at:
             return ApplyResult(False, "older outcome")

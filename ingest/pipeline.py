@@ -311,6 +311,10 @@ class Pipeline:
                 return
             self._apply_tx(env, allow_wait=True)
             return
+        if isinstance(rec, Outcome) and rec.platform_id not in self.ledger.platforms:
+            # a label for nobody we know: kept, it would let any producer grow the state without bound
+            self._dead(DecodeError(env.source, f"outcome for unregistered platform {rec.platform_id[:64]!r}", "validate"))
+            return
         self.ledger.apply(rec)
         self.stats.applied += 1
         self._dirty = True

@@ -136,3 +136,16 @@ def test_outcomes_avro_is_read_as_labels_that_move_no_clock(report, small_world_
     assert rep["stats"]["inputs"] == report["stats"]["inputs"] + len(rows) and rep["stats"]["dead"] == report["stats"]["dead"]
     assert {p["platform_id"]: (p["score"], p["as_of"], p["learned"]) for p in rep["platforms"]} == {
         p["platform_id"]: (p["score"], p["as_of"], None) for p in report["platforms"]}
+
+
+def test_an_outcome_for_an_unregistered_platform_is_dead_lettered_once(small_world_dir, tmp_path):
+    """Outcomes are labels for platforms we know: one for an unknown id would grow state without bound."""
+    shutil.copy(small_world_dir / FILES["Platform"], tmp_path / FILES["Platform"])
+    rows = [{"platform_id": "NO-SUCH-PLATFORM", "status": "RUN_AWAY", "decided_at": 1_460_000_000_000,
+             "source": "spam", "note": None}]
+    with open(tmp_path / FILES["Outcome"], "wb") as fh:
+        fastavro.writer(fh, schema("Outcome").parsed, rows)
+    dead = tmp_path / "dead.jsonl"
+    assert main(["replay", str(tmp_path), "--report", str(tmp_path / "r.json"), "--dead-letters", str(dead)]) == 0
+    (line,) = [json.loads(x) for x in dead.read_text(encoding="utf-8").splitlines()]
+    assert "outcome for unregistered platform 'NO-SUCH-PLATFORM'" in line["reason"]

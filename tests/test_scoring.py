@@ -149,6 +149,7 @@ def test_an_outcome_never_moves_event_time():
     assert L.apply(Outcome("D001", "RUN_AWAY", now + 400 * DAY_MS, "news")).applied
     assert L.now_ms == now and L.outcomes["D001"].status == "RUN_AWAY"
     assert not L.apply(Outcome("D001", "NORMAL", now - DAY_MS, "older")).applied  # the latest decision stands
+    assert not L.apply(Outcome("NOBODY", "RUN_AWAY", now, "spam")).applied and "NOBODY" not in L.outcomes
 
 
 # ---- the stopped-disclosure rule and its near-misses ------------------------------------------------------
@@ -213,15 +214,17 @@ def labelled_population(n: int = 120, seed: int = 2) -> tuple[Ledger, list[str]]
     return L, pids
 
 
+def with_outcomes(L: Ledger, outcomes: dict[str, Outcome]) -> Ledger:
+    """The same ledger state with other labels."""
+    other = Ledger()
+    other.__dict__.update({**L.__dict__, "outcomes": outcomes})
+    return other
+
+
 def test_without_enough_labels_the_score_is_exactly_the_unsupervised_one():
     L, pids = labelled_population()
-    plain = Ledger()
-    plain.__dict__.update({k: v for k, v in L.__dict__.items() if k != "outcomes"})
-    plain.outcomes = {}
-    unsup = by_id(Assessor(use_hbos=False).assess(plain, refit=True))
-    few = Ledger()
-    few.__dict__.update({k: v for k, v in L.__dict__.items() if k != "outcomes"})
-    few.outcomes = dict(list(L.outcomes.items())[:12])  # too few of one kind or both
+    unsup = by_id(Assessor(use_hbos=False).assess(with_outcomes(L, {}), refit=True))
+    few = with_outcomes(L, dict(list(L.outcomes.items())[:12]))  # too few of one kind or both
     scarce = by_id(Assessor(use_hbos=False, min_labels=10).assess(few, refit=True))
     for pid in pids:
         assert scarce[pid].learned is None and unsup[pid].learned is None
@@ -231,10 +234,7 @@ def test_without_enough_labels_the_score_is_exactly_the_unsupervised_one():
 
 def test_labels_raise_the_platforms_that_look_like_failures_and_explain_why():
     L, pids = labelled_population()
-    unsup_L = Ledger()
-    unsup_L.__dict__.update({k: v for k, v in L.__dict__.items() if k != "outcomes"})
-    unsup_L.outcomes = {}
-    unsup = by_id(Assessor(use_hbos=False).assess(unsup_L, refit=True))
+    unsup = by_id(Assessor(use_hbos=False).assess(with_outcomes(L, {}), refit=True))
     sup = by_id(Assessor(use_hbos=False).assess(L, refit=True))
     lv = sup["Q001"].learned
     assert lv is not None and lv.weight > 0 and not lv.cross_fitted

@@ -336,7 +336,8 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
         accts = sorted({b for q in reciprocal for b in insiders[q]})
         lent = sum(loans.get(b, 0) for b in accts)
         if lent >= MATERIAL:
-            ev = view.evidence(view.edges(lambda u, v, e: v in set(accts)))
+            insider_accounts = set(accts)
+            ev = view.evidence(view.edges(lambda u, v, e: v in insider_accounts))
             named = reciprocal[:MAX_GROUPS]
             out.append(Finding(
                 "self_financing", "HIGH", min(1.0, 0.5 + lent / max(1, sum(loans.values()))),
@@ -352,7 +353,8 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
         accts = sorted({b for q in one_way for b in insiders[q]})
         lent = sum(loans.get(b, 0) for b in accts)
         if lent >= MATERIAL:
-            ev = view.evidence(view.edges(lambda u, v, e: v in set(accts)))
+            insider_accounts = set(accts)
+            ev = view.evidence(view.edges(lambda u, v, e: v in insider_accounts))
             named = one_way[:MAX_GROUPS]
             out.append(Finding(
                 "cross_platform_insider", "LOW", min(1.0, lent / max(1, sum(loans.values()))),
