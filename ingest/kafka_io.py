@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_TOPIC = "custody.deadletter"
 READ_BACK_TIMEOUT_S = 120.0  # reading back what a crashed run published, at start
+TOPICS_READY_TIMEOUT_MS = 60_000  # new topics' leaders elected and visible, before the first record goes out
 FLUSH_TIMEOUT_S = 5.0  # a flush that cannot finish (broker away) raises rather than holding a shutdown
 # record name -> (partitions, compacted). Transactions, listings and disclosures are keyed by
 # platform and share a partition count, so one consumer owns all of a platform's money.
@@ -50,7 +51,9 @@ def ensure_topics(bootstrap: str, prefix: str = "") -> dict[str, str]:
         existing = set(admin.list_topics())
         missing = {t: s for t, s in spec.items() if t not in existing}
         if missing:
-            admin.create_topics(missing, timeout_ms=30_000, raise_errors=False, wait_for_metadata=True)
+            admin.create_topics(missing, timeout_ms=30_000, raise_errors=False, wait_for_metadata=False)
+            # a broker just started on a busy machine can take longer than the client's 10 s default
+            admin.wait_for_topics(sorted(missing), timeout_ms=TOPICS_READY_TIMEOUT_MS)
             log.info("created topics %s", sorted(missing))
     finally:
         admin.close()

@@ -175,6 +175,7 @@ class KafkaSource:
         self._consumer: Any = None
         self.transient_errors = 0
         self.failing_since: float | None = None  # monotonic time of the first of the current run of failures
+        self._polling_since: float | None = None  # monotonic time a poll began, while it has not returned
         self._failures = 0
         self._start: dict[tuple[str, int], int] | None = None
         self._seek = False
@@ -228,6 +229,7 @@ class KafkaSource:
             self._positioned.add(tp)
 
     def poll(self) -> list[RawMessage] | None:
+        self._polling_since = time.monotonic()
         try:
             batches = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
         except Exception as exc:
@@ -235,7 +237,11 @@ class KafkaSource:
                 raise
             self._transient(exc, "poll")
             return []
+        finally:
+            self._polling_since = None
         self._failures = 0
+        if batches:
+            self.failing_since = None  # records came back: the broker answers
         if self._seek:
             # a static member rejoining gets its partitions back without the rebalance callback, and the
             # fetch starts at the committed offsets, which may be ahead of the checkpoint: records fetched
@@ -270,6 +276,17 @@ class KafkaSource:
                 raise
             self._transient(exc, "commit", wait=False)  # the next turn of the loop commits again
 
+    def failing_for(self) -> float | None:
+        """Seconds the broker has not answered: since the first of the current run of failed calls, or for as
+        long as a poll has been held beyond its own timeout (kafka-python's poll has none while it looks for
+        a coordinator, so a loop held there would otherwise never see a failure). None: it answers."""
+        now = time.monotonic()
+        spans = [now - self.failing_since] if self.failing_since is not None else []
+        polling = self._polling_since
+        if polling is not None and now - polling > self.poll_timeout_ms / 1000 + 2.0:
+            spans.append(now - polling)
+        return max(spans) if spans else None
+
     def _transient(self, exc: Exception, what: str, *, wait: bool = True) -> None:
         if self.failing_since is None:
             self.failing_since = time.monotonic()  # health: how long the broker has not answered
@@ -299,9 +316,12 @@ class KafkaSource:
                 if now - self._ends_at > 0.05:
                     self._ends = c.end_offsets(list(assigned), timeout_ms=BROKER_CALL_TIMEOUT_MS)
                     self._ends_at = now
+                    self.failing_since = None
         except Exception as exc:
             if not transient(exc):
                 raise
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
             log.warning("Kafka positions unknown (%s: %s)", type(exc).__name__, exc)
             return {(tp.topic, tp.partition) for tp in assigned}
         return {(tp.topic, tp.partition) for tp in assigned if positions[tp] < self._ends.get(tp, 0)}
@@ -325,10 +345,14 @@ class KafkaSource:
             return None
         try:
             ends = c.end_offsets(list(assigned), timeout_ms=BROKER_CALL_TIMEOUT_MS)
-            return sum(max(0, ends.get(tp, 0) - c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS)) for tp in assigned)
+            lag = sum(max(0, ends.get(tp, 0) - c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS)) for tp in assigned)
+            self.failing_since = None
+            return lag
         except Exception as exc:
             if not transient(exc):
                 raise
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()  # health: the broker did not answer
             log.warning("Kafka lag unknown (%s: %s)", type(exc).__name__, exc)
             return None
 

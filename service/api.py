@@ -111,15 +111,16 @@ class PipelineRunner:
             out.append(f"pipeline lagging: {st['lag_records']} records behind (bound "
                        f"{settings.health_max_lag_records})")
         if st.get("broker_failing_s") is not None and st["broker_failing_s"] > settings.health_broker_down_seconds:
-            out.append(f"broker unreachable: commits have failed for {st['broker_failing_s']} s (retrying)")
+            out.append(f"broker unreachable: no answer for {st['broker_failing_s']} s (retrying)")
         if st["running"] and st.get("loop_turned_s_ago", 0) > settings.health_stall_seconds:
             out.append(f"pipeline stalled: its loop last turned {st['loop_turned_s_ago']} s ago")
         return out
 
 
 def _failing_for(source: Any) -> float | None:
-    since = getattr(source, "failing_since", None)
-    return None if since is None else round(time.monotonic() - since, 1)
+    failing_for = getattr(source, "failing_for", None)
+    seconds = failing_for() if failing_for is not None else None
+    return None if seconds is None else round(seconds, 1)
 
 
 class BodyLimit:

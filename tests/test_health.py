@@ -198,3 +198,55 @@ def test_sigterm_ends_run_within_seconds_with_the_broker_gone(kafka_bootstrap, t
         stop(proc)
         back = subprocess.run([str(ROOT / "ops/kafka.sh"), "start"], capture_output=True, text=True, timeout=120)
         assert back.stdout.strip() == kafka_bootstrap  # the broker is back for the tests after this one
+
+
+class HeldConsumer:
+    """kafka-python's consumer as it behaves with the broker gone: `poll` is held (no timeout while it looks
+    for a coordinator) and `end_offsets` times out. A stand-in for the client library's behaviour in a unit
+    test of the health arithmetic; the real broker is stopped in the test above."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+
+    def poll(self, timeout_ms):
+        self.release.wait(30)
+        return {}
+
+    def assignment(self):
+        from kafka.structs import TopicPartition
+
+        return {TopicPartition("t", 0)}
+
+    def end_offsets(self, partitions, timeout_ms):
+        from kafka.errors import KafkaTimeoutError
+
+        raise KafkaTimeoutError("Failed to get offsets by timestamps in 3.0 seconds.")
+
+    def position(self, tp, timeout_ms):
+        return 0
+
+
+def test_broker_silence_counts_a_held_poll_and_a_failed_offset_request():
+    """CI saw /healthz stay 200 for a minute with the broker gone: the loop was held in a poll, or idle with
+    nothing to commit, and only failed commits counted as the broker not answering."""
+    import threading
+
+    from ingest.sources import KafkaSource
+
+    src = KafkaSource("127.0.0.1:1", "g", {"t": "Transaction"}, poll_timeout_ms=100)
+    held = HeldConsumer()
+    src._consumer = held
+    assert src.failing_for() is None
+    poller = threading.Thread(target=src.poll)
+    poller.start()
+    try:
+        time.sleep(1.0)
+        assert src.failing_for() is None  # a poll within its own timeout and a margin is not silence
+        wait_for(lambda: (src.failing_for() or 0) > 2.0, 10, "a held poll to count as the broker silent")
+    finally:
+        held.release.set()
+        poller.join(5)
+    assert src.failing_for() is None  # the poll returned
+    assert src.lag() is None and src.failing_for() is not None  # the ends could not be asked: silence begins
