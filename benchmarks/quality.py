@@ -16,6 +16,7 @@ segment on its own (platforms a supervisor knows only by their disclosures).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -150,6 +151,7 @@ def main() -> None:
     ap.add_argument("--half-outcomes", action="store_true",
                     help="also replay each world with the outcomes of half its platforms (a seeded hash) given, "
                          "and compare both runs on the other half")
+    ap.add_argument("--dump", help="write every platform's row (JSON lines) here, to study the misses")
     args = ap.parse_args()
     work = Path(args.workdir)
     all_rows: list[dict[str, Any]] = []
@@ -163,6 +165,10 @@ def main() -> None:
             given = run_world(seed, args.platforms, args.days, work, args.assess_every_days, outcomes="half")
             half_plain.extend(r for r in rows if not r["labelled"])
             half_given.extend(r for r in given if not r["labelled"])
+    if args.dump:
+        with open(args.dump, "w") as out:
+            for r in all_rows:
+                out.write(json.dumps(r, default=sorted, ensure_ascii=False) + "\n")
     if len(args.seeds) > 1:
         summarize(all_rows, f"pooled seeds {args.seeds}")
     if args.half_outcomes:

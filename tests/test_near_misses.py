@@ -225,3 +225,34 @@ def test_settling_through_other_banks_reserves_is_still_clearing():
     b.tx(1.7, "TRANSFER", "R3", "R1", 5 * WAN)  # and back in: a leg of the same clearing
     (c,) = cross_bank_clearing(view(b))
     assert c.amount == 45 * WAN and dict(c.metrics)["banks"] == 3 and c.severity == "HIGH"
+
+
+def fee_book(fee_share_of_interest: float, deposits: int) -> Book:
+    """Investors are paid 1万 interest on a repaid loan; the platform then charges them fees of a share of it,
+    on a platform whose deposits dwarf the fees (so the 1 % tolerance against inflows never bites)."""
+    b, invs = escrow_book()
+    escrow_loan(b, "L1", invs, 10 * WAN, 0, at_source=False)
+    b.tx(2, "DEPOSIT", "XB1", "B1", 50 * WAN)
+    b.tx(30, "REPAY", "B1", "POOL", 41 * WAN, listing="L1", interest=WAN)
+    for inv in invs:
+        b.tx(30.1, "REPAY", "POOL", inv, int(10.25 * WAN), listing="L1", interest=WAN // 4)
+    big = investors(b, 2, deposits // 2, "K")
+    del big
+    fee = int(WAN * fee_share_of_interest)
+    for i, inv in enumerate(invs):
+        b.tx(31 + i, "FEE", inv, "OWN", fee // len(invs))
+    return b
+
+
+def test_investor_fees_many_times_the_disclosed_level_trip_however_small_against_deposits():
+    """Seed 4's P0062 took 34k yuan in 'management fees' from investors who had been paid 48k in interest (7x the
+    10 % level); against 5m yuan of deposits that was under the 1 % tolerance, and nothing was found."""
+    (m,) = misappropriation(view(fee_book(4.0, 2_000 * WAN)))  # fees of 4万 on 1万 of interest: 40x the level
+    assert m.severity == "HIGH" and dict(m.metrics)["life_fees_to_disclosed_level"] >= 3
+    assert "倍" in m.summary_zh and "times the disclosed level" in m.summary_en
+    assert m.tx_ids  # the fee transfers are the evidence
+
+
+def test_investor_fees_near_the_disclosed_level_on_a_large_platform_stay_quiet():
+    assert misappropriation(view(fee_book(0.1, 2_000 * WAN))) == []  # exactly 10 % of interest: the disclosed fee
+    assert misappropriation(view(fee_book(0.25, 2_000 * WAN))) == []  # 2.5x, and the excess under 1万

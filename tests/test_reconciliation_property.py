@@ -16,7 +16,7 @@ Properties:
 - each way of taking client money (`MUTATIONS`), injected into a lawful program, gives its finding, and
   the reconciliation's shortfall equals what was taken, to the fen. Findings have materiality floors, so
   each taking is made at least as large as they ask: 1万元 (MATERIAL) for every rule; for custody_shortfall
-  also 2 % of what clients are owed; for misappropriation by fees above the disclosed level 1 % of the
+  also 0.5 % of what clients are owed (sized at 4 %); for misappropriation by fees above the disclosed level 1 % of the
   window's client deposits (a non-fee transfer needs only 1万元); for ponzi_payout 30 % of the window's
   pool payouts. The shortfall itself has no floor: it is asserted to the fen whatever the size.
 """
@@ -459,7 +459,7 @@ class Mutant(Custody):
 
     def take(self, kind: str, extra: int, who: int) -> Taking:
         """Inject `kind` now (after the due payouts), at least the materiality every rule it must trip asks:
-        1万元 (MATERIAL), 2 % of what clients are owed (custody_shortfall), 1 % of the 30 days' client deposits
+        1万元 (MATERIAL), 0.5 % of what clients are owed (custody_shortfall; sized at 4 %), 1 % of the 30 days' client deposits
         (misappropriation by excess fees), 30 % of the window's pool payouts (ponzi_payout); `extra` percent more."""
         self.flush()
         owed = self.client_money()  # lawful so far: owed == held
@@ -646,7 +646,7 @@ def test_escrow_interest_counts_once_in_the_disclosed_fee_level() -> None:
     extra = interest * 15 // 100 - interest * 10 // 100  # the lawful program charged 10 % with the payout
     c.tx("FEE", "I0", "OWN", extra)
     ledger, rec = through_the_door(c.records)
-    assert reconcile(ledger, PID).shortfall == extra  # 0.14 % of what clients are owed: below the 2 % floor
+    assert reconcile(ledger, PID).shortfall == extra  # 0.14 % of what clients are owed: below the 0.5 % floor
     assert "misappropriation" in {f.detector for f in rec.snapshots[-1].findings}
 
 

@@ -11,6 +11,10 @@ from graph.windows import RoleFlows, Window, role_flows
 
 MATERIAL = 1_000_000  # 1万元
 INVESTOR_FEE_PERCENT = 10  # an investor service fee above 10 % of the interest received is not a fee
+# Fees at three times the disclosed level (30 % of the interest investors received) are no rounding or timing
+# matter, however small against the platform's deposits: investors are being charged their own money.
+FEE_ABUSE_MULTIPLE = 3
+SMALL_SHORTFALL_SHARE = 0.005  # a custody gap under 0.5 % of what clients are owed is left to the misappropriation rule
 # A borrower's fee may be paid out of the escrowed loan money: deducted at disbursement, or advanced by the escrow
 # and reimbursed by the borrower. Fees the escrow pool pays up to 10 % of what it disbursed to borrowers are the
 # borrowers' (their loans carry them); beyond that no disclosed borrower fee explains them.
@@ -50,24 +54,33 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     onward = f.amount(None, "PLATFORM_OWN", None, related=True)
     onward_client = f.origins(None, "PLATFORM_OWN", None, related=True)[trace.INVESTOR_FUNDS]
     share = taken / client_in if client_in > 0 else 1.0  # a window without client deposits: money already there
-    # a transfer out of a client account to the platform is never lawful; fees get a 1 % tolerance
-    if taken < MATERIAL or (non_fee < MATERIAL and share < 0.01):
+    # fees many times the disclosed level, once investors have been paid interest and the excess is material
+    abusive = allowed > 0 and fees >= FEE_ABUSE_MULTIPLE * allowed and fees - allowed >= MATERIAL
+    # a transfer out of a client account to the platform is never lawful; fees get a 1 % tolerance unless abusive
+    if (taken < MATERIAL and not (abusive and excess_fees > 0)) or (non_fee < MATERIAL and share < 0.01
+                                                                     and not abusive):
         return []
-    strength = min(1.0, share * 4 + (0.3 if onward_client > 0 else 0.0))
-    sev = "CRITICAL" if share >= 0.1 and onward_client > 0 else "HIGH" if share >= 0.03 or onward_client > 0 else "MEDIUM"
+    strength = min(1.0, share * 4 + (0.3 if onward_client > 0 else 0.0) + (0.3 if abusive else 0.0))
+    sev = "CRITICAL" if share >= 0.1 and onward_client > 0 else \
+        "HIGH" if share >= 0.03 or onward_client > 0 or abusive else "MEDIUM"
     ev = view.evidence(
         view.edges(lambda u, v, e: view.role(u) in LENDING_CLIENT_ROLES and view.role(v) == "PLATFORM_OWN"
-                   and any(x for i, x in enumerate(e["by_type"]) if i != TYPE_INDEX["FEE"]))
+                   and (excess_fees > 0 or any(x for i, x in enumerate(e["by_type"]) if i != TYPE_INDEX["FEE"])))
         + view.edges(lambda u, v, e: view.role(u) == "PLATFORM_OWN" and view.holder(v) in view.related_holders))
     return [Finding(
         "misappropriation", sev, strength,
         f"近{view.window_days}日客户资金{yuan_zh(taken)}流入平台自有账户（非披露费用），占同期客户资金流入{pct(share)}；"
-        f"自有账户再转出至关联方{yuan_zh(onward)}，其中可追溯为投资人资金{yuan_zh(onward_client)}。",
+        f"自有账户再转出至关联方{yuan_zh(onward)}，其中可追溯为投资人资金{yuan_zh(onward_client)}。"
+        + (f"累计向投资人收取费用{yuan_zh(fees)}，为披露水平（所获利息的{INVESTOR_FEE_PERCENT}%）的{fees / allowed:.1f}倍。"
+           if abusive else ""),
         f"In the last {view.window_days} days {yuan_en(taken)} of client money reached the platform's own account "
         f"beyond disclosed fees, {pct(share)} of client inflows; the own account then paid {yuan_en(onward)} to related "
-        f"parties, {yuan_en(onward_client)} of it traced to investors' money.",
+        f"parties, {yuan_en(onward_client)} of it traced to investors' money."
+        + (f" Over its life it charged investors {yuan_en(fees)} in fees, {fees / allowed:.1f} times the disclosed "
+           f"level ({INVESTOR_FEE_PERCENT} % of the interest they received)." if abusive else ""),
         ev.tx_ids, ev.account_ids, taken, view.window_days, ev.since_ms,
         (("taken_fen", float(taken)), ("taken_share", share), ("excess_fees_fen", float(excess_fees)),
+         ("life_fees_to_disclosed_level", fees / allowed if allowed > 0 else 0.0),
          ("onward_related_fen", float(onward)), ("onward_client_fen", float(onward_client))))]
 
 
@@ -163,10 +176,12 @@ def custody_shortfall(view: PlatformView) -> list[Finding]:
     if rec.inflow <= 0:
         return []
     owed, held, gap = rec.owed, rec.held, rec.shortfall
-    if owed <= 0 or gap < MATERIAL or gap / owed < 0.02:
+    # lawful flows reconcile to the fen (tests/test_reconciliation_property.py), so a material gap is real however
+    # small its share; under 2 % of what is owed it is stated, LOW, for the rules' order and the inspector's file
+    if owed <= 0 or gap < MATERIAL or gap / owed < SMALL_SHORTFALL_SHARE:
         return []
     share = gap / owed
-    sev = "CRITICAL" if share >= 0.3 else "HIGH" if share >= 0.1 else "MEDIUM"
+    sev = "CRITICAL" if share >= 0.3 else "HIGH" if share >= 0.1 else "MEDIUM" if share >= 0.02 else "LOW"
     clients, lawful = client_exits(view.ledger, view.platform_id)
     inside = set(clients)
     ev = view.evidence(view.edges(lambda u, v, e: u in inside and v not in inside and not lawful(u, v)))
