@@ -98,8 +98,11 @@ def summarize(rows: list[dict[str, Any]], label: str) -> None:
         pos = [r for r in schemes if r["scheme"] == s]
         if pos:
             right = sum(1 for r in pos if r["expected"] & r["detectors"]) / len(pos)
+            held = [r for r in pos if r["custody"]]
+            right_held = sum(1 for r in held if r["expected"] & r["detectors"]) / max(1, len(held))
             print(f"  {s:<18} n={len(pos):3d} AUC {auc([r['score'] for r in pos], neg):.3f}  "
-                  f"HIGH+ {sum(r['tier'] in HIGH for r in pos) / len(pos):.0%}  right detector {right:.0%}")
+                  f"HIGH+ {sum(r['tier'] in HIGH for r in pos) / len(pos):.0%}  right detector {right:.0%} "
+                  f"(in custody {right_held:.0%} of {len(held)})")
     print(f"scheme platforms in HIGH+: {sum(r['tier'] in HIGH for r in schemes) / max(1, len(schemes)):.1%}")
     bands = [("barely there <0.33", 0.0, 0.33), ("middling 0.33-0.66", 0.33, 0.66), ("blatant >=0.66", 0.66, 1.01)]
     for name, lo, hi in bands:

@@ -46,6 +46,8 @@ class ListingBook:
     first_ts: int | None = None
     lent_ts: int | None = None  # when money naming it first reached a borrower (an escrow raises for days before)
     refunded: int = 0  # REFUND naming the listing to one of its funders: subscriptions given back
+    escrow_fees: int = 0  # FEE naming it from an escrow pool to the platform: a borrower's fee the escrow advanced
+    fees_reimbursed: int = 0  # TRANSFER naming it from a borrower into an escrow pool: the advance given back
 
     @property
     def known(self) -> Listing:
@@ -309,12 +311,12 @@ class Ledger:
                 if x:
                     row[i] += x
         if tx.listing_id is not None:
-            self._book(tx, dst["role"])
+            self._book(tx, src["role"], dst["role"])
         self.tx_count += 1
         self._tick(tx.ts)
         return ApplyResult(True)
 
-    def _book(self, tx: Transaction, dst_role: str) -> None:
+    def _book(self, tx: Transaction, src_role: str, dst_role: str) -> None:
         lid = tx.listing_id or ""
         book = self.listings.get(lid)
         if book is None:
@@ -338,6 +340,10 @@ class Ledger:
             book.refunded += tx.amount  # a refund goes back to who subscribed (past the cap, trusted)
         if tx.type in ("REPAY", "PAYOUT") and dst_role == "INVESTOR":
             book.interest_paid += tx.interest or 0
+        elif tx.type == "FEE" and src_role == "CUSTODY_POOL" and dst_role == "PLATFORM_OWN":
+            book.escrow_fees += tx.amount
+        elif tx.type == "TRANSFER" and src_role == "BORROWER" and dst_role == "CUSTODY_POOL":
+            book.fees_reimbursed += tx.amount
 
     # ---- read side (detectors read; they never write) ---------------------------------------------
     def role(self, account_id: str) -> str | None:

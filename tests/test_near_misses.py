@@ -256,3 +256,26 @@ def test_investor_fees_many_times_the_disclosed_level_trip_however_small_against
 def test_investor_fees_near_the_disclosed_level_on_a_large_platform_stay_quiet():
     assert misappropriation(view(fee_book(0.1, 2_000 * WAN))) == []  # exactly 10 % of interest: the disclosed fee
     assert misappropriation(view(fee_book(0.25, 2_000 * WAN))) == []  # 2.5x, and the excess under 1万
+
+
+def test_fee_advanced_from_the_escrow_for_a_directly_funded_loan_and_reimbursed():
+    """Seed 5's lawful P0143 (steep disclosed fees, advanced from the escrow and reimbursed) read HIGH custody
+    shortfall and HIGH misappropriation: the escrow advanced fees for loans investors had funded directly, so they
+    exceeded 10 % of what the escrow itself disbursed, and the borrowers' reimbursements were owed to clients."""
+    b, invs = escrow_book()
+    invs += investors(b, 4, 10 * WAN, "J")
+    for inv in invs[4:]:  # other investors' money waits in the escrow for its loan
+        b.tx(0.5, "INVEST", inv, "POOL", 10 * WAN)
+    for i in range(3):  # three loans investors fund directly; each 8 % fee advanced by the escrow, paid back
+        lid = f"D{i}"
+        b.listing(lid, "LOAN", 40 * WAN, 0.12, 90, day=1 + i, borrower="B1")
+        for inv in invs[:4]:
+            b.tx(1 + i, "INVEST", inv, "B1", 10 * WAN // 3, listing=lid)
+        b.tx(1.2 + i, "FEE", "POOL", "OWN", int(0.08 * 40 * WAN // 3), listing=lid)
+        b.tx(3 + i, "TRANSFER", "B1", "POOL", int(0.08 * 40 * WAN // 3), listing=lid)
+    assert misappropriation(view(b)) == []
+    assert custody_shortfall(view(b)) == []
+    # an advance the borrower never pays back is client money the escrow lost
+    b.tx(6, "FEE", "POOL", "OWN", 3 * WAN, listing="D0")
+    (s,) = custody_shortfall(view(b))
+    assert s.amount == 3 * WAN

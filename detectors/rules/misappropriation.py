@@ -30,16 +30,26 @@ def investor_fees(ledger: Ledger, platform_id: str) -> tuple[int, int, int]:
     platform's life, in integer fen. Over its life because a fee is charged when interest is paid, months after
     the loan started: no window of listings says what the fee may be."""
     life = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {}))
-    escrow = borrower_fees_from_escrow(life)
+    escrow = borrower_fees_from_escrow(life, reimbursed_escrow_fees(ledger, platform_id))
     fees = life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - escrow
     interest = sum(ledger.listings[lid].interest_paid for lid in ledger.platform_listings.get(platform_id, ()))
     return fees, interest * INVESTOR_FEE_PERCENT // 100, escrow
 
 
-def borrower_fees_from_escrow(f: RoleFlows) -> int:
-    """Fees the escrow pool paid the platform that its disbursements to borrowers carry (BORROWER_FEE_PERCENT)."""
-    return min(f.amount("FEE", "CUSTODY_POOL", "PLATFORM_OWN"),
-               f.amount("DISBURSE", "CUSTODY_POOL", "BORROWER") * BORROWER_FEE_PERCENT // 100)
+def reimbursed_escrow_fees(ledger: Ledger, platform_id: str) -> int:
+    """Escrow fees the borrower of the same listing paid back into the escrow: the borrower's own fee, advanced."""
+    books = ledger.listings
+    return sum(min(b.escrow_fees, b.fees_reimbursed) for lid in ledger.platform_listings.get(platform_id, ())
+               if (b := books[lid]).escrow_fees)
+
+
+def borrower_fees_from_escrow(f: RoleFlows, reimbursed: int = 0) -> int:
+    """Fees the escrow pool paid the platform that are the borrowers': those a borrower reimbursed (`reimbursed`),
+    and of the rest what the pool's disbursements to borrowers carry (BORROWER_FEE_PERCENT): a fee deducted at
+    source. An advanced fee may be for a loan the investors funded directly, so it is not capped by disbursements."""
+    paid = f.amount("FEE", "CUSTODY_POOL", "PLATFORM_OWN")
+    reimbursed = min(paid, reimbursed)
+    return reimbursed + min(paid - reimbursed, f.amount("DISBURSE", "CUSTODY_POOL", "BORROWER") * BORROWER_FEE_PERCENT // 100)
 
 
 @detector("misappropriation")
