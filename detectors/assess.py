@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -166,8 +166,10 @@ class Assessor:
             return {}
         return dict(zip(pids, views)) if views is not None else {}
 
-    def assess(self, ledger: Ledger, *, refit: bool = False) -> list[Assessment]:
-        pids = sorted(ledger.platforms)
+    def assess(self, ledger: Ledger, *, refit: bool = False, platforms: Iterable[str] | None = None
+               ) -> list[Assessment]:
+        """Score `platforms` (default: every registered one) against each other."""
+        pids = sorted(ledger.platforms if platforms is None else (p for p in platforms if p in ledger.platforms))
         X = population_features(ledger, pids)
         outl = self._outliers(ledger, pids, X, refit)
         learned = self._learned(ledger, pids, X)

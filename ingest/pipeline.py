@@ -387,7 +387,9 @@ class Pipeline:
         if not self._dirty and not final:
             return
         self._expire_pending(force=False)
-        assessments = self.assessor.assess(self.ledger, refit=final)
+        owns = getattr(self.source, "owns", None)  # a worker scores the platforms whose money it reads
+        mine = None if owns is None else [p for p in self.ledger.platforms if owns(p)]
+        assessments = self.assessor.assess(self.ledger, refit=final, platforms=mine)
         alerts = self.assessor.new_alerts(assessments)
         for out in self.outputs:
             out.publish(assessments, alerts, final)

@@ -19,9 +19,14 @@ import fastavro
 from ingest.decode import RawMessage
 from schemas import INPUT_RECORDS, writer_schema
 
-__all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of", "transient"]
+__all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of", "transient", "REGISTRY_RECORDS"]
 
 log = logging.getLogger(__name__)
+# The registry: every worker needs every platform and account (a transaction names accounts that other workers'
+# partitions register), so these topics are read whole by each worker, outside the group (Kafka Streams' global
+# table); the money topics, keyed by platform, are shared out by the group.
+REGISTRY_RECORDS = ("Platform", "Account")
+REGISTRY_POLL_MS = 50  # the registry is polled first, briefly: a new account usually precedes its money
 BROKER_CALL_TIMEOUT_MS = 3_000  # a broker that is gone makes a call fail (and be retried), never hang a shutdown
 
 # record name -> its container file in a replay directory. A record's data may also be split into parts named
@@ -158,14 +163,20 @@ class FileSource:
 
 
 class KafkaSource:
-    """A kafka-python consumer in a consumer group; offsets are committed only when the pipeline says so."""
+    """A kafka-python consumer in a consumer group for the money topics, and a second consumer outside the group
+    that reads every partition of the registry topics (`registry`); offsets are committed only when the pipeline
+    says so, and only the group's: the registry is read from the checkpoint's positions or from the beginning."""
 
     def __init__(self, bootstrap: str, group_id: str, topics: dict[str, str], *, session_timeout_ms: int = 10_000,
                  heartbeat_interval_ms: int = 1_000, max_poll_records: int = 5_000, poll_timeout_ms: int = 500,
-                 client_id: str = "fundwatch", instance_id: str | None = None) -> None:
+                 client_id: str = "fundwatch", instance_id: str | None = None,
+                 registry: tuple[str, ...] = REGISTRY_RECORDS) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = topics  # topic -> record name
+        self.registry_topics = {t for t, name in topics.items() if name in registry}
+        self._registry: Any = None
+        self._money_partitions: int | None = None
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.max_poll_records = max_poll_records
@@ -212,9 +223,59 @@ class KafkaSource:
                 def on_partitions_assigned(self, assigned: Any) -> None:
                     source._position(assigned)
 
-            consumer.subscribe(sorted(self.topics), listener=Reposition())
+            consumer.subscribe(sorted(set(self.topics) - self.registry_topics), listener=Reposition())
             self._consumer = consumer
         return self._consumer
+
+    @property
+    def registry(self) -> Any:
+        """The registry reader: every partition of the registry topics assigned by hand, no group, no commits."""
+        if self._registry is None and self.registry_topics:
+            from kafka import KafkaConsumer
+            from kafka.structs import TopicPartition
+
+            reader = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, client_id=self.client_id + "-registry",
+                                   enable_auto_commit=False, auto_offset_reset="earliest",
+                                   max_poll_records=self.max_poll_records)
+            parts = []
+            for topic in sorted(self.registry_topics):
+                found = reader.partitions_for_topic(topic)
+                if not found:
+                    reader.close()
+                    raise _registry_unknown(topic)
+                parts += [TopicPartition(topic, p) for p in sorted(found)]
+            reader.assign(parts)
+            for tp in parts:
+                pos = (self._start or {}).get((tp.topic, tp.partition))
+                if pos is None:
+                    reader.seek_to_beginning(tp)
+                else:
+                    reader.seek(tp, pos)
+            self._registry = reader
+        return self._registry
+
+    def owns(self, platform_id: str) -> bool:
+        """Whether this worker reads the platform's money: the money topics are keyed by platform and have one
+        partition count, and the group's range assignor gives one worker the same partition of each, so the
+        transactions topic's partition for the key (the producers' murmur2, as Java's) says who."""
+        from kafka.partitioner import murmur2
+
+        held = [tp.partition for tp in self.consumer.assignment() if self.topics.get(tp.topic) == "Transaction"]
+        if not held:
+            return False
+        n = self._money_partitions
+        if n is None:
+            topic = next(t for t, name in self.topics.items() if name == "Transaction")
+            n = self._money_partitions = len(self.consumer.partitions_for_topic(topic) or ()) or None
+            if n is None:
+                return False
+        return (murmur2(platform_id.encode()) & 0x7FFFFFFF) % n in held
+
+    def _consumers(self) -> list[Any]:
+        return [c for c in (self.consumer, self.registry) if c is not None]
+
+    def _owner(self, topic: str) -> Any:
+        return self.registry if topic in self.registry_topics else self.consumer
 
     def _position(self, partitions: Any) -> None:
         """Put newly assigned partitions where the state says (checkpoint positions, or the beginning)."""
@@ -231,7 +292,9 @@ class KafkaSource:
     def poll(self) -> list[RawMessage] | None:
         self._polling_since = time.monotonic()
         try:
-            batches = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+            registry = self.registry
+            first = dict(registry.poll(timeout_ms=REGISTRY_POLL_MS)) if registry is not None else {}
+            batches = self.consumer.poll(timeout_ms=0 if first else self.poll_timeout_ms)
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -240,7 +303,7 @@ class KafkaSource:
         finally:
             self._polling_since = None
         self._failures = 0
-        if batches:
+        if batches or first:
             self.failing_since = None  # records came back: the broker answers
         if self._seek:
             # a static member rejoining gets its partitions back without the rebalance callback, and the
@@ -251,6 +314,10 @@ class KafkaSource:
                 self._position(fresh)
                 batches = {tp: recs for tp, recs in batches.items() if tp not in fresh}
         out = []
+        for tp, records in sorted(first.items(), key=lambda kv: (kv[0].topic, kv[0].partition)):
+            name = self.topics[tp.topic]
+            for r in records:
+                out.append(RawMessage(tp.topic, tp.partition, r.offset, name, value=r.value, key=r.key))
         for tp, records in sorted(batches.items(), key=lambda kv: (kv[0].topic, kv[0].partition)):
             name = self.topics[tp.topic]
             for r in records:
@@ -302,19 +369,37 @@ class KafkaSource:
         lag = self.lag()
         return lag == 0
 
+    def _assigned(self) -> list[tuple[Any, Any]]:
+        """(consumer, partition) for every partition this worker reads: the group's share and the whole registry."""
+        out = [(self.consumer, tp) for tp in self.consumer.assignment()]
+        if out and self.registry_topics:  # the registry counts once the group has handed out the money
+            try:
+                registry = self.registry
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                return []  # the registry's partitions not known yet: nothing is caught up
+            out += [(registry, tp) for tp in registry.assignment()]
+        return out
+
+    def _end_offsets(self, assigned: list[tuple[Any, Any]]) -> dict[Any, int]:
+        ends: dict[Any, int] = {}
+        for c in {id(c): c for c, _ in assigned}.values():
+            ends.update(c.end_offsets([tp for o, tp in assigned if o is c], timeout_ms=BROKER_CALL_TIMEOUT_MS))
+        return ends
+
     def behind(self) -> set[tuple[str, int]] | None:
-        """Assigned partitions with records still to read (None: no assignment yet). End offsets are asked
+        """Partitions read with records still to read (None: no assignment yet). End offsets are asked
         of the broker at most twice a second, and again when a partition reaches the ends last seen."""
-        c = self.consumer
-        assigned = c.assignment()
+        assigned = self._assigned()
         if not assigned:
             return None
         now = time.monotonic()
         try:
-            positions = {tp: c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS) for tp in assigned}
-            if now - self._ends_at > 0.5 or any(positions[tp] >= self._ends.get(tp, 0) for tp in assigned):
+            positions = {tp: c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS) for c, tp in assigned}
+            if now - self._ends_at > 0.5 or any(positions[tp] >= self._ends.get(tp, 0) for _, tp in assigned):
                 if now - self._ends_at > 0.05:
-                    self._ends = c.end_offsets(list(assigned), timeout_ms=BROKER_CALL_TIMEOUT_MS)
+                    self._ends = self._end_offsets(assigned)
                     self._ends_at = now
                     self.failing_since = None
         except Exception as exc:
@@ -323,29 +408,30 @@ class KafkaSource:
             if self.failing_since is None:
                 self.failing_since = time.monotonic()
             log.warning("Kafka positions unknown (%s: %s)", type(exc).__name__, exc)
-            return {(tp.topic, tp.partition) for tp in assigned}
-        return {(tp.topic, tp.partition) for tp in assigned if positions[tp] < self._ends.get(tp, 0)}
+            return {(tp.topic, tp.partition) for _, tp in assigned}
+        return {(tp.topic, tp.partition) for _, tp in assigned if positions[tp] < self._ends.get(tp, 0)}
 
     def pause(self, partitions: set[tuple[str, int]]) -> None:
         """Stop fetching these (they run far ahead of the others' event time) until `resume`."""
         from kafka.structs import TopicPartition
 
-        self.consumer.pause(*[TopicPartition(t, p) for t, p in partitions])
+        for t, p in partitions:
+            self._owner(t).pause(TopicPartition(t, p))
 
     def resume(self, partitions: set[tuple[str, int]]) -> None:
         from kafka.structs import TopicPartition
 
-        self.consumer.resume(*[TopicPartition(t, p) for t, p in partitions])
+        for t, p in partitions:
+            self._owner(t).resume(TopicPartition(t, p))
 
     def lag(self) -> int | None:
-        """Records between the read positions and the ends of the assigned partitions (None: not assigned yet)."""
-        c = self.consumer
-        assigned = c.assignment()
+        """Records between the read positions and the ends of the partitions read (None: not assigned yet)."""
+        assigned = self._assigned()
         if not assigned:
             return None
         try:
-            ends = c.end_offsets(list(assigned), timeout_ms=BROKER_CALL_TIMEOUT_MS)
-            lag = sum(max(0, ends.get(tp, 0) - c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS)) for tp in assigned)
+            ends = self._end_offsets(assigned)
+            lag = sum(max(0, ends.get(tp, 0) - c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS)) for c, tp in assigned)
             self.failing_since = None
             return lag
         except Exception as exc:
@@ -357,12 +443,20 @@ class KafkaSource:
             return None
 
     def close(self) -> None:
-        if self._consumer is not None:
-            try:
-                self._consumer.close(autocommit=False, timeout_ms=3_000)
-            except Exception as exc:  # closing with the broker gone must not hold up a shutdown
-                log.warning("closing the consumer: %s: %s", type(exc).__name__, exc)
-            self._consumer = None
+        for name in ("_consumer", "_registry"):
+            c = getattr(self, name)
+            if c is not None:
+                try:
+                    c.close(autocommit=False, timeout_ms=3_000)
+                except Exception as exc:  # closing with the broker gone must not hold up a shutdown
+                    log.warning("closing the consumer: %s: %s", type(exc).__name__, exc)
+                setattr(self, name, None)
+
+
+def _registry_unknown(topic: str) -> Exception:
+    from kafka.errors import KafkaTimeoutError
+
+    return KafkaTimeoutError(f"no partitions known for the registry topic {topic} yet")
 
 
 def transient(exc: BaseException) -> bool:

@@ -34,10 +34,13 @@ def service_env(tmp: Path, db: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def start(args: list[str], env: dict[str, str], port: int, timeout_s: float = 60) -> subprocess.Popen[str]:
-    """Start `python -m service.cli ARGS` and wait until /healthz answers."""
+def start(args: list[str], env: dict[str, str], port: int, timeout_s: float = 60,
+          log: Path | None = None) -> subprocess.Popen[str]:
+    """Start `python -m service.cli ARGS` and wait until /healthz answers. With `log`, its output goes to that
+    file (a long run with the broker away logs more than a pipe holds, and a full pipe blocks the service)."""
+    out: Any = subprocess.PIPE if log is None else open(log, "w")
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=out, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

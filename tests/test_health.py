@@ -173,21 +173,27 @@ def test_sigterm_ends_run_within_seconds_with_the_broker_gone(kafka_bootstrap, t
     assert main(["--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "produce", str(small_world_dir)]) == 0
     db = str(tmp_path / "g.db")
     port = free_port()
+    log = tmp_path / "service.log"
     proc = start(["--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "run", "--port", str(port),
                   "--group-id", f"{topic_prefix}gone", "--db", db, "--checkpoint-dir", str(tmp_path / "ckpt")],
                  service_env(tmp_path, db, FUNDWATCH_IDLE_ASSESS_SECONDS="0.5", FUNDWATCH_HEALTH_BROKER_DOWN_SECONDS="5",
                               FUNDWATCH_CHECKPOINT_EVERY_SECONDS="2"),
-                 port)
+                 port, log=log)
+    last: list[str] = []
     try:
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["pipeline"].get("caught_up"),
                  240, "catch-up")
         subprocess.run([str(ROOT / "ops/kafka.sh"), "stop"], check=True, capture_output=True, timeout=60)
 
         def says_broker_down() -> bool:
-            h = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            h = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+            last[:] = [h.text]
             return h.status_code == 503 and any(r.startswith("broker unreachable") for r in h.json()["reasons"])
 
-        wait_for(says_broker_down, 60, "health to say the broker is gone")
+        try:
+            wait_for(says_broker_down, 60, "health to say the broker is gone")
+        except AssertionError as exc:  # say what health said instead, and what the service logged
+            raise AssertionError(f"{exc}; last /healthz: {last}; log tail: {log.read_text()[-3000:]}") from None
         t = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -170,3 +170,63 @@ def test_restart_resumes_from_the_checkpoint_and_reaches_the_same_scores(kafka_b
     again = kafka_pipeline(other, Store(":memory:"))
     again.run(until_caught_up=True, max_idle_s=60)
     assert {a.platform_id: a.score for a in again.latest} == expected
+
+
+def test_two_workers_share_the_money_and_each_reads_the_whole_registry(kafka_bootstrap, topic_prefix,
+                                                                        small_world_dir, tmp_path):
+    """Issue 10: two `fundwatch run` workers in one group both stopped after thousands of valid transactions were
+    dead-lettered as "unregistered account": the registry topics were split between them like the money."""
+    import threading
+
+    from ingest.kafka_io import produce_world
+    from ingest.sources import REGISTRY_RECORDS
+
+    records = list(FileSource(small_world_dir)._merged())
+    registry = sum(1 for r in records if r.expected in REGISTRY_RECORDS)
+    money = len(records) - registry
+    accounts = sum(1 for r in records if r.expected == "Account")
+    ensure_topics(kafka_bootstrap, topic_prefix)
+    workers, stop = [], threading.Event()
+    for i in range(2):
+        s = Settings(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, group_id=f"{topic_prefix}pair",
+                     idle_assess_seconds=0.5, checkpoint_dir=str(tmp_path / f"w{i}"), instance_id=f"w{i}",
+                     session_timeout_ms=10_000)
+        workers.append(kafka_pipeline(s, Store(":memory:")))
+    threads = [threading.Thread(target=w.run, kwargs={"stop": stop}, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    try:
+        c = workers[0].source.consumer
+        money_parts = sum(len(c.partitions_for_topic(t) or ()) for t, name in workers[0].source.topics.items()
+                          if name not in REGISTRY_RECORDS)
+
+        def both_hold_money() -> bool:
+            held = [{tp for tp in w.source.consumer.assignment() if w.source.topics[tp.topic] not in REGISTRY_RECORDS}
+                    for w in workers]
+            return all(held) and sum(map(len, held)) == money_parts
+        deadline = time.monotonic() + 90
+        while not both_hold_money():
+            assert time.monotonic() < deadline, "the group never shared the money topics between the two"
+            time.sleep(0.2)
+        produce_world(small_world_dir, kafka_bootstrap, prefix=topic_prefix)
+        deadline = time.monotonic() + 180
+        while sum(w.stats.applied for w in workers) < 2 * registry + money or not all(w.caught_up for w in workers):
+            assert all(t.is_alive() for t in threads), "a worker stopped"
+            assert time.monotonic() < deadline, [w.stats.as_dict() for w in workers]
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        for w in workers:
+            w.source.close()
+    assert [w.stats.dead for w in workers] == [0, 0]  # nothing dead-lettered: no "unregistered account"
+    assert sum(w.stats.applied for w in workers) == 2 * registry + money  # the registry twice, the money once
+    assert all(len(w.ledger.accounts) == accounts for w in workers)  # each holds the whole registry
+    assert all(w.stats.applied > registry for w in workers)  # and each applied a share of the money
+    # each scores the platforms whose money it reads: between them every platform, none twice
+    scored = [{a.platform_id for a in w.latest} for w in workers]
+    assert all(scored) and not scored[0] & scored[1]
+    assert scored[0] | scored[1] == set(workers[0].ledger.platforms)
+    for i, j in ((0, 1), (1, 0)):  # and the money of a platform one scores never reached the other
+        assert not scored[i] & set(workers[j].ledger.platform_life)
