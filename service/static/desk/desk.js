@@ -32,6 +32,9 @@ const VOCAB = {
   department: { BANKING_REGULATOR: ["银监分局", "banking regulator"], FINANCIAL_OFFICE: ["金融办", "financial office"],
                 INSURANCE_ASSOCIATION: ["保险行业协会", "insurance association"], PBOC_BRANCH: ["人民银行中心支行", "PBoC branch"],
                 STABILITY_OFFICE: ["维稳办", "stability office"], MARKET_REGULATOR: ["工商局", "market regulator"] },
+  origin: { INVESTOR_FUNDS: ["出借人资金", "investors' money"], LOAN_PROCEEDS: ["借款资金", "loan proceeds"],
+            BORROWER_FUNDS: ["借款人资金", "borrowers' money"], RESERVE_FUNDS: ["准备金", "reserve money"],
+            OWN_FUNDS: ["平台自有资金", "platform's own money"], UNKNOWN: ["来源不明", "unknown origin"] },
   custody: { in_custody: ["已存管", "in custody"], no_custody: ["未存管", "no custodian"] },
 };
 const T = {
@@ -335,7 +338,7 @@ async function pagePlatform(pid, printing) {
     const graphBox = h("div", { class: "flow-graph" }), txBox = h("div", { class: "tx-list" }), origin = h("div", { class: "origins" });
     const summary = lang() === "zh" ? f.summary_zh : f.summary_en, other = lang() === "zh" ? f.summary_en : f.summary_zh;
     box.append(h("h3", {}, det(f.detector), " ", h("span", { class: "sev-" + f.severity }, v("severity", f.severity)), " ",
-      h("span", { class: "muted" }, `${f.detector} · ${t("amount")} ${yuan(f.amount)}${f.since_ms ? " · " + fmtDate(f.since_ms) : ""}`)),
+      h("span", { class: "muted" }, `${f.detector}${f.amount ? " · " + t("amount") + " " + yuan(f.amount) : ""}${f.since_ms ? " · " + fmtDate(f.since_ms) : ""}`)),
       h("p", { class: "summary" }, summary), h("p", { class: "summary-other" }, other));
     findings.append(box);
     if (!(f.evidence.account_ids || []).length && !(f.evidence.tx_ids || []).length) continue;
@@ -349,7 +352,7 @@ async function pagePlatform(pid, printing) {
       const sums = {};
       for (const e of (g.graph || {}).edges || []) for (const [o, a] of Object.entries(e.traced_origins || {})) sums[o] = (sums[o] || 0) + a;
       const tot = Object.values(sums).reduce((a, b) => a + b, 0);
-      if (tot) origin.textContent = t("origins") + ": " + Object.entries(sums).sort((a, b) => b[1] - a[1]).map(([o, a]) => `${o} ${(100 * a / tot).toFixed(0)}%`).join(" · ");
+      if (tot) origin.textContent = t("origins") + ": " + Object.entries(sums).sort((a, b) => b[1] - a[1]).map(([o, a]) => `${v("origin", o)} ${(100 * a / tot).toFixed(0)}%`).join(" · ");
     }).catch(() => {});
   }
   api(`/v1/alerts?platform_id=${enc}&limit=100`).then(async (r) => {
