@@ -418,7 +418,8 @@ async function pageAlerts() {
     fresh.clear();
   }
   await load();
-  const reload = debounce(load, 300);
+  // a live event never wipes a closing form someone is filling in: the redraw waits until it is sent
+  const reload = debounce(() => { if (tbody.querySelector(".close-form")) reload(); else load(); }, 300);
   liveStream((type, ev) => { fresh.add(ev.alert.alert_id); reload(); }, badge);
 }
 
