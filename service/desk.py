@@ -18,6 +18,9 @@ __all__ = ["mount_desk", "STATIC", "PAGES"]
 STATIC = Path(__file__).resolve().parent / "static" / "desk"
 PAGES = ("login", "ranking", "platform", "alerts", "reports", "audit", "print")
 desk_router = APIRouter(include_in_schema=False)
+# only the service's own script runs, even inside an SVG the page inserts; data goes nowhere else
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 @desk_router.get("/")
@@ -37,7 +40,7 @@ def desk_page(page: str, platform_id: str | None = None) -> FileResponse:
     """Every page is the same shell; the script draws the page its address names (unknown ones say so)."""
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-                                 "X-Frame-Options": "DENY"})
+                                 "X-Frame-Options": "DENY", "Content-Security-Policy": CSP})
 
 
 def mount_desk(app: FastAPI) -> None:

@@ -79,6 +79,7 @@ def test_the_pages_carry_no_data_and_need_no_key(app, world):
     for path in ("/desk/login", "/desk/ranking", "/desk/platform/P0001", "/desk/alerts", "/desk/reports"):
         r = app.get(path)
         assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        assert "script-src 'self';" in r.headers["content-security-policy"]  # no script from data, even in an SVG
         for p in world["platforms"]:
             assert p["platform_id"] not in r.text and p["name"] not in r.text
     assert app.get("/desk/static/desk.js").status_code == 200

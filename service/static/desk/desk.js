@@ -431,7 +431,7 @@ function countsCells(c) {
 function deltaText(d) {
   if (!d) return "";
   const parts = [];
-  if (d.total) parts.push((d.total > 0 ? "+" : "") + d.total);
+  if (d.total) parts.push(`${t("total")} ${d.total > 0 ? "+" : ""}${d.total}`);
   for (const [k, n] of Object.entries(d.tier || {})) parts.push(`${v("tier", k)} ${n > 0 ? "+" : ""}${n}`);
   return parts.join(", ");
 }
