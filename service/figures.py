@@ -138,7 +138,7 @@ def flow_graph_svg(graph: dict[str, Any] | None, *, lang: str = "zh", title: str
         origins = e.get("traced_origins") or {}
         total_o = sum(origins.values()) or 1
         olines = [f"{_t(ORIGIN_NAMES.get(k, (k, k)), lang)} {v / total_o:.0%}" for k, v in
-                  sorted(origins.items(), key=lambda kv: -kv[1])]
+                  sorted(origins.items(), key=lambda kv: -kv[1]) if v / total_o >= 0.005]
         head = "来源追溯" if lang == "zh" else "traced origins"
         txs = e.get("tx_ids") or []
         tip = (f"{e['from']} → {e['to']}\n{yuan(e.get('amount_lifetime', amt))} · {e.get('count', 0)} "

@@ -70,7 +70,7 @@ const T = {
   when: ["时间", "When"], actor: ["操作人", "Actor"], action: ["操作", "Action"], object: ["对象", "Object"], detail: ["详情", "Detail"],
   nodata: ["本视角下没有数据", "nothing in this view"], notfound: ["没有此平台（或不在您的权限范围内）", "no such platform (or not in your scope)"],
   adminonly: ["仅管理员可查看审计日志", "the audit log is for administrators"], pdfhint: ["用浏览器“打印 → 另存为 PDF”可得 PDF。", "Use the browser's Print → Save as PDF for a PDF."],
-  scope: ["范围", "scope"], allplatforms: ["全部平台", "every platform"], noplatforms: ["无平台数据", "no platform data"],
+  scope: ["范围", "scope"], jurhint: ["6位行政区划代码", "6-digit division code"], allplatforms: ["全部平台", "every platform"], noplatforms: ["无平台数据", "no platform data"],
   summary: ["摘要", "Summary"], open: ["打开", "open"], transitions: ["处置记录", "Handling"], graphfail: ["无法绘制资金图", "the graph could not be drawn"],
 };
 
@@ -253,7 +253,7 @@ async function pageRanking() {
       h("option", { value: "" }, t("all")), values.map((x) => h("option", { value: x, selected: filt[name] === x ? true : null },
         group === "det" ? det(x) : v(group, x)))));
     filters.replaceChildren(
-      h("label", {}, t("jurisdiction"), h("input", { id: "f-jurisdiction", name: "jurisdiction", value: filt.jurisdiction || "", placeholder: "652327", pattern: "[0-9]{6}", size: 8 })),
+      h("label", {}, t("jurisdiction"), h("input", { id: "f-jurisdiction", name: "jurisdiction", value: filt.jurisdiction || "", placeholder: (ME.jurisdictions && ME.jurisdictions[0]) || t("jurhint"), title: t("jurhint"), pattern: "[0-9]{6}", size: 8 })),
       sel("kind", vocab.kinds, "kind"), sel("tier", vocab.tiers, "tier"), sel("detector", vocab.detectors, "det"),
       sel("licence", vocab.licences, "licence"),
       h("label", {}, t("custody"), h("select", { id: "f-custody", name: "custody" }, h("option", { value: "" }, t("all")),
@@ -352,7 +352,7 @@ async function pagePlatform(pid, printing) {
       const sums = {};
       for (const e of (g.graph || {}).edges || []) for (const [o, a] of Object.entries(e.traced_origins || {})) sums[o] = (sums[o] || 0) + a;
       const tot = Object.values(sums).reduce((a, b) => a + b, 0);
-      if (tot) origin.textContent = t("origins") + ": " + Object.entries(sums).sort((a, b) => b[1] - a[1]).map(([o, a]) => `${v("origin", o)} ${(100 * a / tot).toFixed(0)}%`).join(" · ");
+      if (tot) origin.textContent = t("origins") + ": " + Object.entries(sums).filter(([, a]) => a / tot >= 0.005).sort((a, b) => b[1] - a[1]).map(([o, a]) => `${v("origin", o)} ${(100 * a / tot).toFixed(0)}%`).join(" · ");
     }).catch(() => {});
   }
   api(`/v1/alerts?platform_id=${enc}&limit=100`).then(async (r) => {
