@@ -10,7 +10,7 @@ DEMO_DIR ?= var/demo-world
 DEMO_PLATFORMS ?= 120
 DEMO_DAYS ?= 120
 
-.PHONY: install test test-unit kafka-up kafka-down demo stop stop-service bench clean lint
+.PHONY: install browser test test-unit kafka-up kafka-down demo stop stop-service bench clean lint
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The desk's browser test drives Debian's Chromium; a Chinese font makes its screenshots readable.
+# Installed here (as root, or through sudo) when missing: nothing is downloaded at test time.
+CHROMIUM_PKGS := chromium chromium-driver fonts-wqy-microhei
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then \
+	  echo "installing $(CHROMIUM_PKGS) for the desk's browser test"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q $(CHROMIUM_PKGS) >/dev/null || { $$SUDO apt-get update -q >/dev/null && \
+	    $$SUDO apt-get install -y -q $(CHROMIUM_PKGS) >/dev/null; } || \
+	    { echo "could not install $(CHROMIUM_PKGS); the browser test will fail" >&2; }; \
+	fi
+
 kafka-up:
 	@$(KAFKA) start
 
@@ -27,19 +39,19 @@ kafka-down:
 	@$(KAFKA) stop
 
 # Starts the project's own broker, runs every test against it, and stops it again even when tests fail.
-test: install
+test: install browser
 	@set -o pipefail; bootstrap=$$($(KAFKA) start) || exit 1; \
 	  FUNDWATCH_TEST_BOOTSTRAP=$$bootstrap $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  $(KAFKA) stop; exit $$rc
 
-test-unit: install
+test-unit: install browser
 	$(BIN)/python -m pytest -m "not kafka" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/python -m mypy ingest graph detectors service schemas
 
 # Simulate a world, publish it to the local broker, run the service on it, print the ten riskiest,
-# then one API key per role and how to use them.
+# then how to use the API, and last the desk's address with one API key per role.
 demo: install
 	@set -e; bootstrap=$$($(KAFKA) start); mkdir -p var; \
 	  $(MAKE) --no-print-directory stop-service; \
@@ -53,13 +65,14 @@ demo: install
 	  nohup $(BIN)/fundwatch --bootstrap $$bootstrap --topic-prefix $$prefix run --port $(PORT) \
 	    --group-id fundwatch-demo --db var/demo.db > var/service.log 2>&1 & echo $$! > var/service.pid; \
 	  $(BIN)/fundwatch top --api http://127.0.0.1:$(PORT) -n 10 --wait 600 --key $$pboc || { tail -20 var/service.log; exit 1; }; \
-	  echo; echo "API keys, one per role (also in var/demo-keys.txt; shown once, stored hashed in var/demo.db):"; \
-	  sed 's/^/  /' var/demo-keys.txt; \
-	  echo; echo "Try them:"; \
+	  echo; echo "Try the API:"; \
 	  echo "  curl -s -H 'Authorization: Bearer $$district' 'http://127.0.0.1:$(PORT)/v1/platforms?limit=5'"; \
 	  echo "  curl -sN -H 'Authorization: Bearer $$pboc' -H 'Last-Event-ID: 0' http://127.0.0.1:$(PORT)/v1/alerts/stream"; \
 	  echo "  API reference: http://127.0.0.1:$(PORT)/docs"; \
-	  echo "The service keeps running (pid $$(cat var/service.pid), log var/service.log); 'make stop' ends it and the broker."
+	  echo "The service keeps running (pid $$(cat var/service.pid), log var/service.log); 'make stop' ends it and the broker."; \
+	  echo; echo "The desk (监管工作台): http://127.0.0.1:$(PORT)/desk/"; \
+	  echo "Sign in with one key per role (also in var/demo-keys.txt; shown once, stored hashed in var/demo.db):"; \
+	  sed 's/^/  /' var/demo-keys.txt
 
 stop-service:
 	@if [ -f var/service.pid ]; then kill $$(cat var/service.pid) 2>/dev/null || true; rm -f var/service.pid; fi

@@ -245,6 +245,11 @@ def create_app(settings: Settings | None = None, runner: PipelineRunner | None =
                               "key's scope. Money in fen; rates as annual fractions; times in epoch milliseconds "
                               "(event time for scores and alerts, wall-clock time for workflow, tips and audit).")
     app.include_router(router)
+    from service.desk import mount_desk  # here: both import this module's vocabulary
+    from service.reports import reports_router
+
+    app.include_router(reports_router)
+    mount_desk(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodyLimit, default=settings.max_request_bytes,
                        per_path={"/v1/tips": settings.tip_max_bytes})

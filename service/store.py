@@ -125,7 +125,14 @@ create table audit (
 create trigger audit_no_update before update on audit begin select raise(abort, 'the audit log is append-only'); end;
 create trigger audit_no_delete before delete on audit begin select raise(abort, 'the audit log is append-only'); end;
 """
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# the desk's reports: each kept report (the inventory briefing) is compared with the previous one of the same scope
+_V3 = """
+create table report (
+  report_id integer primary key autoincrement, kind text not null, scope_key text not null, created_at integer not null,
+  actor text not null, body text not null);
+create index report_scope on report(kind, scope_key, report_id);
+"""
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -613,6 +620,82 @@ class Store:
                           f"{base} order by t.received_at desc, t.receipt_id limit ? offset ?",
                           [*bargs, limit, offset])
         return total, rows
+
+    # ---- the desk: ranking with more filters, sparklines, kept reports -----------------------------
+    _RANK_SORTS = {"score": "p.score", "name": "p.name", "jurisdiction": "p.jurisdiction", "kind": "p.kind",
+                   "licence": "p.licence", "as_of": "p.as_of", "platform_id": "p.platform_id"}
+
+    def ranking(self, scope: Scope = EVERYTHING, *, jurisdiction: str | None = None, kind: str | None = None,
+                tier: str | None = None, licence: str | None = None, detector: str | None = None,
+                custody: bool | None = None, sort: str = "score", descending: bool = True, limit: int = 100,
+                offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        """`platforms` with the desk's filters (licence, a detector among the findings, in custody or not)
+        and a choice of order; the scope is applied in SQL as everywhere."""
+        cond, args = scope.platform_sql("p")
+        where, wargs = [cond], list(args)
+        if jurisdiction is not None:
+            where.append("p.jurisdiction like ?")
+            wargs.append(jurisdiction_prefix(jurisdiction) + "%")
+        for col, val in (("kind", kind), ("tier", tier), ("licence", licence)):
+            if val is not None:
+                where.append(f"p.{col} = ?")
+                wargs.append(val)
+        if detector is not None:
+            where.append("exists (select 1 from json_each(p.body, '$.findings') f "
+                         "where json_extract(f.value, '$.detector') = ?)")
+            wargs.append(detector)
+        if custody is not None:
+            where.append("p.custodian_id is not null and p.custodian_id != ''" if custody
+                         else "(p.custodian_id is null or p.custodian_id = '')")
+        order = self._RANK_SORTS[sort] + (" desc" if descending else " asc")
+        sql = " where " + " and ".join(where)
+        with self._lock:
+            total = self.conn.execute(f"select count(*) from platform_score p{sql}", wargs).fetchone()[0]
+            rows = self.conn.execute(
+                f"select p.body, p.custodian_id from platform_score p{sql} order by {order}, p.score desc, "
+                f"p.platform_id limit ? offset ?", [*wargs, limit, offset]).fetchall()
+        return total, [{**json.loads(r[0]), "custodian_id": r[1]} for r in rows]
+
+    def recent_scores(self, platform_ids: list[str], n: int = 20) -> dict[str, list[dict[str, Any]]]:
+        """The newest `n` scores of each platform named, oldest first (the caller names only platforms in scope)."""
+        out: dict[str, list[dict[str, Any]]] = {pid: [] for pid in platform_ids}
+        if not platform_ids:
+            return out
+        rows = self._rows(f"select platform_id, as_of, score, tier from (select h.*, row_number() over (partition by "
+                          f"platform_id order by as_of desc) rn from score_history h where platform_id in "
+                          f"({','.join('?' * len(platform_ids))})) where rn <= ? order by platform_id, as_of",
+                          [*platform_ids, n])
+        for r in rows:
+            out[r["platform_id"]].append({"as_of": r["as_of"], "score": r["score"], "tier": r["tier"]})
+        return out
+
+    def platform_facts(self, scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
+        """Every platform in scope, the columns a report counts by (no findings, no evidence)."""
+        cond, args = scope.platform_sql("p")
+        return self._rows(f"select p.platform_id, p.name, p.kind, p.licence, p.jurisdiction, p.score, p.tier, "
+                          f"p.disposition, p.as_of, p.custodian_id, p.keywords, p.departments from platform_score p "
+                          f"where {cond} order by p.score desc, p.platform_id", args)
+
+    def keep_report(self, kind: str, scope_key: str, actor: str, body: dict[str, Any]) -> int:
+        """Keep a report (audited) so the next one of the same kind and scope can say what changed."""
+        now = self.clock()
+        with self._tx() as c:
+            rid = c.execute("insert into report (kind, scope_key, created_at, actor, body) values (?,?,?,?,?)",
+                            (kind, scope_key, now, actor, json.dumps(body, ensure_ascii=False))).lastrowid
+            assert rid is not None
+            self._audit(c, actor, f"report.{kind}.keep", f"report:{rid}", {"scope": scope_key})
+        return int(rid)
+
+    def kept_reports(self, kind: str, scope_key: str, *, limit: int = 50, with_body: bool = False
+                     ) -> list[dict[str, Any]]:
+        """Kept reports of one kind and scope, newest first."""
+        cols = "report_id, kind, created_at, actor" + (", body" if with_body else "")
+        rows = self._rows(f"select {cols} from report where kind = ? and scope_key = ? order by report_id desc "
+                          f"limit ?", (kind, scope_key, limit))
+        for r in rows:
+            if with_body:
+                r["body"] = json.loads(r["body"])
+        return rows
 
     # ---- the audit log: append-only, hash-chained ------------------------------------------------
     def audit(self, actor: str, action: str, obj: str, detail: dict[str, Any] | None = None) -> None:
