@@ -104,6 +104,12 @@ class KafkaDeadLetters:
         self.count = 0
         self._ends: dict[int, int] = {}
         self._already: set[tuple[str, str, str]] = set()  # dead-lettered after the checkpoint, before a crash
+        from ingest.kafka_io import BrokerCalls
+
+        self.calls = BrokerCalls()
+
+    def failing_for(self) -> float | None:
+        return self.calls.failing_for()
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"ends": dict(self._ends)}
@@ -131,9 +137,11 @@ class KafkaDeadLetters:
                    ("source_topic", m.topic.encode()), ("source_partition", str(m.partition).encode()),
                    ("source_offset", str(m.offset).encode()), ("expected", m.expected.encode())]
         value = m.value if m.value is not None else json.dumps(dead_letter_record(err), ensure_ascii=False).encode()
-        self.producer.send(self.topic, value=value, key=m.key, headers=headers).add_callback(self._sent)
+        with self.calls.call(answers=False):
+            self.producer.send(self.topic, value=value, key=m.key, headers=headers).add_callback(self._sent)
         self.count += 1
         log.warning("dead letter: %s", err)
 
     def flush(self) -> None:
-        self.producer.flush(timeout=5.0)
+        with self.calls.call(answers=True):
+            self.producer.flush(timeout=5.0)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from detectors.assess import Assessment
 from ingest.sources import FileSource
@@ -124,6 +125,40 @@ def read_headers_after(bootstrap: str | None, topic: str, starts: dict[int, int]
     return [headers for _, headers in read_after(bootstrap, topic, starts)]
 
 
+class BrokerCalls:
+    """Producer calls in progress and failing, for health: a loop held in a send (the buffer full, metadata
+    unknown: up to `max_block_ms` each) or a flush is the broker not answering, like a failed commit."""
+
+    def __init__(self, bound_s: float = FLUSH_TIMEOUT_S + 2.0) -> None:
+        self.bound_s = bound_s  # a call held longer than this counts as silence
+        self.since: float | None = None
+        self.failing_since: float | None = None
+
+    @contextmanager
+    def call(self, *, answers: bool) -> Iterator[None]:
+        """Around a producer call; `answers`: its return means the broker answered (a flush, not a send)."""
+        self.since = time.monotonic()
+        try:
+            yield
+        except Exception:
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+            raise
+        else:
+            if answers:
+                self.failing_since = None
+        finally:
+            self.since = None
+
+    def failing_for(self) -> float | None:
+        now = time.monotonic()
+        spans = [now - self.failing_since] if self.failing_since is not None else []
+        since = self.since
+        if since is not None and now - since > self.bound_s:
+            spans.append(now - since)
+        return max(spans) if spans else None
+
+
 class KafkaOutput:
     """RiskScore (compacted, key platform_id) when a platform's score or tier changes; every Alert opened or
     escalated (the same alert_id for the same episode: consumers upsert by it)."""
@@ -137,8 +172,16 @@ class KafkaOutput:
         self._last: dict[str, tuple[float, str, int]] = {}
         self._alert_ends: dict[int, int] = {}  # partition -> next offset after what this run has published
         self._published_after_checkpoint: set[tuple[str, str]] = set()
+        self.calls = BrokerCalls()
+
+    def failing_for(self) -> float | None:
+        return self.calls.failing_for()
 
     def publish(self, assessments: list[Assessment], alerts: list[dict[str, Any]], final: bool) -> None:
+        with self.calls.call(answers=False):
+            self._publish(assessments, alerts, final)
+
+    def _publish(self, assessments: list[Assessment], alerts: list[dict[str, Any]], final: bool) -> None:
         for a in assessments:
             sig = (a.score, a.tier, len(a.findings))
             if self._last.get(a.platform_id) == sig and not final:
@@ -160,7 +203,8 @@ class KafkaOutput:
             self._alert_ends[meta.partition] = meta.offset + 1
 
     def flush(self) -> None:
-        self.producer.flush(timeout=FLUSH_TIMEOUT_S)
+        with self.calls.call(answers=True):
+            self.producer.flush(timeout=FLUSH_TIMEOUT_S)
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Where the alert topic stood when the checkpoint was taken (after a flush): a restart reads what

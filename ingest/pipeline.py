@@ -388,8 +388,11 @@ class Pipeline:
             return
         self._expire_pending(force=False)
         owns = getattr(self.source, "owns", None)  # a worker scores the platforms whose money it reads
-        mine = None if owns is None else [p for p in self.ledger.platforms if owns(p)]
-        assessments = self.assessor.assess(self.ledger, refit=final, platforms=mine)
+        if owns is None:
+            assessments = self.assessor.assess(self.ledger, refit=final)
+        else:
+            assessments = self.assessor.assess(self.ledger, refit=final,
+                                               platforms=[p for p in self.ledger.platforms if owns(p)])
         alerts = self.assessor.new_alerts(assessments)
         for out in self.outputs:
             out.publish(assessments, alerts, final)

@@ -175,6 +175,8 @@ class KafkaSource:
         self.group_id = group_id
         self.topics = topics  # topic -> record name
         self.registry_topics = {t for t, name in topics.items() if name in registry}
+        if self.registry_topics == set(topics):  # a registry alone (a tool reading accounts): the group reads it
+            self.registry_topics = set()
         self._registry: Any = None
         self._money_partitions: int | None = None
         self.session_timeout_ms = session_timeout_ms

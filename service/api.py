@@ -96,7 +96,7 @@ class PipelineRunner:
         return {"running": bool(self.thread and self.thread.is_alive()), "error": self.error,
                 "paused": p.paused, "caught_up": p.caught_up, "lag_records": p.lag,
                 "loop_turned_s_ago": round(time.monotonic() - p.heartbeat, 1),
-                "broker_failing_s": _failing_for(p.source), "stats": p.stats.as_dict(),
+                "broker_failing_s": _failing_for(p.source, p.dead_letters, *p.outputs), "stats": p.stats.as_dict(),
                 "event_time_ms": p.ledger.now_ms}
 
     def problems(self, settings: Settings) -> list[str]:
@@ -117,10 +117,10 @@ class PipelineRunner:
         return out
 
 
-def _failing_for(source: Any) -> float | None:
-    failing_for = getattr(source, "failing_for", None)
-    seconds = failing_for() if failing_for is not None else None
-    return None if seconds is None else round(seconds, 1)
+def _failing_for(*talkers: Any) -> float | None:
+    """How long the broker has not answered, as the longest of what the source and the outputs saw."""
+    spans = [s for t in talkers if (f := getattr(t, "failing_for", None)) is not None and (s := f()) is not None]
+    return round(max(spans), 1) if spans else None
 
 
 class BodyLimit:

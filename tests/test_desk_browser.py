@@ -219,8 +219,8 @@ def test_the_banking_regulator_reads_the_riskiest_p2p_file_with_its_money_drawn(
     assert any("%" in (e.get_attribute("data-origins") or "") for e in edges), "traced origins on the arrows"
     txs = wait(d, lambda: box.find_elements("css selector", ".tx-list code.tx"), "the tx ids listed")
     assert {t.text for t in txs} >= set(graph["edges"][0]["tx_ids"])
-    txs[0].click()
-    assert d.execute_script("return window.__fwLastCopied") == txs[0].text
+    txs[0].click()  # the clipboard write is a promise: under load it settles after the click returns
+    wait(d, lambda: d.execute_script("return window.__fwLastCopied") == txs[0].text, "the tx id copied")
     assert css(d, "#disposition")[0].text and css(d, "#leads .chip")
     shot(d, desk, "05-banking-platform-file")
     d.get(desk["base"] + "/desk/print/" + riskiest["platform_id"])

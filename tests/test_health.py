@@ -256,3 +256,57 @@ def test_broker_silence_counts_a_held_poll_and_a_failed_offset_request():
         poller.join(5)
     assert src.failing_for() is None  # the poll returned
     assert src.lag() is None and src.failing_for() is not None  # the ends could not be asked: silence begins
+
+
+class HeldProducer:
+    """kafka-python's producer with the broker gone: `send` blocks for metadata (max_block_ms), `flush` times
+    out. A stand-in for the client library in a unit test of the health arithmetic, as HeldConsumer above."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+
+    def send(self, *args, **kwargs):
+        self.release.wait(30)
+        raise __import__("kafka").errors.KafkaTimeoutError("Failed to update metadata after 10.0 secs.")
+
+    def flush(self, timeout=None):
+        raise __import__("kafka").errors.KafkaTimeoutError("Timeout waiting for future")
+
+
+def test_a_loop_held_publishing_counts_as_the_broker_silent():
+    """The fresh-clone CI run: /healthz said ok with the loop unturned for 62 s and no broker silence; the
+    loop was held publishing scores (each send blocks up to max_block_ms), not in a consumer call."""
+    import threading
+
+    from ingest.kafka_io import KafkaOutput
+    from service.api import _failing_for
+
+    class Bytes:  # framing is not what this test is about
+        def frame(self, name, record):
+            return b"x"
+
+    out = KafkaOutput(HeldProducer(), {"RiskScore": "s", "Alert": "a"}, Bytes())
+    out.calls.bound_s = 0.5
+    pipe = Pipeline(EndlessSource([]), Ledger(), Assessor(), [out], MemoryDeadLetters())
+    assert _failing_for(pipe.source, pipe.dead_letters, *pipe.outputs) is None
+    alert = {"change": "opened", "alert_id": "A1", "severity": "HIGH", "platform_id": "P1"}
+    publisher = threading.Thread(target=lambda: _swallow(lambda: out.publish([], [alert], False)))
+    publisher.start()
+    try:
+        wait_for(lambda: (_failing_for(*pipe.outputs) or 0) > 0.5, 10, "a held send to count as silence")
+    finally:
+        out.producer.release.set()
+        publisher.join(5)
+    assert _failing_for(*pipe.outputs) is not None  # the send failed: silence goes on
+    with pytest.raises(Exception):
+        out.flush()
+    assert _failing_for(*pipe.outputs) is not None  # a flush that timed out: the broker did not answer
+
+
+def _swallow(fn):
+    try:
+        fn()
+    except Exception:
+        pass
