@@ -133,9 +133,13 @@ class SQLiteDatabase:
 
     def migrate(self, migrations: Sequence[str]) -> None:
         """Each migration once, in order, under the write lock (two processes starting together apply
-        each once); the version is read again once the lock is held."""
-        if self.schema_version() >= len(migrations):
-            return
+        each once); the version is read again once the lock is held. A database from before the
+        schema_version table starts from its `pragma user_version`."""
+        try:
+            if int(self.conn.execute("select version from schema_version").fetchone()[0]) >= len(migrations):
+                return
+        except (sqlite3.OperationalError, TypeError):  # no table yet, or no row
+            pass
         self.begin_write()
         try:
             self.conn.execute("create table if not exists schema_version (version integer not null)")
@@ -192,8 +196,11 @@ class PostgresDatabase:
         """Connected on first use, and again after the server dropped the connection (a restart of
         the database is one failed request, not a dead service)."""
         if self._conn is None or self._conn.closed or self._conn.broken:
+            from psycopg.conninfo import conninfo_to_dict
+
+            given = str(conninfo_to_dict(self.dsn).get("options") or "")  # e.g. a search_path: kept
             self._conn = self._psycopg.connect(self.dsn, autocommit=True,
-                                               options=f"-c lock_timeout={LOCK_TIMEOUT_S * 1000}")
+                                               options=f"{given} -c lock_timeout={LOCK_TIMEOUT_S * 1000}".strip())
         return self._conn
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
