@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from detectors.assess import Assessment
 from detectors.base import SEVERITIES
-from service.db import Database, is_dsn, open_database
+from service.db import Database, is_dsn, open_database, redact
 from service.scope import EVERYTHING, Scope, jurisdiction_prefix
 
 __all__ = ["Store", "StoreError", "NotFound", "Conflict", "jurisdiction_prefix", "ALERT_STATES", "RESOLUTIONS",
@@ -162,6 +162,9 @@ class Store:
         self._as_of: dict[str, int] | None = None
 
     # ---- connection and migrations ---------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"Store({redact(self.path)!r})"  # a DSN's password stays out of logs and tracebacks
+
     @property
     def dialect(self) -> str:
         """'sqlite' or 'postgresql'."""
