@@ -132,10 +132,11 @@ CONF
 }
 
 start() {
-  prepare_state
+  mkdir -p "$state"
   exec 9>"$state/lock"
   flock 9
-  ensure_installed
+  ensure_installed  # first: the package creates the postgres system user that prepare_state needs
+  prepare_state
   data=$(data_dir)
   if running && answers; then
     log "already running on $host:$(port)"; dsn; return 0
