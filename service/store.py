@@ -6,9 +6,9 @@ writer at a time) and PostgreSQL when the target is a DSN (`postgresql://...`: o
 several workers, writers serialised by a lock per schema). One set of versioned migrations upgrades
 either in place. SQL here is written once, in SQLite's spelling limited to what PostgreSQL also
 understands (`insert ... on conflict do update`, `returning`; no `insert or replace`, no two-argument
-`max`); the dialect layer translates placeholders and migration DDL. Every read that returns platform data takes a `Scope`
-and applies it in SQL, so lists, counts and lookups agree with what the principal may see; an
-object outside the scope is indistinguishable from a missing one.
+`max`); the dialect layer translates placeholders and migration DDL. Every read that returns
+platform data takes a `Scope` and applies it in SQL, so lists, counts and lookups agree with what
+the principal may see; an object outside the scope is indistinguishable from a missing one.
 
 It is also a pipeline Output: the loop publishes into it like into Kafka, and an alert event
 (opened, escalated, reopened, transitioned) is written to the outbox in the same transaction,
