@@ -11,6 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from service.settings import Settings
 
 __all__ = ["main", "build_pipeline", "build_framing"]
@@ -454,7 +456,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides["db_dsn"] = args.db_dsn
     elif getattr(args, "db", None) is not None and args.command != "replay":
         overrides["db_dsn"] = None  # a file named on the command line beats a DSN in the environment
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:  # one line per wrong setting, not a traceback
+        for err in exc.errors():
+            print(f"fundwatch: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}", file=sys.stderr)
+        return 2
     handlers = {"simulate": cmd_simulate, "produce": cmd_produce, "replay": cmd_replay, "run": cmd_run,
                 "serve": cmd_serve, "top": cmd_top, "keys": cmd_keys, "audit": cmd_audit,
                 "topics": cmd_topics}

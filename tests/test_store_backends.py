@@ -105,3 +105,9 @@ def test_a_replay_leaves_the_same_store_in_both_backends(small_world_dir, pg_db,
     ea, eb = a.events_after(0, EVERYTHING, limit=10_000), b.events_after(0, EVERYTHING, limit=10_000)
     assert [(e["seq"], e["type"], e["alert"]["alert_id"]) for e in ea] == \
         [(e["seq"], e["type"], e["alert"]["alert_id"]) for e in eb]
+
+
+def test_a_dsn_that_is_not_postgres_is_one_clear_line(capsys):
+    assert main(["keys", "--db-dsn", "mysql://u:p@h/db", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fundwatch: db_dsn:") and "postgresql://" in err and "Traceback" not in err
