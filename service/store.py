@@ -243,9 +243,12 @@ class Store:
                 if self._last_sig.get(a.platform_id) != sig:
                     self._last_sig[a.platform_id] = sig
                     history.append((a.platform_id, a.as_of, a.score, a.tier, sig[2], now))
-            c.executemany("insert into score_history values (?,?,?,?,?,?) on conflict (platform_id, as_of) do update "
-                          "set score = excluded.score, tier = excluded.tier, detectors = excluded.detectors, "
-                          "recorded_at = excluded.recorded_at", history)
+            # ... and history only for a score that is now the platform's (not one another worker has passed)
+            c.executemany("insert into score_history (platform_id, as_of, score, tier, detectors, recorded_at) "
+                          "select ?, ?, ?, ?, ?, ? where ? >= (select as_of from platform_score where platform_id = ?) "
+                          "on conflict (platform_id, as_of) do update set score = excluded.score, tier = excluded.tier, "
+                          "detectors = excluded.detectors, recorded_at = excluded.recorded_at",
+                          [(*h, h[1], h[0]) for h in history])
             for al in alerts:
                 self._upsert_alert(c, al, now)
             if now >= self._next_prune:  # bounded: events older than the retention are gone (SSE resumes

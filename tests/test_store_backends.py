@@ -113,3 +113,27 @@ def test_a_dsn_that_is_not_postgres_is_one_clear_line(capsys):
     assert main(["keys", "--db-dsn", "mysql://u:p@h/db", "list"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fundwatch: db_dsn:") and "postgresql://" in err and "Traceback" not in err
+
+
+def test_two_workers_with_stale_caches_never_put_an_older_score_over_a_newer_one(db):
+    """Worker A last saw platform P1 at day 10; worker B has since published day 20. A's day-15 score
+    (behind the store) neither replaces B's nor enters the history."""
+    from dataclasses import replace
+
+    from schemas.records import DAY_MS
+    from tests.helpers import T0
+    from tests.test_workflow import _assessment
+
+    def at(day: int, score: float):
+        return replace(_assessment(T0 + day * DAY_MS, "MEDIUM"), score=score)
+
+    a, b = Store(db), Store(db)
+    a.publish([at(10, 50.0)], [], final=False)
+    b.publish([at(20, 70.0)], [], final=False)
+    a.publish([at(15, 30.0)], [], final=False)  # a's cache still says day 10
+    assert a.platform("P1")["as_of"] == b.platform("P1")["as_of"] == T0 + 20 * DAY_MS
+    assert [(h["as_of"], h["score"]) for h in a.history("P1")] == [(T0 + 10 * DAY_MS, 50.0), (T0 + 20 * DAY_MS, 70.0)]
+    a.publish([at(27, 40.0)], [], final=False)  # newer than both: it lands
+    assert [h["score"] for h in b.history("P1")] == [50.0, 70.0, 40.0]
+    a.close()
+    b.close()
