@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := ops/kafka.sh
+PG := ops/postgres.sh
 PORT ?= 8000
 DEMO_DIR ?= var/demo-world
 DEMO_PLATFORMS ?= 120
 DEMO_DAYS ?= 120
 
-.PHONY: install browser test test-unit kafka-up kafka-down demo stop stop-service bench clean lint
+.PHONY: install browser test test-unit kafka-up kafka-down pg-up pg-down demo stop stop-service bench clean lint
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,14 +39,21 @@ kafka-up:
 kafka-down:
 	@$(KAFKA) stop
 
-# Starts the project's own broker, runs every test against it, and stops it again even when tests fail.
+pg-up:
+	@$(PG) start
+
+pg-down:
+	@$(PG) stop
+
+# Starts the project's own broker and PostgreSQL, runs every test against them (the desk's in Chromium), and
+# stops both again even when tests fail.
 test: install browser
-	@set -o pipefail; bootstrap=$$($(KAFKA) start) || exit 1; \
-	  FUNDWATCH_TEST_BOOTSTRAP=$$bootstrap $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
-	  $(KAFKA) stop; exit $$rc
+	@set -o pipefail; trap '$(PG) stop; $(KAFKA) stop' EXIT; \
+	  bootstrap=$$($(KAFKA) start) || exit 1; pgdsn=$$($(PG) start) || exit 1; \
+	  FUNDWATCH_TEST_BOOTSTRAP=$$bootstrap FUNDWATCH_TEST_PG_DSN=$$pgdsn $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install browser
-	$(BIN)/python -m pytest -m "not kafka" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not kafka and not postgres" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/python -m mypy ingest graph detectors service schemas
@@ -79,6 +87,7 @@ stop-service:
 
 stop: stop-service
 	@$(KAFKA) stop
+	@$(PG) stop
 
 bench: install
 	$(BIN)/python benchmarks/throughput.py

@@ -209,7 +209,7 @@ def create_app(settings: Settings | None = None, runner: PipelineRunner | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.db_path, outbox_retention_days=settings.outbox_retention_days)
+        store = Store(settings.store_target, outbox_retention_days=settings.outbox_retention_days)
         store.conn  # migrate now, not on the first request
         app.state.store = store
         app.state.settings = settings

@@ -11,6 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from service.settings import Settings
 
 __all__ = ["main", "build_pipeline", "build_framing"]
@@ -112,10 +114,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     report = ReportOutput()
     outputs: list[Any] = [report]
-    if args.db:
+    if args.db or args.db_dsn:
         from service.store import Store
 
-        outputs.append(Store(args.db))
+        outputs.append(Store(args.db_dsn or args.db))
     dead = FileDeadLetters(args.dead_letters or settings.dead_letter_file)
     pipeline = build_pipeline(settings, FileSource(args.dir), outputs, dead)
     stats = pipeline.run()
@@ -213,7 +215,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from service.auth import KeyError_, create_key
     from service.store import NotFound, Store
 
-    store = Store(settings.db_path)
+    store = Store(settings.store_target)
     try:
         if args.keys_command == "create":
             try:
@@ -289,7 +291,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     """`fundwatch audit verify`: walk the hash chain; name every entry that was edited, removed or inserted."""
     from service.store import Store
 
-    store = Store(settings.db_path)
+    store = Store(settings.store_target)
     try:
         broken = store.verify_audit()
         n = store.audit_count()
@@ -365,6 +367,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--topic-prefix", help="prefix for every topic name")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
+    dsn_help = dict(help="the store is this PostgreSQL database (postgresql://user:pw@host:port/db; env "
+                         "FUNDWATCH_DB_DSN) instead of the SQLite file")
     s = sub.add_parser("simulate", help="write a synthetic custodian world as Avro container files")
     s.add_argument("--platforms", type=int, default=120)
     s.add_argument("--days", type=int, default=120)
@@ -379,16 +383,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.add_argument("--report", required=True)
     s.add_argument("--db", help="also write scores and alerts to this SQLite store")
+    s.add_argument("--db-dsn", help="... or to this PostgreSQL store (postgresql://...)")
     s.add_argument("--dead-letters", help="dead-letter JSON-lines file")
     s.add_argument("--assess-every-days", type=int)
     s = sub.add_parser("run", help="consume the topics, score, publish, and serve the API")
     s.add_argument("--port", type=int)
     s.add_argument("--group-id")
     s.add_argument("--db")
+    s.add_argument("--db-dsn", **dsn_help)  # type: ignore[arg-type]
     s.add_argument("--checkpoint-dir", help="where checkpoints live (default var/checkpoints)")
     s = sub.add_parser("serve", help="serve the API over an existing store")
     s.add_argument("--port", type=int)
     s.add_argument("--db")
+    s.add_argument("--db-dsn", **dsn_help)  # type: ignore[arg-type]
     s = sub.add_parser("top", help="print the riskiest platforms from a running service")
     s.add_argument("--api", default="http://127.0.0.1:8000")
     s.add_argument("-n", type=int, default=10)
@@ -396,10 +403,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--key", help="API key (env FUNDWATCH_API_KEY)")
     s = sub.add_parser("keys", help="make, list and revoke API keys")
     s.add_argument("--db", help="the service's store (default var/fundwatch.db, env FUNDWATCH_DB_PATH)")
+    s.add_argument("--db-dsn", **dsn_help)  # type: ignore[arg-type]
     ks = s.add_subparsers(dest="keys_command", required=True)
     db_here = dict(default=argparse.SUPPRESS, help="the service's store (also accepted before the sub-command)")
+    dsn_here = dict(default=argparse.SUPPRESS, help="the service's PostgreSQL store (also accepted before the "
+                                                    "sub-command)")
     k = ks.add_parser("create", help="make a key; prints it once")
     k.add_argument("--db", **db_here)  # type: ignore[arg-type]
+    k.add_argument("--db-dsn", **dsn_here)  # type: ignore[arg-type]
     k.add_argument("--role", required=True, choices=["custodian", "pboc", "regulator", "district", "admin"])
     k.add_argument("--name", required=True, help="who holds the key")
     k.add_argument("--department", action="append", help="regulator: a lead department (repeatable)")
@@ -407,19 +418,25 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--custodian-id", help="custodian: the bank's custodian_id")
     k.add_argument("--all-platforms", action="store_true", help="admin: also see every platform")
     k.add_argument("--json", action="store_true", help="print the key and its description as JSON")
-    ks.add_parser("list", help="every key (never the secret)").add_argument("--db", **db_here)  # type: ignore[arg-type]
+    k = ks.add_parser("list", help="every key (never the secret)")
+    k.add_argument("--db", **db_here)  # type: ignore[arg-type]
+    k.add_argument("--db-dsn", **dsn_here)  # type: ignore[arg-type]
     k = ks.add_parser("demo", help="one key per role for a simulated world (make demo)")
     k.add_argument("--db", **db_here)  # type: ignore[arg-type]
+    k.add_argument("--db-dsn", **dsn_here)  # type: ignore[arg-type]
     k.add_argument("--world", required=True, help="the world's directory (fundwatch simulate --out)")
     k.add_argument("--json", action="store_true")
     k = ks.add_parser("revoke", help="revoke a key now (its webhooks stop too)")
     k.add_argument("--db", **db_here)  # type: ignore[arg-type]
+    k.add_argument("--db-dsn", **dsn_here)  # type: ignore[arg-type]
     k.add_argument("key_id")
     s = sub.add_parser("audit", help="the audit log")
     s.add_argument("--db", help="the service's store")
+    s.add_argument("--db-dsn", **dsn_help)  # type: ignore[arg-type]
     au = s.add_subparsers(dest="audit_command", required=True)
     v = au.add_parser("verify", help="check the hash chain; exit 1 naming every broken entry")
     v.add_argument("--db", **db_here)  # type: ignore[arg-type]
+    v.add_argument("--db-dsn", **dsn_here)  # type: ignore[arg-type]
     v.add_argument("--expect-head", metavar="SEQ:HASH", help="a head printed earlier: the log must still hold it")
     return p
 
@@ -435,7 +452,16 @@ def main(argv: list[str] | None = None) -> int:
         val = getattr(args, opt, None)
         if val is not None and not (opt == "db" and args.command == "replay"):
             overrides[field] = val
-    settings = Settings(**overrides)
+    if getattr(args, "db_dsn", None) is not None and args.command != "replay":
+        overrides["db_dsn"] = args.db_dsn
+    elif getattr(args, "db", None) is not None and args.command != "replay":
+        overrides["db_dsn"] = None  # a file named on the command line beats a DSN in the environment
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:  # one line per wrong setting, not a traceback
+        for err in exc.errors():
+            print(f"fundwatch: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}", file=sys.stderr)
+        return 2
     handlers = {"simulate": cmd_simulate, "produce": cmd_produce, "replay": cmd_replay, "run": cmd_run,
                 "serve": cmd_serve, "top": cmd_top, "keys": cmd_keys, "audit": cmd_audit,
                 "topics": cmd_topics}

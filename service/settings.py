@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -34,7 +35,22 @@ class Settings(BaseSettings):
 
         return self.instance_id or f"fundwatch-{socket.gethostname()}-{self.port}"
 
-    db_path: str = "var/fundwatch.db"
+    db_path: str = "var/fundwatch.db"  # the single-machine store (SQLite)
+    # set: the store is this PostgreSQL database instead (postgresql://user:password@host:port/db), shared by
+    # several workers and API processes; ops/postgres.sh start prints one
+    db_dsn: str | None = None
+
+    @field_validator("db_dsn")
+    @classmethod
+    def _postgres_uri(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("db_dsn is a PostgreSQL URI: postgresql://user:password@host:port/database")
+        return v or None
+
+    @property
+    def store_target(self) -> str:
+        """What the store opens: the DSN when one is configured, else the SQLite file."""
+        return self.db_dsn or self.db_path
     checkpoint_dir: str = "var/checkpoints"  # run: state + positions, one file per topic prefix and group
     checkpoint_every_seconds: float = 60.0
 

@@ -1,10 +1,14 @@
 """Where the service keeps what it knows: scores and their history, alerts and their workflow, the
 outbox of alert events, keys, webhooks and their dead letters, outcomes, tips and the audit log.
 
-One interface (this class); SQLite by default (WAL, one writer at a time, versioned migrations
-that upgrade an old database in place). Every read that returns platform data takes a `Scope`
-and applies it in SQL, so lists, counts and lookups agree with what the principal may see; an
-object outside the scope is indistinguishable from a missing one.
+One interface (this class) over two databases (service/db.py): SQLite by default (a file, WAL, one
+writer at a time) and PostgreSQL when the target is a DSN (`postgresql://...`: one store shared by
+several workers, writers serialised by a lock per schema). One set of versioned migrations upgrades
+either in place. SQL here is written once, in SQLite's spelling limited to what PostgreSQL also
+understands (`insert ... on conflict do update`, `returning`; no `insert or replace`, no two-argument
+`max`); the dialect layer translates placeholders and migration DDL. Every read that returns
+platform data takes a `Scope` and applies it in SQL, so lists, counts and lookups agree with what
+the principal may see; an object outside the scope is indistinguishable from a missing one.
 
 It is also a pipeline Output: the loop publishes into it like into Kafka, and an alert event
 (opened, escalated, reopened, transitioned) is written to the outbox in the same transaction,
@@ -14,16 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
-import sqlite3
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from detectors.assess import Assessment
 from detectors.base import SEVERITIES
+from service.db import Database, is_dsn, open_database, redact
 from service.scope import EVERYTHING, Scope, jurisdiction_prefix
 
 __all__ = ["Store", "StoreError", "NotFound", "Conflict", "jurisdiction_prefix", "ALERT_STATES", "RESOLUTIONS",
@@ -65,7 +67,9 @@ class Invalid(StoreError):
     """The request lacks what this change needs."""
 
 
-# ---- migrations: each runs once, in order; `pragma user_version` says how far a database is -----------
+# ---- migrations: each runs once, in order; table schema_version says how far a database is ------------
+# Written in SQLite's spelling; service/db.py's pg_ddl translates them for PostgreSQL (and refuses what it
+# cannot translate, so a new migration that only SQLite understands fails in the tests, not in production).
 _V1 = """
 create table if not exists platform_score (
   platform_id text primary key, name text, kind text, licence text, jurisdiction text,
@@ -150,6 +154,8 @@ def _uncsv(text: str | None) -> list[str]:
 
 
 class Store:
+    """`path` is a SQLite file (or ':memory:') or a PostgreSQL DSN (`postgresql://user:pw@host:port/db`)."""
+
     def __init__(self, path: str = ":memory:", *, clock: Callable[[], int] = wall_ms,
                  outbox_retention_days: float = 30.0) -> None:
         self.path = path
@@ -157,44 +163,36 @@ class Store:
         self.outbox_retention_ms = int(outbox_retention_days * 86_400_000)
         self._touched: dict[str, int] = {}
         self._next_prune = 0
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Database | None = None
         self._lock = threading.RLock()
         self._last_sig: dict[str, tuple[float, str, str]] | None = None
         self._as_of: dict[str, int] | None = None
 
     # ---- connection and migrations ---------------------------------------------------------------
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                if not Path(self.path).exists():  # tip contacts and key hashes: readable by the service only
-                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-            if self.path != ":memory:":
-                conn.execute("pragma journal_mode=wal")
-            conn.execute("pragma busy_timeout=30000")
-            conn.execute("pragma synchronous=normal")
-            self._migrate(conn)
-            self._conn = conn
-        return self._conn
+    def __repr__(self) -> str:
+        return f"Store({redact(self.path)!r})"  # a DSN's password stays out of logs and tracebacks
 
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        version = conn.execute("pragma user_version").fetchone()[0]
-        for i, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return "postgresql" if is_dsn(self.path) else "sqlite"
+
+    @property
+    def conn(self) -> Database:
+        """The connection (SQLite's `?` placeholders on both backends), migrated on first use."""
+        if self._conn is None:
+            db = open_database(self.path)
             try:
-                conn.executescript(f"begin immediate;\n{script}\npragma user_version = {i};\ncommit;")
-            except sqlite3.Error:
-                if conn.in_transaction:
-                    conn.execute("rollback")
-                # another process may have run this migration meanwhile; anything else is real
-                if conn.execute("pragma user_version").fetchone()[0] < i:
-                    raise
+                db.migrate(MIGRATIONS)
+            except BaseException:
+                db.close()
+                raise
+            self._conn = db
+        return self._conn
 
     def schema_version(self) -> int:
         with self._lock:
-            return int(self.conn.execute("pragma user_version").fetchone()[0])
+            return self.conn.schema_version()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -233,9 +231,15 @@ class Store:
             # a state being rebuilt (a restart without checkpoint, a replay) is behind what the store shows:
             # its older scores neither replace the newer ones nor rewrite their history
             fresh = [a for a in assessments if a.as_of >= (self._as_of.get(a.platform_id) or 0)]
+            # the guard in SQL as well: another worker's newer score wins over this one's stale cache
             c.executemany(
-                "insert or replace into platform_score (platform_id, name, kind, licence, jurisdiction, score, tier, "
-                "disposition, as_of, keywords, body, custodian_id, departments) values (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "insert into platform_score (platform_id, name, kind, licence, jurisdiction, score, tier, "
+                "disposition, as_of, keywords, body, custodian_id, departments) values (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "on conflict (platform_id) do update set name = excluded.name, kind = excluded.kind, "
+                "licence = excluded.licence, jurisdiction = excluded.jurisdiction, score = excluded.score, "
+                "tier = excluded.tier, disposition = excluded.disposition, as_of = excluded.as_of, "
+                "keywords = excluded.keywords, body = excluded.body, custodian_id = excluded.custodian_id, "
+                "departments = excluded.departments where excluded.as_of >= platform_score.as_of",
                 [(a.platform_id, a.name, a.kind, a.licence, a.jurisdiction, a.score, a.tier, a.disposition, a.as_of,
                   ",".join(a.registration_keywords), json.dumps(a.as_dict(), ensure_ascii=False), a.custodian_id,
                   _csv(a.lead_departments)) for a in fresh])
@@ -246,7 +250,12 @@ class Store:
                 if self._last_sig.get(a.platform_id) != sig:
                     self._last_sig[a.platform_id] = sig
                     history.append((a.platform_id, a.as_of, a.score, a.tier, sig[2], now))
-            c.executemany("insert or replace into score_history values (?,?,?,?,?,?)", history)
+            # ... and history only for a score that is now the platform's (not one another worker has passed)
+            c.executemany("insert into score_history (platform_id, as_of, score, tier, detectors, recorded_at) "
+                          "select ?, ?, ?, ?, ?, ? where ? >= (select as_of from platform_score where platform_id = ?) "
+                          "on conflict (platform_id, as_of) do update set score = excluded.score, tier = excluded.tier, "
+                          "detectors = excluded.detectors, recorded_at = excluded.recorded_at",
+                          [(*h, h[1], h[0]) for h in history])
             for al in alerts:
                 self._upsert_alert(c, al, now)
             if now >= self._next_prune:  # bounded: events older than the retention are gone (SSE resumes
@@ -254,7 +263,7 @@ class Store:
                 c.execute("delete from outbox where at < ?", (now - self.outbox_retention_ms,))
                 self._next_prune = now + 3_600_000
 
-    def _upsert_alert(self, c: sqlite3.Connection, al: dict[str, Any], now: int) -> None:
+    def _upsert_alert(self, c: Database, al: dict[str, Any], now: int) -> None:
         row = c.execute("select severity_rank, state, last_seen from alert where alert_id = ?",
                         (al["alert_id"],)).fetchone()
         rank = SEVERITIES.index(al["severity"])
@@ -291,7 +300,7 @@ class Store:
             c.execute("update alert set body = ?, last_seen = ? where alert_id = ?",
                       (json.dumps(record, ensure_ascii=False), seen, al["alert_id"]))
 
-    def _event(self, c: sqlite3.Connection, type_: str, alert_id: str, now: int) -> None:
+    def _event(self, c: Database, type_: str, alert_id: str, now: int) -> None:
         row = c.execute(f"select {_ALERT_COLS} from alert a where a.alert_id = ?", (alert_id,)).fetchone()
         view = _alert_view(dict(zip(_ALERT_COL_NAMES, row)))
         c.execute("insert into outbox (at, type, alert_id, platform_id, kind, jurisdiction, custodian_id, departments, "
@@ -528,8 +537,8 @@ class Store:
 
     def advance_webhook(self, webhook_id: str, seq: int, *, delivered: int) -> None:
         with self._tx() as c:
-            c.execute("update webhook set cursor = max(cursor, ?), delivered = delivered + ? where webhook_id = ?",
-                      (seq, delivered, webhook_id))
+            c.execute("update webhook set cursor = case when cursor > ? then cursor else ? end, "
+                      "delivered = delivered + ? where webhook_id = ?", (seq, seq, delivered, webhook_id))
 
     def webhook_dead_letter(self, webhook_id: str, seq: int, attempts: int, error: str) -> None:
         with self._tx() as c:
@@ -565,8 +574,8 @@ class Store:
         now = self.clock()
         with self._tx() as c:
             oid = c.execute("insert into outcome (platform_id, status, decided_at, source, note, recorded_by, "
-                            "recorded_at) values (?,?,?,?,?,?,?)",
-                            (platform_id, status, decided_at, source, note, actor, now)).lastrowid
+                            "recorded_at) values (?,?,?,?,?,?,?) returning id",
+                            (platform_id, status, decided_at, source, note, actor, now)).fetchone()[0]
             self._audit(c, actor, "outcome.record", f"platform:{platform_id}",
                         {"status": status, "decided_at": decided_at, "source": source, "note": note})
         return {"outcome_id": oid, "platform_id": platform_id, "status": status, "decided_at": decided_at,
@@ -641,8 +650,10 @@ class Store:
                 where.append(f"p.{col} = ?")
                 wargs.append(val)
         if detector is not None:
-            where.append("exists (select 1 from json_each(p.body, '$.findings') f "
-                         "where json_extract(f.value, '$.detector') = ?)")
+            where.append("exists (select 1 from jsonb_array_elements(p.body::jsonb -> 'findings') f "
+                         "where f ->> 'detector' = ?)" if self.conn.dialect == "postgresql" else
+                         "exists (select 1 from json_each(p.body, '$.findings') f "
+                         "where json_extract(f.value, '$.detector') = ?)")  # JSON functions differ by dialect
             wargs.append(detector)
         if custody is not None:
             where.append("p.custodian_id is not null and p.custodian_id != ''" if custody
@@ -663,7 +674,7 @@ class Store:
             return out
         rows = self._rows(f"select platform_id, as_of, score, tier from (select h.*, row_number() over (partition by "
                           f"platform_id order by as_of desc) rn from score_history h where platform_id in "
-                          f"({','.join('?' * len(platform_ids))})) where rn <= ? order by platform_id, as_of",
+                          f"({','.join('?' * len(platform_ids))})) recent where rn <= ? order by platform_id, as_of",
                           [*platform_ids, n])
         for r in rows:
             out[r["platform_id"]].append({"as_of": r["as_of"], "score": r["score"], "tier": r["tier"]})
@@ -680,9 +691,9 @@ class Store:
         """Keep a report (audited) so the next one of the same kind and scope can say what changed."""
         now = self.clock()
         with self._tx() as c:
-            rid = c.execute("insert into report (kind, scope_key, created_at, actor, body) values (?,?,?,?,?)",
-                            (kind, scope_key, now, actor, json.dumps(body, ensure_ascii=False))).lastrowid
-            assert rid is not None
+            rid = c.execute("insert into report (kind, scope_key, created_at, actor, body) values (?,?,?,?,?) "
+                            "returning report_id",
+                            (kind, scope_key, now, actor, json.dumps(body, ensure_ascii=False))).fetchone()[0]
             self._audit(c, actor, f"report.{kind}.keep", f"report:{rid}", {"scope": scope_key})
         return int(rid)
 
@@ -702,7 +713,7 @@ class Store:
         with self._tx() as c:
             self._audit(c, actor, action, obj, detail or {})
 
-    def _audit(self, c: sqlite3.Connection, actor: str, action: str, obj: str, detail: dict[str, Any]) -> None:
+    def _audit(self, c: Database, actor: str, action: str, obj: str, detail: dict[str, Any]) -> None:
         last = c.execute("select seq, hash from audit order by seq desc limit 1").fetchone()
         seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
         at = self.clock()
@@ -768,16 +779,17 @@ class Store:
 
 
 class _Transaction:
-    """`with store._tx() as c:` one write transaction (BEGIN IMMEDIATE: the writer lock up front)."""
+    """`with store._tx() as c:` one write transaction, the writer lock taken up front (SQLite: BEGIN
+    IMMEDIATE; PostgreSQL: the schema's advisory lock), so a read-then-write inside it is never raced."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> Database:
         self.store._lock.acquire()
         try:
             conn = self.store.conn
-            conn.execute("begin immediate")
+            conn.begin_write()
         except BaseException:
             self.store._lock.release()
             raise
@@ -785,7 +797,10 @@ class _Transaction:
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         try:
-            self.store.conn.execute("rollback" if exc_type else "commit")
+            if exc_type:
+                self.store.conn.rollback()
+            else:
+                self.store.conn.commit()
         finally:
             self.store._lock.release()
 

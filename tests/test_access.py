@@ -1,7 +1,8 @@
 """Every role against every route: what each principal sees, and every refusal (401, 403, 404-as-missing).
 
 The expected scope of each role is computed here from the platforms' own attributes and the
-lead-department table, independently of service/scope.py.
+lead-department table, independently of service/scope.py. Every test runs over SQLite and over
+PostgreSQL (the scope is applied in each one's SQL).
 """
 from __future__ import annotations
 
@@ -30,9 +31,8 @@ PBOC_ONLY = {("POST", "/v1/platforms/{platform_id}/outcomes")}
 
 
 @pytest.fixture(scope="module")
-def world(small_world_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("access") / "store.db"
-    store = Store(str(path))
+def world(small_world_dir, module_db):
+    store = Store(module_db)
     Pipeline(FileSource(small_world_dir), Ledger(), Assessor(), [store], MemoryDeadLetters()).run()
     _, platforms = store.platforms(limit=1000)
     _, alerts = store.alerts(limit=1000)

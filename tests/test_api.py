@@ -1,4 +1,5 @@
-"""The HTTP API over a store filled by a replay; the store is swapped in with dependency_overrides."""
+"""The HTTP API over a store filled by a replay; the store is swapped in with dependency_overrides.
+Every test runs once over SQLite and once over PostgreSQL (the `module_db` fixture)."""
 import pytest
 from fastapi.testclient import TestClient
 
@@ -15,8 +16,8 @@ from service.store import Store
 
 
 @pytest.fixture(scope="module")
-def store(small_world_dir):
-    s = Store(":memory:")
+def store(small_world_dir, module_db):
+    s = Store(module_db)
     Pipeline(FileSource(small_world_dir), Ledger(), Assessor(), [s], MemoryDeadLetters()).run()
     return s
 

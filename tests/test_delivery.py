@@ -1,6 +1,6 @@
 """Alert delivery through a real `fundwatch serve` process: SSE filtered by scope and resumable with
 Last-Event-ID; webhooks signed, retried with backoff, dead-lettered and redelivered, a dead or slow
-receiver never stalling the others."""
+receiver never stalling the others. Each runs over SQLite and over PostgreSQL."""
 from __future__ import annotations
 
 import json
@@ -54,8 +54,9 @@ def read_sse(url: str, headers: dict[str, str], want: int, timeout_s: float = 20
 
 
 @pytest.fixture
-def service(tmp_path):
-    db = str(tmp_path / "svc.db")
+def service(tmp_path, db):
+    """A `fundwatch serve` process and a Store of this process over the same store (a SQLite file, or a
+    PostgreSQL schema named with --db-dsn): two processes writing and reading one store."""
     store = Store(db)
     keys = {n: create_key(store, name=n, **spec)[0] for n, spec in {
         "district": dict(role="district", jurisdictions=["320703"]),
@@ -63,7 +64,8 @@ def service(tmp_path):
         "admin": dict(role="admin"),
         "pboc": dict(role="pboc")}.items()}
     port = free_port()
-    proc = start(["serve", "--port", str(port), "--db", db], service_env(tmp_path, db), port)
+    where = ["--db-dsn", db] if db.startswith("postgresql://") else ["--db", db]
+    proc = start(["serve", "--port", str(port), *where], service_env(tmp_path, str(tmp_path / "unused.db")), port)
     yield {"store": store, "keys": keys, "base": f"http://127.0.0.1:{port}", "proc": proc, "tmp": tmp_path}
     stop(proc)
 

@@ -28,8 +28,8 @@ from service.store import Store
 
 
 @pytest.fixture(scope="module")
-def world(small_world_dir, tmp_path_factory):
-    store = Store(str(tmp_path_factory.mktemp("desk") / "store.db"))
+def world(small_world_dir, module_db):
+    store = Store(module_db)  # SQLite and PostgreSQL: the desk's reports are SQL on both
     Pipeline(FileSource(small_world_dir), Ledger(), Assessor(), [store], MemoryDeadLetters()).run()
     _, platforms = store.platforms(limit=1000)
     county = next(p for p in platforms if p["kind"] == "P2P_LENDING")["jurisdiction"]

@@ -1,4 +1,5 @@
-"""Alert identity and workflow, tips, outcomes, the audit chain and store migrations (no broker needed)."""
+"""Alert identity and workflow, tips, outcomes, the audit chain and store migrations (no broker needed).
+Tests that take the `db` fixture run once over SQLite and once over PostgreSQL."""
 from __future__ import annotations
 
 import sqlite3
@@ -20,13 +21,15 @@ from service.api import create_app, get_store
 from service.auth import create_key
 from service.cli import main
 from service.settings import Settings
-from service.store import _V1, SCHEMA_VERSION, Store
+from service.db import pg_ddl
+from service.store import _V1, _V2, SCHEMA_VERSION, Store
+from tests.conftest import raw_sql
 from tests.helpers import T0, Book
 
 
 @pytest.fixture
-def scored(small_world_dir, tmp_path):
-    store = Store(str(tmp_path / "store.db"))
+def scored(small_world_dir, db):
+    store = Store(db)
     report = ReportOutput()
     Pipeline(FileSource(small_world_dir), Ledger(), Assessor(), [store, report], MemoryDeadLetters()).run()
     return store, report
@@ -230,16 +233,16 @@ def test_reads_and_changes_are_audited_and_tampering_is_named(client, scored, tm
     assert reads and reads[-1]["actor"].startswith("pboc:")
     assert store.verify_audit() == []
     assert main(["audit", "--db", store.path, "verify"]) == 0
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(store.conn.integrity_errors):
         store.conn.execute("update audit set actor = 'nobody' where seq = 2")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(store.conn.integrity_errors):
         store.conn.execute("delete from audit where seq = 1")
-    # someone with the file and a SQLite shell: drops the guard and edits an entry
-    raw = sqlite3.connect(store.path)
-    raw.execute("drop trigger audit_no_update")
-    raw.execute("update audit set actor = 'nobody' where seq = 2")
-    raw.commit()
-    raw.close()
+    if store.dialect == "postgresql":
+        with pytest.raises(store.conn.integrity_errors):
+            store.conn.execute("truncate audit")
+    assert store.audit_count() >= 2
+    # someone with the file (or the database) and a shell: drops the guard and edits an entry
+    raw_sql(store.path, drop_trigger(store, "audit_no_update"), "update audit set actor = 'nobody' where seq = 2")
     broken = store.verify_audit()
     assert [b["seq"] for b in broken] == [2] and "edited" in broken[0]["problems"][0]
     capsys.readouterr()
@@ -249,54 +252,63 @@ def test_reads_and_changes_are_audited_and_tampering_is_named(client, scored, tm
     assert client.get("/v1/audit/verify", headers=admin).json()["broken"][0]["seq"] == 2
 
 
-def test_a_deleted_audit_entry_is_named(tmp_path):
-    store = Store(str(tmp_path / "a.db"))
+def drop_trigger(store, name):
+    return f"drop trigger {name}" + (" on audit" if store.dialect == "postgresql" else "")
+
+
+def test_a_deleted_audit_entry_is_named(db):
+    store = Store(db)
     for i in range(5):
         store.audit("t", "x", f"o{i}")
-    raw = sqlite3.connect(store.path)
-    raw.execute("drop trigger audit_no_delete")
-    raw.execute("delete from audit where seq = 3")
-    raw.commit()
+    raw_sql(db, drop_trigger(store, "audit_no_delete"), "delete from audit where seq = 3")
     assert [b["seq"] for b in store.verify_audit()] == [4]
 
 
-def test_a_cut_tail_is_caught_against_a_recorded_head(tmp_path, capsys):
-    db = str(tmp_path / "h.db")
+def test_a_cut_tail_is_caught_against_a_recorded_head(db, capsys):
     store = Store(db)
     for i in range(5):
         store.audit("t", "x", f"o{i}")
     assert main(["audit", "verify", "--db", db]) == 0
     head = capsys.readouterr().out.split("head ")[1].split()[0]
     assert head.startswith("5:")
-    raw = sqlite3.connect(db)
-    raw.execute("drop trigger audit_no_delete")
-    raw.execute("delete from audit where seq >= 4")
-    raw.commit()
+    raw_sql(db, drop_trigger(store, "audit_no_delete"), "delete from audit where seq >= 4")
     assert store.verify_audit() == []  # the chain alone cannot see a cut tail
     assert main(["audit", "verify", "--db", db, "--expect-head", head]) == 1
     assert "cut short" in capsys.readouterr().out
 
 
 # ---- store ----------------------------------------------------------------------------------------------
-def test_an_old_database_is_upgraded_in_place(tmp_path):
-    path = tmp_path / "old.db"
-    old = sqlite3.connect(path)
-    old.executescript(_V1)
-    old.execute("insert into platform_score values ('P9','n','P2P_LENDING','LICENSED','320703',1,'LOW','MONITOR',1,'',"
-                "'{\"platform_id\":\"P9\",\"findings\":[]}')")
-    old.commit()
-    old.close()
-    store = Store(str(path))
+def test_an_old_database_is_upgraded_in_place(db):
+    postgres = db.startswith("postgresql://")
+    raw_sql(db, pg_ddl(_V1) if postgres else _V1,
+            "insert into platform_score values ('P9','n','P2P_LENDING','LICENSED','320703',1,'LOW','MONITOR',1,'',"
+            "'{\"platform_id\":\"P9\",\"findings\":[]}')")
+    store = Store(db)
     assert store.schema_version() == SCHEMA_VERSION
     assert store.platform("P9")["platform_id"] == "P9"
     store.audit("t", "x", "y")
     assert store.audit_count() == 1
+    assert store.conn.execute("select version from schema_version").fetchall() == [(SCHEMA_VERSION,)]
     store.close()
-    assert Store(str(path)).schema_version() == SCHEMA_VERSION  # migrations run once
+    again = Store(db)
+    assert again.schema_version() == SCHEMA_VERSION and again.audit_count() == 1  # migrations run once
+    again.close()
 
 
-def test_cli_keys_create_list_revoke(tmp_path, capsys):
-    db = str(tmp_path / "k.db")
+def test_a_sqlite_store_from_before_the_version_table_keeps_its_version(tmp_path):
+    """Stores written before schema_version said how far they were with `pragma user_version` only:
+    they are not migrated again (V2's `alter table` would fail), and gain the table."""
+    path = str(tmp_path / "v2.db")
+    raw = sqlite3.connect(path)
+    raw.executescript(_V1 + _V2 + "pragma user_version = 2;")
+    raw.close()
+    store = Store(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.conn.execute("select version from schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    assert store.conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_cli_keys_create_list_revoke(db, capsys):
     assert main(["keys", "--db", db, "create", "--role", "district", "--name", "海州区", "--jurisdiction",
                  "320706"]) == 0
     token = capsys.readouterr().out.strip()
@@ -314,12 +326,17 @@ def test_cli_keys_create_list_revoke(tmp_path, capsys):
     assert authenticate(Store(db), token) is None
 
 
-def test_the_outbox_keeps_only_its_retention(tmp_path):
+def test_the_outbox_keeps_only_its_retention(db):
     now = [1_800_000_000_000]
-    store = Store(str(tmp_path / "o.db"), clock=lambda: now[0], outbox_retention_days=1)
+    store = Store(db, clock=lambda: now[0], outbox_retention_days=1)
     from tests.test_delivery import alert
 
     store.publish([], [alert(1, "320703")], final=False)
     now[0] += 2 * DAY_MS
     store.publish([], [alert(2, "320703")], final=False)
     assert [e["alert"]["alert_id"] for e in store.events_after(0, store_scope())] == ["A0002"]
+    # numbers are never reused, even once every older event is gone (a cursor past them stays valid)
+    now[0] += 2 * DAY_MS
+    store._next_prune = 0
+    store.publish([], [alert(3, "320703")], final=False)
+    assert [(e["seq"], e["alert"]["alert_id"]) for e in store.events_after(0, store_scope())] == [(3, "A0003")]
