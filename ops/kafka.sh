@@ -15,6 +15,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=ops/lib.sh
+source "$here/lib.sh"
 root=$(cd "$here/.." && pwd)
 state=${FUNDWATCH_KAFKA_DIR:-$root/.kafka}
 pom=$here/kafka/pom.xml
@@ -30,15 +32,6 @@ pid_alive() { [[ -f $state/broker.pid ]] && kill -0 "$(cat "$state/broker.pid")"
 bootstrap() { [[ -f $state/port ]] && printf '%s:%s\n' "$host" "$(cat "$state/port")"; }
 answers() { local b; b=$(bootstrap) || return 1; python3 "$here/kafka_probe.py" "$b" >/dev/null 2>&1; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-port_free() {
-  python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try: s.bind(("127.0.0.1",int(sys.argv[1])))
-except OSError: sys.exit(1)' "$1"
-}
 
 classpath() {
   # Cached per pom content; Maven is asked offline first so a warm ~/.m2 needs no network.

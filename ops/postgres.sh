@@ -17,6 +17,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=ops/lib.sh
+source "$here/lib.sh"
 root=$(cd "$here/.." && pwd)
 state=${FUNDWATCH_PG_DIR:-$root/var/postgres}
 host=127.0.0.1
@@ -76,15 +78,6 @@ dsn() { printf 'postgresql://%s:%s@%s:%s/%s\n' "$user" "$(password)" "$host" "$(
 running() { [[ -n ${data:-} && -f $data/postmaster.pid ]] && as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; }
 answers() { [[ -n $(port) ]] && "$bin/pg_isready" -q -h "$host" -p "$(port)" -d postgres -U "$user" >/dev/null 2>&1; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-port_free() {
-  python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try: s.bind(("127.0.0.1",int(sys.argv[1])))
-except OSError: sys.exit(1)' "$1"
-}
 
 prepare_state() {
   mkdir -p "$state"

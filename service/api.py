@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, HttpUrl
 from detectors.features import FEATURES
 from detectors.learning import LABELS as OUTCOME_LABELS
 from detectors.risk import DEPARTMENTS, DISPOSITIONS, LEAD_DEPARTMENTS, TIER_CUTS, TIERS
-from service.auth import AdminDep, KeyError_, PbocDep, PrincipalDep, authenticate, create_key
+from service.auth import AdminDep, KeyError_, PbocDep, Principal, PrincipalDep, authenticate, create_key
 from service.delivery import WebhookDispatcher, event_payload, load_server_key, webhook_secret
 from service.deps import StoreDep, get_store
 from service.settings import Settings
@@ -406,14 +406,20 @@ def get_platform(platform_id: str, store: StoreDep, principal: PrincipalDep) -> 
             responses=_refusals(401, 404, 422))
 def finding_graph(platform_id: str, detector: str, store: StoreDep, principal: PrincipalDep) -> dict[str, Any]:
     """A finding's evidence expanded into a subgraph: accounts, their holders, the money between them."""
+    f = read_finding(store, principal, platform_id, detector)
+    return {"platform_id": platform_id, "detector": detector, "summary_zh": f["summary_zh"],
+            "summary_en": f["summary_en"], "evidence": f["evidence"], "graph": f.get("graph")}
+
+
+def read_finding(store: Store, principal: Principal, platform_id: str, detector: str) -> dict[str, Any]:
+    """One finding of a platform in the principal's scope, its reading audited (evidence names accounts)."""
     p = store.platform(platform_id, principal.scope)
     if p is None:
         raise _not_found(f"platform {platform_id}")
     for f in p["findings"]:
         if f["detector"] == detector:
             store.audit(principal.actor, "evidence.read", f"platform:{platform_id}", {"detector": detector})
-            return {"platform_id": platform_id, "detector": detector, "summary_zh": f["summary_zh"],
-                    "summary_en": f["summary_en"], "evidence": f["evidence"], "graph": f.get("graph")}
+            return dict(f)
     raise _not_found(f"{detector} finding on platform {platform_id}")
 
 

@@ -13,10 +13,10 @@ import io
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from detectors.risk import DEPARTMENTS, DISPOSITIONS, TIERS
-from service.api import Kind, Limit, Offset, Tier, _refusals
+from service.api import Kind, Limit, Offset, Tier, _not_found, _refusals, read_finding
 from service.auth import Principal, PrincipalDep
 from service.deps import StoreDep
 from service.figures import flow_graph_svg, history_svg
@@ -32,10 +32,6 @@ JurisdictionQ = Annotated[str | None, Query(pattern=r"^[0-9]{6}$")]
 KINDS = Kind.__args__  # type: ignore[attr-defined]
 LICENCES = Licence.__args__  # type: ignore[attr-defined]
 SVG = "image/svg+xml"
-
-
-def _not_found(what: str) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"no {what}")
 
 
 def scope_key(scope: Scope) -> str:
@@ -253,12 +249,6 @@ def finding_picture(platform_id: str, detector: str, store: StoreDep, principal:
                     lang: Lang = "zh") -> Response:
     """A finding's evidence drawn: accounts by role and holder, money as arrows as wide as the amount,
     each arrow's traced origins and tx ids in its tooltip."""
-    p = store.platform(platform_id, principal.scope)
-    if p is None:
-        raise _not_found(f"platform {platform_id}")
-    for f in p["findings"]:
-        if f["detector"] == detector:
-            store.audit(principal.actor, "evidence.read", f"platform:{platform_id}", {"detector": detector})
-            title = f.get("summary_zh" if lang == "zh" else "summary_en") or detector
-            return Response(flow_graph_svg(f.get("graph"), lang=lang, title=title), media_type=SVG)
-    raise _not_found(f"{detector} finding on platform {platform_id}")
+    f = read_finding(store, principal, platform_id, detector)
+    title = f.get("summary_zh" if lang == "zh" else "summary_en") or detector
+    return Response(flow_graph_svg(f.get("graph"), lang=lang, title=title), media_type=SVG)
