@@ -104,9 +104,9 @@ class KafkaDeadLetters:
         self.count = 0
         self._ends: dict[int, int] = {}
         self._already: set[tuple[str, str, str]] = set()  # dead-lettered after the checkpoint, before a crash
-        from ingest.kafka_io import BrokerCalls
+        from ingest.sources import BrokerCalls
 
-        self.calls = BrokerCalls()
+        self.calls = BrokerCalls(7.0)  # a flush is bounded at 5 s
 
     def failing_for(self) -> float | None:
         return self.calls.failing_for()

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from detectors.assess import Assessment
-from ingest.sources import FileSource
+from ingest.sources import BrokerCalls, FileSource
 from schemas import KEY_FIELD, TOPICS
 from schemas.wire import Framing, SingleObjectFraming
 
@@ -125,40 +124,6 @@ def read_headers_after(bootstrap: str | None, topic: str, starts: dict[int, int]
     return [headers for _, headers in read_after(bootstrap, topic, starts)]
 
 
-class BrokerCalls:
-    """Producer calls in progress and failing, for health: a loop held in a send (the buffer full, metadata
-    unknown: up to `max_block_ms` each) or a flush is the broker not answering, like a failed commit."""
-
-    def __init__(self, bound_s: float = FLUSH_TIMEOUT_S + 2.0) -> None:
-        self.bound_s = bound_s  # a call held longer than this counts as silence
-        self.since: float | None = None
-        self.failing_since: float | None = None
-
-    @contextmanager
-    def call(self, *, answers: bool) -> Iterator[None]:
-        """Around a producer call; `answers`: its return means the broker answered (a flush, not a send)."""
-        self.since = time.monotonic()
-        try:
-            yield
-        except Exception:
-            if self.failing_since is None:
-                self.failing_since = time.monotonic()
-            raise
-        else:
-            if answers:
-                self.failing_since = None
-        finally:
-            self.since = None
-
-    def failing_for(self) -> float | None:
-        now = time.monotonic()
-        spans = [now - self.failing_since] if self.failing_since is not None else []
-        since = self.since
-        if since is not None and now - since > self.bound_s:
-            spans.append(now - since)
-        return max(spans) if spans else None
-
-
 class KafkaOutput:
     """RiskScore (compacted, key platform_id) when a platform's score or tier changes; every Alert opened or
     escalated (the same alert_id for the same episode: consumers upsert by it)."""
@@ -172,7 +137,7 @@ class KafkaOutput:
         self._last: dict[str, tuple[float, str, int]] = {}
         self._alert_ends: dict[int, int] = {}  # partition -> next offset after what this run has published
         self._published_after_checkpoint: set[tuple[str, str]] = set()
-        self.calls = BrokerCalls()
+        self.calls = BrokerCalls(FLUSH_TIMEOUT_S + 2.0)
 
     def failing_for(self) -> float | None:
         return self.calls.failing_for()

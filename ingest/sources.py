@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
@@ -19,7 +20,7 @@ import fastavro
 from ingest.decode import RawMessage
 from schemas import INPUT_RECORDS, writer_schema
 
-__all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of", "transient", "REGISTRY_RECORDS"]
+__all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of", "transient", "REGISTRY_RECORDS", "BrokerCalls"]
 
 log = logging.getLogger(__name__)
 # The registry: every worker needs every platform and account (a transaction names accounts that other workers'
@@ -162,6 +163,48 @@ class FileSource:
         self._it = None
 
 
+class BrokerCalls:
+    """How long the broker has not answered, as one client of it sees it, for health: since the first of the
+    current run of failed calls, or for as long as a call has been held beyond `bound_s` (kafka-python's poll
+    has no timeout while it looks for a coordinator; a producer's send blocks up to `max_block_ms`)."""
+
+    def __init__(self, bound_s: float) -> None:
+        self.bound_s = bound_s
+        self.since: float | None = None  # when the call in progress began
+        self.failing_since: float | None = None
+
+    def failed(self) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+
+    def answered(self) -> None:
+        self.failing_since = None
+
+    @contextmanager
+    def call(self, *, answers: bool = False) -> Iterator[None]:
+        """Around a broker call; a failure starts the silence, and with `answers` (a flush, not a send: a send
+        only buffers) its return ends it."""
+        self.since = time.monotonic()
+        try:
+            yield
+        except Exception:
+            self.failed()
+            raise
+        else:
+            if answers:
+                self.answered()
+        finally:
+            self.since = None
+
+    def failing_for(self) -> float | None:
+        now = time.monotonic()
+        spans = [now - self.failing_since] if self.failing_since is not None else []
+        since = self.since
+        if since is not None and now - since > self.bound_s:
+            spans.append(now - since)
+        return max(spans) if spans else None
+
+
 class KafkaSource:
     """A kafka-python consumer in a consumer group for the money topics, and a second consumer outside the group
     that reads every partition of the registry topics (`registry`); offsets are committed only when the pipeline
@@ -187,8 +230,7 @@ class KafkaSource:
         self.instance_id = instance_id
         self._consumer: Any = None
         self.transient_errors = 0
-        self.failing_since: float | None = None  # monotonic time of the first of the current run of failures
-        self._polling_since: float | None = None  # monotonic time a poll began, while it has not returned
+        self.calls = BrokerCalls(poll_timeout_ms / 1000 + 2.0)  # a poll held past its own timeout is silence
         self._failures = 0
         self._start: dict[tuple[str, int], int] | None = None
         self._seek = False
@@ -273,9 +315,6 @@ class KafkaSource:
                 return False
         return (murmur2(platform_id.encode()) & 0x7FFFFFFF) % n in held
 
-    def _consumers(self) -> list[Any]:
-        return [c for c in (self.consumer, self.registry) if c is not None]
-
     def _owner(self, topic: str) -> Any:
         return self.registry if topic in self.registry_topics else self.consumer
 
@@ -292,21 +331,19 @@ class KafkaSource:
             self._positioned.add(tp)
 
     def poll(self) -> list[RawMessage] | None:
-        self._polling_since = time.monotonic()
         try:
-            registry = self.registry
-            first = dict(registry.poll(timeout_ms=REGISTRY_POLL_MS)) if registry is not None else {}
-            batches = self.consumer.poll(timeout_ms=0 if first else self.poll_timeout_ms)
+            with self.calls.call():
+                registry = self.registry
+                first = dict(registry.poll(timeout_ms=REGISTRY_POLL_MS)) if registry is not None else {}
+                batches = self.consumer.poll(timeout_ms=0 if first else self.poll_timeout_ms)
         except Exception as exc:
             if not transient(exc):
                 raise
             self._transient(exc, "poll")
             return []
-        finally:
-            self._polling_since = None
         self._failures = 0
         if batches or first:
-            self.failing_since = None  # records came back: the broker answers
+            self.calls.answered()  # records came back (an empty poll says nothing: it returns with the broker gone)
         if self._seek:
             # a static member rejoining gets its partitions back without the rebalance callback, and the
             # fetch starts at the committed offsets, which may be ahead of the checkpoint: records fetched
@@ -339,27 +376,23 @@ class KafkaSource:
             return
         try:
             self.consumer.commit(points, timeout_ms=BROKER_CALL_TIMEOUT_MS)
-            self.failing_since = None
+            self.calls.answered()
         except Exception as exc:
             if not transient(exc):
                 raise
             self._transient(exc, "commit", wait=False)  # the next turn of the loop commits again
 
+    @property
+    def failing_since(self) -> float | None:
+        return self.calls.failing_since
+
     def failing_for(self) -> float | None:
-        """Seconds the broker has not answered: since the first of the current run of failed calls, or for as
-        long as a poll has been held beyond its own timeout (kafka-python's poll has none while it looks for
-        a coordinator, so a loop held there would otherwise never see a failure). None: it answers."""
-        now = time.monotonic()
-        spans = [now - self.failing_since] if self.failing_since is not None else []
-        polling = self._polling_since
-        if polling is not None and now - polling > self.poll_timeout_ms / 1000 + 2.0:
-            spans.append(now - polling)
-        return max(spans) if spans else None
+        """Seconds the broker has not answered (None: it answers); see BrokerCalls."""
+        return self.calls.failing_for()
 
     def _transient(self, exc: Exception, what: str, *, wait: bool = True) -> None:
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()  # health: how long the broker has not answered
-        self._failures = getattr(self, "_failures", 0) + 1
+        self.calls.failed()  # health: how long the broker has not answered
+        self._failures += 1
         self.transient_errors += 1
         delay = min(2.0, 0.1 * 2 ** min(self._failures, 6)) if wait else 0.0
         log.warning("Kafka %s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
@@ -403,12 +436,11 @@ class KafkaSource:
                 if now - self._ends_at > 0.05:
                     self._ends = self._end_offsets(assigned)
                     self._ends_at = now
-                    self.failing_since = None
+                    self.calls.answered()
         except Exception as exc:
             if not transient(exc):
                 raise
-            if self.failing_since is None:
-                self.failing_since = time.monotonic()
+            self.calls.failed()
             log.warning("Kafka positions unknown (%s: %s)", type(exc).__name__, exc)
             return {(tp.topic, tp.partition) for _, tp in assigned}
         return {(tp.topic, tp.partition) for _, tp in assigned if positions[tp] < self._ends.get(tp, 0)}
@@ -434,13 +466,12 @@ class KafkaSource:
         try:
             ends = self._end_offsets(assigned)
             lag = sum(max(0, ends.get(tp, 0) - c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS)) for c, tp in assigned)
-            self.failing_since = None
+            self.calls.answered()
             return lag
         except Exception as exc:
             if not transient(exc):
                 raise
-            if self.failing_since is None:
-                self.failing_since = time.monotonic()  # health: the broker did not answer
+            self.calls.failed()  # health: the broker did not answer
             log.warning("Kafka lag unknown (%s: %s)", type(exc).__name__, exc)
             return None
 
