@@ -387,12 +387,11 @@ class Pipeline:
         if not self._dirty and not final:
             return
         self._expire_pending(force=False)
-        owns = getattr(self.source, "owns", None)  # a worker scores the platforms whose money it reads
-        if owns is None:
+        owned = getattr(self.source, "owned", None)  # a worker scores the platforms whose money it reads
+        if owned is None:
             assessments = self.assessor.assess(self.ledger, refit=final)
         else:
-            assessments = self.assessor.assess(self.ledger, refit=final,
-                                               platforms=[p for p in self.ledger.platforms if owns(p)])
+            assessments = self.assessor.assess(self.ledger, refit=final, platforms=owned(self.ledger.platforms))
         alerts = self.assessor.new_alerts(assessments)
         for out in self.outputs:
             out.publish(assessments, alerts, final)

@@ -13,7 +13,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 import fastavro
 
@@ -222,6 +222,7 @@ class KafkaSource:
             self.registry_topics = set()
         self._registry: Any = None
         self._money_partitions: int | None = None
+        self._partition_of: dict[str, int] = {}
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.max_poll_records = max_poll_records
@@ -298,22 +299,30 @@ class KafkaSource:
             self._registry = reader
         return self._registry
 
-    def owns(self, platform_id: str) -> bool:
-        """Whether this worker reads the platform's money: the money topics are keyed by platform and have one
+    def owned(self, platform_ids: Iterable[str]) -> list[str]:
+        """The platforms whose money this worker reads: the money topics are keyed by platform and have one
         partition count, and the group's range assignor gives one worker the same partition of each, so the
         transactions topic's partition for the key (the producers' murmur2, as Java's) says who."""
         from kafka.partitioner import murmur2
 
-        held = [tp.partition for tp in self.consumer.assignment() if self.topics.get(tp.topic) == "Transaction"]
+        held = {tp.partition for tp in self.consumer.assignment() if self.topics.get(tp.topic) == "Transaction"}
         if not held:
-            return False
+            return []
         n = self._money_partitions
         if n is None:
             topic = next(t for t, name in self.topics.items() if name == "Transaction")
             n = self._money_partitions = len(self.consumer.partitions_for_topic(topic) or ()) or None
             if n is None:
-                return False
-        return (murmur2(platform_id.encode()) & 0x7FFFFFFF) % n in held
+                return []
+        cache = self._partition_of  # a platform's partition never changes: hashed once (bounded by the registry)
+        out = []
+        for pid in platform_ids:
+            part = cache.get(pid)
+            if part is None:
+                part = cache[pid] = (murmur2(pid.encode()) & 0x7FFFFFFF) % n
+            if part in held:
+                out.append(pid)
+        return out
 
     def _owner(self, topic: str) -> Any:
         return self.registry if topic in self.registry_topics else self.consumer
