@@ -315,24 +315,9 @@ class Store:
     def platforms(self, scope: Scope = EVERYTHING, *, jurisdiction: str | None = None, kind: str | None = None,
                   tier: str | None = None, key_targets: bool = False, limit: int = 100, offset: int = 0
                   ) -> tuple[int, list[dict[str, Any]]]:
-        cond, args = scope.platform_sql("p")
-        where, wargs = [cond], list(args)
-        if key_targets:
-            where.append("p.keywords != ''")
-        if jurisdiction is not None:
-            where.append("p.jurisdiction like ?")
-            wargs.append(jurisdiction_prefix(jurisdiction) + "%")
-        for col, val in (("kind", kind), ("tier", tier)):
-            if val is not None:
-                where.append(f"p.{col} = ?")
-                wargs.append(val)
-        sql = " where " + " and ".join(where)
-        with self._lock:
-            total = self.conn.execute(f"select count(*) from platform_score p{sql}", wargs).fetchone()[0]
-            rows = self.conn.execute(
-                f"select p.body, p.custodian_id from platform_score p{sql} order by p.score desc, p.platform_id "
-                f"limit ? offset ?", [*wargs, limit, offset]).fetchall()
-        return total, [{**json.loads(r[0]), "custodian_id": r[1]} for r in rows]
+        """Platforms in scope, riskiest first (`ranking` with its default order)."""
+        return self.ranking(scope, jurisdiction=jurisdiction, kind=kind, tier=tier, key_targets=key_targets,
+                            limit=limit, offset=offset)
 
     def platform(self, platform_id: str, scope: Scope = EVERYTHING) -> dict[str, Any] | None:
         cond, args = scope.platform_sql("p")
@@ -636,12 +621,14 @@ class Store:
 
     def ranking(self, scope: Scope = EVERYTHING, *, jurisdiction: str | None = None, kind: str | None = None,
                 tier: str | None = None, licence: str | None = None, detector: str | None = None,
-                custody: bool | None = None, sort: str = "score", descending: bool = True, limit: int = 100,
-                offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-        """`platforms` with the desk's filters (licence, a detector among the findings, in custody or not)
-        and a choice of order; the scope is applied in SQL as everywhere."""
+                custody: bool | None = None, key_targets: bool = False, sort: str = "score", descending: bool = True,
+                limit: int = 100, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        """Platforms in scope filtered (jurisdiction prefix, kind, tier, licence, a detector among the findings,
+        in custody or not, registration keywords) in a chosen order; the scope is applied in SQL as everywhere."""
         cond, args = scope.platform_sql("p")
         where, wargs = [cond], list(args)
+        if key_targets:
+            where.append("p.keywords != ''")
         if jurisdiction is not None:
             where.append("p.jurisdiction like ?")
             wargs.append(jurisdiction_prefix(jurisdiction) + "%")
