@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from schemas.records import DAY_MS
 
 INT64_MAX = 2**63 - 1  # evidence amounts are Avro longs: sums of many large movements must still encode
 
-__all__ = ["Assessment", "Assessor", "MODEL_VERSION", "alert_id"]
+__all__ = ["Assessment", "Assessor", "MODEL_VERSION", "NO_STATISTICS", "Population", "Statistical", "alert_id"]
 
 log = logging.getLogger(__name__)
 MODEL_VERSION = "fundwatch-0.2"  # 0.2: one-sided outliers, disclosure history, the outcome layer
@@ -89,6 +89,27 @@ class _Episode:
     opened_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class Statistical:
+    """The population part of one platform's score: its outlier percentile and what outcomes taught."""
+
+    outlier: OutlierResult
+    learned: Learned | None = None
+
+
+NO_OUTLIER = OutlierResult(0.0, ())
+NO_STATISTICS = Statistical(NO_OUTLIER)
+
+
+class Population(Protocol):
+    """The population part shared by several workers: each posts its platforms' rows for a moment, one leader
+    fits on every worker's rows and stores what each platform gets (service/population.py)."""
+
+    def statistics(self, as_of: int, pids: list[str], segments: list[str], X: np.ndarray,
+                   labels: list[tuple[int, float] | None], refit: bool, *,
+                   fit: Callable[..., dict[str, Statistical]], registered: Iterable[str]) -> dict[str, Statistical]: ...
+
+
 @dataclass
 class _Fit:
     model: OutlierEnsemble
@@ -125,32 +146,31 @@ class Assessor:
         order = {s: i for i, s in enumerate(SEVERITIES)}
         return sorted(best.values(), key=lambda f: (-order[f.severity], -f.score, f.detector))
 
-    def _outliers(self, ledger: Ledger, pids: list[str], X: np.ndarray, refit: bool) -> dict[str, OutlierResult]:
+    def _outliers(self, pids: list[str], segments: list[str], X: np.ndarray, now_ms: int,
+                  refit: bool) -> dict[str, OutlierResult]:
         segs: dict[str, list[int]] = {}
-        for i, pid in enumerate(pids):
-            segs.setdefault(segment(ledger, pid), []).append(i)
+        for i, seg in enumerate(segments):
+            segs.setdefault(seg, []).append(i)
         out: dict[str, OutlierResult] = {}
         for seg, rows in sorted(segs.items()):
             fit = self.fits_.get(seg)
-            due = (refit or fit is None or ledger.now_ms - fit.at_ms >= self.refit_every_days * DAY_MS
+            due = (refit or fit is None or now_ms - fit.at_ms >= self.refit_every_days * DAY_MS
                    or abs(len(rows) - fit.size) > 0.1 * max(1, fit.size)
                    or tuple(fit.model.feature_names) != FEATURE_NAMES)  # a checkpoint from another vector
             if due:
                 model = OutlierEnsemble(FEATURE_NAMES, DIRECTIONS, random_state=self.random_state,
                                         use_hbos=self.use_hbos).fit(X[rows])
-                fit = self.fits_[seg] = _Fit(model, ledger.now_ms, len(rows))
+                fit = self.fits_[seg] = _Fit(model, now_ms, len(rows))
             assert fit is not None
             for pid, res in zip([pids[i] for i in rows], fit.model.score(X[rows])):
                 out[pid] = res
         return out
 
-    def _learned(self, ledger: Ledger, pids: list[str], X: np.ndarray) -> dict[str, Learned]:
+    def _learned(self, pids: list[str], X: np.ndarray, labels: list[tuple[int, float] | None]) -> dict[str, Learned]:
         """The outcome layer over the whole population (labels are too scarce to split by segment); refitted
         at every assessment, so it holds no state of its own and a restart needs nothing to restore it."""
         rows, y, w = [], [], []
-        for i, pid in enumerate(pids):
-            o = ledger.outcomes.get(pid)
-            lab = label_of(o.status) if o is not None else None
+        for i, lab in enumerate(labels):
             if lab is not None:
                 rows.append(i)
                 y.append(lab[0])
@@ -166,34 +186,72 @@ class Assessor:
             return {}
         return dict(zip(pids, views)) if views is not None else {}
 
-    def assess(self, ledger: Ledger, *, refit: bool = False, platforms: Iterable[str] | None = None
-               ) -> list[Assessment]:
-        """Score `platforms` (default: every registered one) against each other."""
-        pids = sorted(ledger.platforms if platforms is None else (p for p in platforms if p in ledger.platforms))
+    def statistics(self, pids: list[str], segments: list[str], X: np.ndarray,
+                   labels: list[tuple[int, float] | None], now_ms: int, refit: bool) -> dict[str, Statistical]:
+        """The population part of the score, for a whole population at once: pyod per segment (refitted on its
+        cadence, or when `refit`) and the outcome layer. Needs every platform: with several workers only the
+        leader calls it, on the rows all of them shared (`Population`)."""
+        outl = self._outliers(pids, segments, X, now_ms, refit)
+        learned = self._learned(pids, X, labels)
+        return {pid: Statistical(outl.get(pid, NO_OUTLIER), learned.get(pid)) for pid in pids}
+
+    def population_rows(self, ledger: Ledger, pids: list[str]) -> tuple[list[str], np.ndarray,
+                                                                      list[tuple[int, float] | None]]:
+        """What the population part needs of each platform: its segment, feature vector and outcome label."""
         X = population_features(ledger, pids)
-        outl = self._outliers(ledger, pids, X, refit)
-        learned = self._learned(ledger, pids, X)
+        segments = [segment(ledger, pid) for pid in pids]
+        labels = []
+        for pid in pids:
+            o = ledger.outcomes.get(pid)
+            labels.append(label_of(o.status) if o is not None else None)
+        return segments, X, labels
+
+    def assess(self, ledger: Ledger, *, refit: bool = False, platforms: Iterable[str] | None = None,
+               population: "Population | None" = None) -> list[Assessment]:
+        """Score `platforms` (default: every registered one). The population part comes from this assessor's own
+        models over `platforms`, or, with several workers, from `population`: the models the leader fitted on
+        every worker's rows."""
+        pids = sorted(ledger.platforms if platforms is None else (p for p in platforms if p in ledger.platforms))
+        segments, X, labels = self.population_rows(ledger, pids)
+        if population is None:
+            stats = self.statistics(pids, segments, X, labels, ledger.now_ms, refit)
+        else:
+            stats = population.statistics(ledger.now_ms, pids, segments, X, labels, refit, fit=self.statistics,
+                                          registered=ledger.platforms.keys())
         result = []
         for pid in pids:
             p = ledger.platforms[pid]
             fs = self.findings(ledger, pid)
-            o = outl.get(pid, OutlierResult(0.0, ()))
-            lv = learned.get(pid)
-            stat = blend(o.percentile, lv)
-            score = risk_score(fs, stat)
-            tier = tier_of(score)
-            if tier in ("HIGH", "CRITICAL") and pid not in self.first_flagged_:
-                self.first_flagged_[pid] = ledger.now_ms
-            result.append(Assessment(
-                pid, p.name, p.kind, p.licence, p.jurisdiction,
-                tuple(lead_departments(p.kind, (f.detector for f in fs))), score, tier,
-                disposition(p.licence, tier, fs), o.percentile, o.contributions, tuple(fs), ledger.now_ms,
-                self.first_flagged_.get(pid),
+            result.append(self._assessment(
+                pid, p.name, p.kind, p.licence, p.jurisdiction, p.custodian_id, tuple(fs), ledger.now_ms,
+                stats.get(pid, NO_STATISTICS),
                 tuple(evidence_subgraph(ledger.graph, f.account_ids,
                                         window=Window(f.window_days or None, ledger.now_ms)) for f in fs),
-                tuple(sorted(set(keywords_in(p.name) + keywords_in(p.business_scope)))), p.custodian_id, lv, stat))
+                tuple(sorted(set(keywords_in(p.name) + keywords_in(p.business_scope))))))
         result.sort(key=lambda a: (-a.score, a.platform_id))
         return result
+
+    def _assessment(self, pid: str, name: str, kind: str, licence: str, jurisdiction: str, custodian_id: str | None,
+                    fs: tuple[Finding, ...], as_of: int, st: "Statistical", graphs: tuple[dict[str, Any], ...],
+                    keywords: tuple[str, ...]) -> Assessment:
+        stat = blend(st.outlier.percentile, st.learned)
+        score = risk_score(fs, stat)
+        tier = tier_of(score)
+        if tier in ("HIGH", "CRITICAL") and pid not in self.first_flagged_:
+            self.first_flagged_[pid] = as_of
+        return Assessment(pid, name, kind, licence, jurisdiction,
+                          tuple(lead_departments(kind, (f.detector for f in fs))), score, tier,
+                          disposition(licence, tier, fs), st.outlier.percentile, st.outlier.contributions, fs, as_of,
+                          self.first_flagged_.get(pid), graphs, keywords, custodian_id, st.learned, stat)
+
+    def restated(self, assessments: list[Assessment], stats: dict[str, "Statistical"]) -> list[Assessment]:
+        """The same assessments with a newer population part (the leader's model for their moment arrived
+        after they were made): the rules' findings stay, the score and tier follow the statistics."""
+        out = [self._assessment(a.platform_id, a.name, a.kind, a.licence, a.jurisdiction, a.custodian_id, a.findings,
+                                a.as_of, stats[a.platform_id], a.evidence_graphs, a.registration_keywords)
+               if a.platform_id in stats else a for a in assessments]
+        out.sort(key=lambda a: (-a.score, a.platform_id))
+        return out
 
     def new_alerts(self, assessments: list[Assessment]) -> list[dict[str, Any]]:
         """Alert events for this assessment: `change` is "opened" (a new episode), "escalated" (more severe

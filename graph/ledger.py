@@ -110,6 +110,11 @@ class Ledger:
         if ts > self.now_ms:
             self.now_ms = ts
 
+    def advance(self, ts: int) -> None:
+        """The stream's time moves on without a record of this ledger's: an assessment boundary, or the time
+        the other workers of the group have reached. Never backwards."""
+        self._tick(ts)
+
     # ---- apply ------------------------------------------------------------------------------
     def apply(self, record: Any) -> ApplyResult:
         if isinstance(record, Transaction):

@@ -8,6 +8,7 @@ idle, so a replay and a live run over the same records reach the same scores.
 """
 from __future__ import annotations
 
+import copy
 import heapq
 import logging
 import math
@@ -15,9 +16,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
-from detectors.assess import Assessment, Assessor
+from detectors.assess import Assessment, Assessor, Population, Statistical
 from graph.ledger import Ledger
 from ingest.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ingest.dead_letters import DeadLetterPolicy, DeadLetterRatioExceeded, DeadLetterSink
@@ -33,6 +34,16 @@ __all__ = ["Pipeline", "Output", "RunStats"]
 log = logging.getLogger(__name__)
 INF = math.inf
 _PRIORITY = {n: i for i, n in enumerate(INPUT_RECORDS)}  # registry before money at equal times, as a replay
+
+
+class GroupPopulation(Population, Protocol):
+    """The population part shared by the workers of a group (service/population.py)."""
+
+    def clock(self, now_ms: int) -> int: ...
+
+    def lead(self, fit: Callable[..., dict[str, Statistical]], registered: Iterable[str]) -> bool: ...
+
+    def restated(self, assessor: Assessor, latest: list[Assessment]) -> list[Assessment] | None: ...
 
 
 class Output(Protocol):
@@ -64,7 +75,8 @@ class Pipeline:
                  dead_letter_policy: DeadLetterPolicy | None = None, assess_every_ms: int = 7 * DAY_MS,
                  idle_assess_s: float = 2.0, max_pending: int = 500_000, checkpoint_path: str | None = None,
                  checkpoint_every_s: float = 60.0, pause_on_dead_letter_cap: bool = False,
-                 limits: Limits | None = None, max_buffered: int = 300_000, idle_partition_s: float = 30.0) -> None:
+                 limits: Limits | None = None, max_buffered: int = 300_000, idle_partition_s: float = 30.0,
+                 population: GroupPopulation | None = None) -> None:
         self.source = source
         self.ledger = ledger
         self.assessor = assessor
@@ -78,6 +90,12 @@ class Pipeline:
         self.max_pending = max_pending
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every_s = checkpoint_every_s
+        self.population = population  # several workers: the population part is fitted by the group's leader
+        self._population_at = 0.0
+        self._pristine = (copy.deepcopy(ledger), copy.deepcopy(assessor))  # what a rebuild starts again from
+        self.rebuilds = 0
+        self.rebuild_started: float | None = None  # a rebuild under way (monotonic), for health and logs
+        self.last_rebuild_s: float | None = None
         self._last_checkpoint = time.monotonic()
         self.stats = RunStats()
         self.latest: list[Assessment] = []
@@ -124,6 +142,9 @@ class Pipeline:
                     batch = self.source.poll()                           # poll
                     if batch is None:
                         break
+                    if getattr(self.source, "rebuild_needed", False):     # partitions whose state is elsewhere
+                        self._rebuild()
+                        continue
                     if max_inputs is not None:
                         batch = self._hold_back(batch, max_inputs - self.stats.inputs)
                     for msg in batch:
@@ -156,10 +177,19 @@ class Pipeline:
                                 self._release_due(INF)  # all there is has been read: nothing older will come
                             if self._pending and self.source.caught_up():
                                 self._expire_pending(force=True)  # all there is has been read: nothing more will come
+                            if self.population is not None and not self._buffer and not self._pending:
+                                self._join_group_clock()
                             if self._dirty:
                                 self._assess(final=not self._pending)
                         if not self._dirty and not self._pending and not self._buffer and not self.caught_up:
                             self.caught_up = self.source.caught_up()
+                            if self.caught_up and self.rebuild_started is not None:
+                                self.last_rebuild_s = round(time.monotonic() - self.rebuild_started, 2)
+                                self.rebuild_started = None
+                                log.warning("state rebuilt from the beginning of this worker's partitions in %.1f s",
+                                            self.last_rebuild_s)
+                    if self.population is not None:
+                        self._population_turn()
                 except DeadLetterRatioExceeded as exc:
                     if not self.pause_on_dead_letter_cap:
                         raise
@@ -191,7 +221,8 @@ class Pipeline:
             if self.checkpoint_path:
                 self.save_checkpoint()
         finally:
-            flushes = [self.dead_letters.flush, *(out.flush for out in self.outputs)]
+            flushes = [self.dead_letters.flush, *(out.flush for out in self.outputs),
+                       getattr(self.population, "close", lambda: None)]  # the leader lease passes on at once
             for flush in flushes:
                 try:
                     flush()
@@ -295,9 +326,16 @@ class Pipeline:
             if self._next_assess_ms is None:
                 self._next_assess_ms = (t // DAY_MS + 1) * DAY_MS + self.assess_every_ms - DAY_MS
             elif t >= self._next_assess_ms:
+                boundary = self._next_assess_ms
+                while boundary + self.assess_every_ms <= t:
+                    boundary += self.assess_every_ms
+                # as of the instant before the boundary, not of the last record before it: the moment then
+                # depends on the boundary alone, the same for every worker of a group and for a replay (a
+                # label or a tip moves no clock: it is assessed where the ledger stands)
+                if event_time(buf[0][3].record) is not None:
+                    self.ledger.advance(boundary - 1)
                 self._assess(final=False)                                # detect, score, publish
-                while self._next_assess_ms <= t:
-                    self._next_assess_ms += self.assess_every_ms
+                self._next_assess_ms = boundary + self.assess_every_ms
             self._apply(heapq.heappop(buf)[3])                          # graph.apply
 
     # ---- apply, with transactions waiting for their accounts ---------------------------------------
@@ -388,10 +426,8 @@ class Pipeline:
             return
         self._expire_pending(force=False)
         owned = getattr(self.source, "owned", None)  # a worker scores the platforms whose money it reads
-        if owned is None:
-            assessments = self.assessor.assess(self.ledger, refit=final)
-        else:
-            assessments = self.assessor.assess(self.ledger, refit=final, platforms=owned(self.ledger.platforms))
+        assessments = self.assessor.assess(self.ledger, refit=final, population=self.population,
+                                           platforms=None if owned is None else owned(self.ledger.platforms))
         alerts = self.assessor.new_alerts(assessments)
         for out in self.outputs:
             out.publish(assessments, alerts, final)
@@ -401,6 +437,60 @@ class Pipeline:
         self.stats.alerts += sum(1 for al in alerts if al["change"] != "seen")
         self._dirty = False
         log.info("assessed %d platforms at %d: %d alert events", len(assessments), self.ledger.now_ms, len(alerts))
+
+    # ---- several workers ----------------------------------------------------------------------------
+    def _join_group_clock(self) -> None:
+        """Caught up and idle: the stream's time is the furthest any worker of the group has reached, so that
+        every worker assesses the same moment (the one a replay of all the records ends at)."""
+        if time.monotonic() - self._population_at < 0.5 or not self.source.caught_up():
+            return
+        assert self.population is not None
+        try:
+            group = self.population.clock(self.ledger.now_ms)
+        except Exception as exc:  # the shared store away: this worker's own time for now
+            log.warning("group clock unknown: %s: %s", type(exc).__name__, exc)
+            return
+        if group > self.ledger.now_ms:
+            self.ledger.advance(group)
+            self._dirty = True
+
+    def _population_turn(self) -> None:
+        """Lead if this worker holds the lease; publish again what the leader's newer results change."""
+        if time.monotonic() - self._population_at < 0.5:
+            return
+        self._population_at = time.monotonic()
+        pop = self.population
+        assert pop is not None
+        try:
+            pop.lead(self.assessor.statistics, self.ledger.platforms.keys())
+            restated = pop.restated(self.assessor, self.latest)
+        except Exception as exc:  # the shared store away: scores keep their last population part
+            log.warning("population part not refreshed: %s: %s", type(exc).__name__, exc)
+            return
+        if restated:
+            for out in self.outputs:
+                out.publish(restated, [], False)
+            with self._lock:
+                self.latest = restated
+
+    def _rebuild(self) -> None:
+        """The group gave this worker partitions whose state it does not hold (their worker died or left):
+        start again from an empty state and read every partition it holds from the beginning. What was
+        published before is read back from the output topics, so nothing is published twice."""
+        log.warning("rebuilding the state from the beginning of %d partitions",
+                    len(getattr(self.source, "covered", None) or ()))
+        self.ledger, self.assessor = copy.deepcopy(self._pristine[0]), copy.deepcopy(self._pristine[1])
+        self._pending, self._done, self._buffer, self._seq = {}, {}, [], 0
+        self._next_assess_ms, self._dirty, self.caught_up = None, False, False
+        self.gate.partitions, self.gate.stream_ms = {}, 0
+        self._arrived, self._paused = {}, set()
+        self.stats.pending = 0
+        for out in [*self.outputs, self.dead_letters]:
+            if hasattr(out, "restore"):
+                out.restore(None)
+        self.source.rewind()  # type: ignore[attr-defined]
+        self.rebuilds += 1
+        self.rebuild_started = time.monotonic()
 
     @staticmethod
     def _hold_back(batch: list[RawMessage], room: int) -> list[RawMessage]:
@@ -423,6 +513,7 @@ class Pipeline:
         extra = {"buffer": list(self._buffer), "seq": self._seq, "next_assess_ms": self._next_assess_ms,
                  "gate_partitions": dict(self.gate.partitions),
                  "gate_stream_ms": self.gate.stream_ms,
+                 "covered": sorted(getattr(self.source, "covered", None) or []),
                  "outputs": [getattr(out, "checkpoint_state", lambda: None)() for out in self.outputs],
                  "dead_letters": getattr(self.dead_letters, "checkpoint_state", lambda: None)()}
         save_checkpoint(self.checkpoint_path, Checkpoint(self.ledger, self.assessor, dict(self._pending),
@@ -462,7 +553,8 @@ class Pipeline:
         self.restored = True
         self._dirty = True  # assess it once: a kill may have come between the checkpoint and the publication
         if start_from:
-            start_from(dict(cp.positions))
+            covered = ex.get("covered")
+            start_from(dict(cp.positions), *([[tuple(c) for c in covered]] if covered is not None else []))
         log.info("restored checkpoint %s at event time %d", path, self.ledger.now_ms)
 
     # ---- bookkeeping --------------------------------------------------------------------------------

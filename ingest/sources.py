@@ -238,13 +238,52 @@ class KafkaSource:
         self._positioned: set[Any] = set()  # assigned partitions already put where the state says
         self._ends: dict[Any, int] = {}
         self._ends_at = 0.0
+        self._covered: set[tuple[str, int]] | None = None
+        self.rebuild_needed = False
 
-    def start_from(self, positions: dict[tuple[str, int], int] | None) -> None:
+    def start_from(self, positions: dict[tuple[str, int], int] | None,
+                   covered: Iterable[tuple[str, int]] | None = None) -> None:
         """Where to read from on assignment: a checkpoint's positions, or None for the beginning of every topic.
-
-        Not calling it keeps the group's committed offsets (a stateless consumer)."""
+        `covered`: the group's partitions whose records the checkpoint's state holds (default: those it has
+        positions for). Not calling it keeps the group's committed offsets (a stateless consumer)."""
         self._start = positions
         self._seek = True
+        if positions is None:
+            self._covered = None
+        else:
+            keys = covered if covered is not None else positions
+            self._covered = {(t, int(p)) for t, p in keys if t not in self.registry_topics}
+
+    @property
+    def covered(self) -> set[tuple[str, int]] | None:
+        """The group's partitions whose records the pipeline's state holds (None: none assigned yet)."""
+        return None if self._covered is None else set(self._covered)
+
+    def _cover(self, assigned: Iterable[Any]) -> None:
+        """A new assignment: partitions gained that the state does not hold mean the state must be rebuilt
+        (`rebuild_needed`; see `rewind`); partitions lost are simply no longer held."""
+        now = {(tp.topic, tp.partition) for tp in assigned}
+        if not now or not self._seek:
+            return
+        if self._covered is not None and not now <= self._covered:
+            gained = sorted(now - self._covered)
+            log.warning("assigned %d partitions whose records this worker's state does not hold (%s): the state "
+                        "is rebuilt from the beginning of its partitions", len(gained),
+                        ", ".join(f"{t}[{p}]" for t, p in gained[:6]))
+            self.rebuild_needed = True
+        self._covered = now
+
+    def rewind(self) -> None:
+        """Read every assigned partition and the whole registry again from the beginning (a rebuild)."""
+        self.rebuild_needed = False
+        self._start = None
+        assigned = list(self.consumer.assignment())
+        for tp in assigned:
+            self.consumer.seek_to_beginning(tp)
+        self._positioned = set(assigned)
+        if self._registry is not None:
+            for tp in self._registry.assignment():
+                self._registry.seek_to_beginning(tp)
 
     @property
     def consumer(self) -> Any:
@@ -266,6 +305,7 @@ class KafkaSource:
                     source._positioned.difference_update(revoked)
 
                 def on_partitions_assigned(self, assigned: Any) -> None:
+                    source._cover(assigned)
                     source._position(assigned)
 
             consumer.subscribe(sorted(set(self.topics) - self.registry_topics), listener=Reposition())
@@ -357,6 +397,7 @@ class KafkaSource:
             # a static member rejoining gets its partitions back without the rebalance callback, and the
             # fetch starts at the committed offsets, which may be ahead of the checkpoint: records fetched
             # for a partition not yet positioned are dropped, and it is positioned before the next fetch
+            self._cover(self.consumer.assignment())
             fresh = [tp for tp in self.consumer.assignment() if tp not in self._positioned]
             if fresh:
                 self._position(fresh)

@@ -97,7 +97,9 @@ class PipelineRunner:
                 "paused": p.paused, "caught_up": p.caught_up, "lag_records": p.lag,
                 "loop_turned_s_ago": round(time.monotonic() - p.heartbeat, 1),
                 "broker_failing_s": _failing_for(p.source, p.dead_letters, *p.outputs), "stats": p.stats.as_dict(),
-                "event_time_ms": p.ledger.now_ms}
+                "event_time_ms": p.ledger.now_ms, "rebuilds": p.rebuilds, "last_rebuild_s": p.last_rebuild_s,
+                "rebuilding_s": None if p.rebuild_started is None else round(time.monotonic() - p.rebuild_started, 1),
+                "leads_population": bool(getattr(p.population, "leading_", False))}
 
     def problems(self, settings: Settings) -> list[str]:
         """Why the pipeline is not ready, in words an operator can act on (empty: ready)."""

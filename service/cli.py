@@ -42,7 +42,7 @@ def _assessor(settings: Settings) -> Any:
 
 
 def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_letters: Any, framing: Any = None,
-                   checkpoint: bool = False, live: bool = False) -> Any:
+                   checkpoint: bool = False, live: bool = False, population: Any = None) -> Any:
     from graph.ledger import Ledger
     from ingest.dead_letters import DeadLetterPolicy
     from ingest.pipeline import Pipeline
@@ -56,7 +56,7 @@ def build_pipeline(settings: Settings, source: Any, outputs: list[Any], dead_let
                     idle_assess_s=settings.idle_assess_seconds,
                     checkpoint_path=settings.checkpoint_path if checkpoint else None,
                     checkpoint_every_s=settings.checkpoint_every_seconds,
-                    pause_on_dead_letter_cap=live, limits=settings.limits())
+                    pause_on_dead_letter_cap=live, limits=settings.limits(), population=population)
 
 
 def kafka_pipeline(settings: Settings, store: Any) -> Any:
@@ -65,6 +65,7 @@ def kafka_pipeline(settings: Settings, store: Any) -> Any:
     from ingest.kafka_io import KafkaOutput, ensure_topics, make_producer
     from ingest.sources import KafkaSource
     from schemas import INPUT_RECORDS
+    from service.population import SharedPopulation
 
     names = ensure_topics(settings.bootstrap, settings.topic_prefix)
     framing = build_framing(settings, names)
@@ -73,9 +74,11 @@ def kafka_pipeline(settings: Settings, store: Any) -> Any:
                          heartbeat_interval_ms=settings.heartbeat_interval_ms,
                          max_poll_records=settings.max_poll_records, instance_id=settings.worker_instance_id)
     producer = make_producer(settings.bootstrap)
+    # the workers of one group share the population part through the store (one worker: it leads itself)
+    population = SharedPopulation(store, f"{settings.topic_prefix}{settings.group_id}", settings.worker_instance_id)
     return build_pipeline(settings, source, [store, KafkaOutput(producer, names, framing, bootstrap=settings.bootstrap)],
                           KafkaDeadLetters(producer, names["DeadLetter"], bootstrap=settings.bootstrap), framing,
-                          checkpoint=True, live=True)
+                          checkpoint=True, live=True, population=population)
 
 
 # ---- sub-commands -----------------------------------------------------------------------------------

@@ -136,7 +136,24 @@ create table report (
   actor text not null, body text not null);
 create index report_scope on report(kind, scope_key, report_id);
 """
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# several workers: the rows each shares for the population part, what the leader fitted, the group's clock
+_V4 = """
+create table population_row (
+  scope text not null, round_ms integer not null, platform_id text not null, segment text not null,
+  features text not null, label integer, weight real, refit integer not null, worker text not null,
+  primary key (scope, round_ms, platform_id));
+create table population_result (
+  scope text not null, platform_id text not null, round_ms integer not null, body text not null,
+  primary key (scope, platform_id));
+create table population_round (
+  scope text not null, round_ms integer not null, fitted_by text not null, fitted_at integer not null,
+  platforms integer not null, refit integer not null, primary key (scope, round_ms));
+create table worker_clock (
+  scope text not null, worker text not null, now_ms integer not null, seen_at integer not null,
+  primary key (scope, worker));
+create table leader_lease (scope text primary key, holder text not null, expires_at integer not null);
+"""
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -211,6 +228,88 @@ class Store:
     def _one(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, args)
         return dict(rows[0]) if rows else None
+
+    # ---- several workers: the population part and the group's clock (service/population.py) -------------
+    def post_population_rows(self, scope: str, worker: str, round_ms: int,
+                             rows: list[tuple[str, str, str, int | None, float | None]], refit: bool) -> None:
+        """A worker's platforms at one moment: (platform, segment, features as JSON, label, weight)."""
+        with self._tx() as c:
+            c.executemany(
+                "insert into population_row (scope, round_ms, platform_id, segment, features, label, weight, refit, "
+                "worker) values (?,?,?,?,?,?,?,?,?) on conflict (scope, round_ms, platform_id) do update set "
+                "segment = excluded.segment, features = excluded.features, label = excluded.label, "
+                "weight = excluded.weight, refit = excluded.refit, worker = excluded.worker",
+                [(scope, round_ms, pid, seg, feats, label, weight, int(refit), worker)
+                 for pid, seg, feats, label, weight in rows])
+
+    def population_rounds(self, scope: str, after: int) -> list[tuple[int, int]]:
+        """(moment, platforms posted) of the moments after `after` that rows wait for, newest first."""
+        return [(int(r["round_ms"]), int(r["n"])) for r in self._rows(
+            "select round_ms, count(*) as n from population_row where scope = ? and round_ms > ? "
+            "group by round_ms order by round_ms desc", (scope, after))]
+
+    def population_round_rows(self, scope: str, round_ms: int) -> list[dict[str, Any]]:
+        return self._rows("select platform_id, segment, features, label, weight, refit from population_row "
+                          "where scope = ? and round_ms = ? order by platform_id", (scope, round_ms))
+
+    def save_population_results(self, scope: str, round_ms: int, worker: str, results: list[tuple[str, str]],
+                                refit: bool, keep_rounds: int = 8) -> None:
+        """What the leader fitted for one moment, per platform; rows of that moment and older ones are done."""
+        with self._tx() as c:
+            c.executemany(
+                "insert into population_result (scope, platform_id, round_ms, body) values (?,?,?,?) "
+                "on conflict (scope, platform_id) do update set round_ms = excluded.round_ms, body = excluded.body "
+                "where excluded.round_ms >= population_result.round_ms",
+                [(scope, pid, round_ms, body) for pid, body in results])
+            c.execute("insert into population_round (scope, round_ms, fitted_by, fitted_at, platforms, refit) "
+                      "values (?,?,?,?,?,?) on conflict (scope, round_ms) do nothing",
+                      (scope, round_ms, worker, self.clock(), len(results), int(refit)))
+            c.execute("delete from population_row where scope = ? and round_ms <= ?", (scope, round_ms))
+            # bounded: moments that never complete (a worker's own idle moments) do not pile up
+            old = c.execute("select round_ms from population_round where scope = ? order by round_ms desc",
+                            (scope,)).fetchall()
+            if len(old) > keep_rounds:
+                c.execute("delete from population_round where scope = ? and round_ms < ?", (scope, old[keep_rounds - 1][0]))
+
+    def prune_population_rows(self, scope: str, keep_rounds: int) -> None:
+        with self._tx() as c:
+            kept = c.execute("select distinct round_ms from population_row where scope = ? order by round_ms desc",
+                             (scope,)).fetchall()
+            if len(kept) > keep_rounds:
+                c.execute("delete from population_row where scope = ? and round_ms < ?", (scope, kept[keep_rounds - 1][0]))
+
+    def population_results(self, scope: str) -> dict[str, tuple[int, str]]:
+        """platform -> (moment, what the leader fitted for it then)."""
+        return {r["platform_id"]: (int(r["round_ms"]), r["body"]) for r in self._rows(
+            "select platform_id, round_ms, body from population_result where scope = ?", (scope,))}
+
+    def last_population_round(self, scope: str) -> int:
+        row = self._one("select max(round_ms) as m from population_round where scope = ?", (scope,))
+        return int(row["m"]) if row and row["m"] is not None else -1
+
+    def group_clock(self, scope: str, worker: str, now_ms: int) -> int:
+        """Say how far this worker's stream has reached; the furthest any worker of the group has."""
+        with self._tx() as c:
+            c.execute("insert into worker_clock (scope, worker, now_ms, seen_at) values (?,?,?,?) "
+                      "on conflict (scope, worker) do update set now_ms = excluded.now_ms, seen_at = excluded.seen_at "
+                      "where excluded.now_ms >= worker_clock.now_ms", (scope, worker, now_ms, self.clock()))
+            row = c.execute("select max(now_ms) from worker_clock where scope = ?", (scope,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else now_ms
+
+    def hold_lease(self, scope: str, worker: str, ttl_ms: int) -> bool:
+        """Take or keep the group's leader lease (it passes on when its holder stops renewing it)."""
+        now = self.clock()
+        with self._tx() as c:
+            c.execute("insert into leader_lease (scope, holder, expires_at) values (?,?,?) on conflict (scope) do "
+                      "update set holder = excluded.holder, expires_at = excluded.expires_at "
+                      "where leader_lease.holder = excluded.holder or leader_lease.expires_at < ?",
+                      (scope, worker, now + ttl_ms, now))
+            row = c.execute("select holder from leader_lease where scope = ?", (scope,)).fetchone()
+        return bool(row) and row[0] == worker
+
+    def release_lease(self, scope: str, worker: str) -> None:
+        with self._tx() as c:
+            c.execute("delete from leader_lease where scope = ? and holder = ?", (scope, worker))
 
     # ---- the pipeline writes ---------------------------------------------------------------------
     def publish(self, assessments: list[Assessment], alerts: list[dict[str, Any]], final: bool) -> None:
