@@ -334,6 +334,7 @@ class Pipeline:
                 # label or a tip moves no clock: it is assessed where the ledger stands)
                 if event_time(buf[0][3].record) is not None:
                     self.ledger.advance(boundary - 1)
+                    self._dirty = True  # time moved: windows and silences moved with it, nothing applied or not
                 self._assess(final=False)                                # detect, score, publish
                 self._next_assess_ms = boundary + self.assess_every_ms
             self._apply(heapq.heappop(buf)[3])                          # graph.apply
@@ -450,9 +451,17 @@ class Pipeline:
         except Exception as exc:  # the shared store away: this worker's own time for now
             log.warning("group clock unknown: %s: %s", type(exc).__name__, exc)
             return
-        if group > self.ledger.now_ms:
-            self.ledger.advance(group)
+        if group <= self.ledger.now_ms:
+            return
+        # every boundary the group has passed, as a replay of all the records assesses it (the platforms of
+        # this worker have no record in between: it is caught up), then the group's time
+        while self._next_assess_ms is not None and self._next_assess_ms <= group:
+            self.ledger.advance(self._next_assess_ms - 1)
             self._dirty = True
+            self._assess(final=False)
+            self._next_assess_ms += self.assess_every_ms
+        self.ledger.advance(group)
+        self._dirty = True
 
     def _population_turn(self) -> None:
         """Lead if this worker holds the lease; publish again what the leader's newer results change."""
@@ -479,6 +488,11 @@ class Pipeline:
         published before is read back from the output topics, so nothing is published twice."""
         log.warning("rebuilding the state from the beginning of %d partitions",
                     len(getattr(self.source, "covered", None) or ()))
+        for out in [self.dead_letters, *self.outputs]:  # what was sent is on the topics before they are read back
+            try:
+                out.flush()
+            except Exception as exc:
+                log.warning("flush before the rebuild failed: %s: %s", type(exc).__name__, exc)
         self.ledger, self.assessor = copy.deepcopy(self._pristine[0]), copy.deepcopy(self._pristine[1])
         self._pending, self._done, self._buffer, self._seq = {}, {}, [], 0
         self._next_assess_ms, self._dirty, self.caught_up = None, False, False

@@ -24,9 +24,11 @@ __all__ = ["Source", "FileSource", "KafkaSource", "FILES", "time_of", "transient
 
 log = logging.getLogger(__name__)
 # The registry: every worker needs every platform and account (a transaction names accounts that other workers'
-# partitions register), so these topics are read whole by each worker, outside the group (Kafka Streams' global
-# table); the money topics, keyed by platform, are shared out by the group.
-REGISTRY_RECORDS = ("Platform", "Account")
+# partitions register), and every platform's disclosures (rules and features compare a platform with its peers'
+# disclosed yields and complaints, and silence is measured against the disclosure feed's own clock); so these
+# topics are read whole by each worker, outside the group (Kafka Streams' global table). They are small: a
+# platform discloses monthly. The money topics, keyed by platform, are shared out by the group.
+REGISTRY_RECORDS = ("Platform", "Account", "Disclosure")
 REGISTRY_POLL_MS = 50  # the registry is polled first, briefly: a new account usually precedes its money
 BROKER_CALL_TIMEOUT_MS = 3_000  # a broker that is gone makes a call fail (and be retried), never hang a shutdown
 
@@ -240,6 +242,7 @@ class KafkaSource:
         self._ends_at = 0.0
         self._covered: set[tuple[str, int]] | None = None
         self.rebuild_needed = False
+        self._next: dict[tuple[str, int], int] = {}  # partition -> the offset after the last record handed over
 
     def start_from(self, positions: dict[tuple[str, int], int] | None,
                    covered: Iterable[tuple[str, int]] | None = None) -> None:
@@ -277,6 +280,7 @@ class KafkaSource:
         """Read every assigned partition and the whole registry again from the beginning (a rebuild)."""
         self.rebuild_needed = False
         self._start = None
+        self._next = {}
         assigned = list(self.consumer.assignment())
         for tp in assigned:
             self.consumer.seek_to_beginning(tp)
@@ -368,11 +372,17 @@ class KafkaSource:
         return self.registry if topic in self.registry_topics else self.consumer
 
     def _position(self, partitions: Any) -> None:
-        """Put newly assigned partitions where the state says (checkpoint positions, or the beginning)."""
+        """Put newly assigned partitions where the state says: after the last record handed over when the state
+        holds it (a rebalance gives back a partition this worker kept: kafka-python would restart it at the
+        committed offset, behind what the pipeline already holds), else the checkpoint's position, else the
+        beginning."""
         if not self._seek:
             return
         for tp in partitions:
-            pos = (self._start or {}).get((tp.topic, tp.partition))
+            key = (tp.topic, tp.partition)
+            pos = self._next.get(key) if key in (self._covered or ()) else None
+            if pos is None:
+                pos = (self._start or {}).get(key)
             if pos is None:
                 self.consumer.seek_to_beginning(tp)
             else:
@@ -411,6 +421,8 @@ class KafkaSource:
             name = self.topics[tp.topic]
             for r in records:
                 out.append(RawMessage(tp.topic, tp.partition, r.offset, name, value=r.value, key=r.key))
+            if records:
+                self._next[(tp.topic, tp.partition)] = records[-1].offset + 1
         return out
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:

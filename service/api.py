@@ -99,7 +99,8 @@ class PipelineRunner:
                 "broker_failing_s": _failing_for(p.source, p.dead_letters, *p.outputs), "stats": p.stats.as_dict(),
                 "event_time_ms": p.ledger.now_ms, "rebuilds": p.rebuilds, "last_rebuild_s": p.last_rebuild_s,
                 "rebuilding_s": None if p.rebuild_started is None else round(time.monotonic() - p.rebuild_started, 1),
-                "leads_population": bool(getattr(p.population, "leading_", False))}
+                "leads_population": bool(getattr(p.population, "leading_", False)),
+                "partitions": [f"{t}[{n}]" for t, n in sorted(getattr(p.source, "covered", None) or ())]}
 
     def problems(self, settings: Settings) -> list[str]:
         """Why the pipeline is not ready, in words an operator can act on (empty: ready)."""
