@@ -33,13 +33,17 @@ from service.settings import Settings  # noqa: E402
 class DigestOutput:
     """An Output that hashes everything published, pass by pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, dump: tuple[int, str] | None = None) -> None:
+        self.dump = dump  # (pass number, file): that pass's assessments and alerts as JSON, to diff
         self.passes: list[dict[str, Any]] = []
         self.total = hashlib.sha256()
 
     def publish(self, assessments: list[Assessment], alerts: list[dict[str, Any]], final: bool) -> None:
         a = json.dumps([x.as_dict() for x in assessments], ensure_ascii=False, sort_keys=True).encode()
         b = json.dumps(alerts, ensure_ascii=False, sort_keys=True).encode()
+        if self.dump is not None and self.dump[0] == len(self.passes):
+            Path(self.dump[1]).write_text(json.dumps({"assessments": [x.as_dict() for x in assessments],
+                                                      "alerts": alerts}, ensure_ascii=False, indent=1, sort_keys=True))
         self.total.update(a)
         self.total.update(b)
         self.passes.append({"platforms": len(assessments), "alerts": len(alerts), "final": final,
@@ -58,12 +62,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--dir", help="an existing world directory (container files) instead of simulating one")
     ap.add_argument("--out", help="write the per-pass digests here (JSON)")
+    ap.add_argument("--dump", nargs=2, metavar=("PASS", "FILE"), help="write pass PASS (from 0) in full to FILE")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         world = Path(args.dir) if args.dir else Path(tmp) / "world"
         if not args.dir:
             write_world(simulate(args.platforms, args.days, args.seed), world)
-        out = DigestOutput()
+        out = DigestOutput((int(args.dump[0]), args.dump[1]) if args.dump else None)
         settings = Settings()
         pipeline = build_pipeline(settings, FileSource(world), [out], FileDeadLetters(Path(tmp) / "dead.jsonl"))
         t = time.perf_counter()
