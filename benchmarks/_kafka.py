@@ -89,11 +89,9 @@ def end_offsets(bootstrap: str, parts: list[tuple[str, int]]) -> dict[tuple[str,
 
 
 def committed(admin: Any, group: str) -> dict[tuple[str, int], int]:
-    """The group's committed offsets (kafka-python's admin client)."""
-    try:
-        offs = admin.list_consumer_group_offsets(group)
-    except Exception:
-        return {}
+    """The group's committed offsets (kafka-python 3's admin client: {group: {partition: offset and metadata}});
+    empty while the group has not committed yet."""
+    offs = admin.list_group_offsets(group).get(group, {})
     return {(tp.topic, tp.partition): int(m.offset) for tp, m in offs.items() if m.offset >= 0}
 
 
