@@ -12,6 +12,7 @@ Edge kinds: "flow" account->account, "holds" holder->account, "related" platform
 """
 from __future__ import annotations
 
+import weakref
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ def tx_digest(tx: Transaction) -> int:
                       f"\x1f{tx.interest}\x1f{tx.memo}".encode("utf-8", "surrogatepass")) | 1 << 32
 
 
+_EMPTY: frozenset[str] = frozenset()
+
+
 class Ledger:
     """Owns the networkx graph; `apply` takes any input record and is idempotent by tx_id."""
 
@@ -91,6 +95,7 @@ class Ledger:
         self.platform_accounts: dict[str, set[str]] = {}
         self.platform_listings: dict[str, set[str]] = {}
         self.related: dict[str, frozenset[str]] = {}  # platform -> declared related holders
+        self.related_version = 0  # counts changes of `related`: the derived index below is rebuilt when it moves
         # platform -> day -> (type, src_role, dst_role, dst_related) -> [amount, count, *origins]
         self.platform_days: dict[str, dict[int, dict[tuple[str, str, str, bool], list[int]]]] = {}
         self.platform_life: dict[str, dict[tuple[str, str, str, bool], list[int]]] = {}
@@ -139,7 +144,10 @@ class Ledger:
         if old is not None and old.updated_at > p.updated_at:
             return ApplyResult(False, "older registry version")
         self.platforms[p.platform_id] = p
-        self.related[p.platform_id] = frozenset(p.related_parties)
+        related = frozenset(p.related_parties)
+        if self.related.get(p.platform_id) != related:
+            self.related_version += 1
+        self.related[p.platform_id] = related
         node = ("platform", p.platform_id)
         G.add_node(node, kind="platform")
         if old is not None:
@@ -242,7 +250,8 @@ class Ledger:
                 return ApplyResult(False, f"unregistered account {', '.join(missing)}")
             if tx.platform_id not in self.platforms:
                 return ApplyResult(False, f"unregistered platform {tx.platform_id}")
-        day = tx.ts // DAY_MS
+        ts, amount = tx.ts, tx.amount
+        day = ts // DAY_MS
         digest = tx_digest(tx)
         seen = self._dedup_ids.get(tx.tx_id)
         if seen is not None:
@@ -251,51 +260,69 @@ class Ledger:
             return ApplyResult(False, f"conflict: tx_id {tx.tx_id} was applied with different content")
         self._remember(tx.tx_id, day, digest)
         G = self.graph
-        # networkx's documented dict-of-dicts storage, read directly on this hot path (views cost ~1 us each)
+        # networkx's documented dict-of-dicts storage, read and written directly on this hot path (views cost
+        # ~1 us each, add_edge ~5 us); a new edge is stored the way add_edge stores it, and the graph's cache
+        # cleared as add_edge clears it
         nodes, succ = G._node, G._succ
-        src, dst = nodes[tx.from_account], nodes[tx.to_account]
+        fa, ta = tx.from_account, tx.to_account
+        src, dst = nodes[fa], nodes[ta]
+        src_role, dst_role = src["role"], dst["role"]
         # trace: pro rata through balances
-        parts = trace.take(src["comp"], src["balance"], tx.amount)
-        src["balance"] -= tx.amount
-        origin = trace.entry_origin(tx.type, src["role"], dst["role"], tx.listing_id is not None)
+        parts = trace.take(src["comp"], src["balance"], amount)
+        src["balance"] -= amount
+        origin = trace.entry_origin(tx.type, src_role, dst_role, tx.listing_id is not None)
+        dst["balance"] += amount
+        comp = dst["comp"]
         if origin is not None:
-            moved = [0] * trace.N_ORIGINS
-            moved[origin] = tx.amount
+            comp[origin] += amount
         else:
-            moved = parts
-        dst["balance"] += tx.amount
-        trace.add(dst["comp"], moved)
-        # aggregate the flow
-        e = succ[tx.from_account].get(tx.to_account)
+            for i, x in enumerate(parts):
+                if x:
+                    comp[i] += x
+        # aggregate the flow; a new edge, bucket or row starts as [amount, count, *origins] of this movement
+        out = succ[fa]
+        e = out.get(ta)
         if e is None:
-            G.add_edge(tx.from_account, tx.to_account, kind="flow", amount=0, count=0, first_ts=tx.ts, last_ts=tx.ts,
-                       by_type=[0] * len(TX_TYPES), buckets={}, recent=deque(maxlen=self.evidence_cap),
-                       origin=[0] * trace.N_ORIGINS, interest=0)
-            e = succ[tx.from_account][tx.to_account]
-        e["amount"] += tx.amount
-        e["count"] += 1
-        if tx.ts < e["first_ts"]:
-            e["first_ts"] = tx.ts
-        if tx.ts > e["last_ts"]:
-            e["last_ts"] = tx.ts
-        e["by_type"][TYPE_INDEX[tx.type]] += tx.amount
-        e["interest"] += tx.interest or 0
-        e["recent"].append(tx.tx_id)
-        trace.add(e["origin"], parts)
-        b = e["buckets"].get(day)
-        if b is None:
-            b = e["buckets"][day] = [0] * (B_ORIGIN0 + trace.N_ORIGINS)
-            if len(e["buckets"]) > self.retention_days:
-                horizon = day - self.retention_days
-                for d in [d for d in e["buckets"] if d <= horizon]:
-                    del e["buckets"][d]
-        b[B_AMOUNT] += tx.amount
-        b[B_COUNT] += 1
-        for i, x in enumerate(parts, B_ORIGIN0):
-            if x:
-                b[i] += x
+            by_type = [0] * len(TX_TYPES)
+            by_type[TYPE_INDEX[tx.type]] = amount
+            recent: deque[str] = deque(maxlen=self.evidence_cap)
+            recent.append(tx.tx_id)
+            # attribute order as ingest/checkpoint.py's compact layout expects (_FLOW_KEYS)
+            e = out[ta] = G._pred[ta][fa] = {
+                "kind": "flow", "amount": amount, "count": 1, "first_ts": ts, "last_ts": ts, "by_type": by_type,
+                "buckets": {day: [amount, 1, *parts]}, "recent": recent, "origin": list(parts),
+                "interest": tx.interest or 0}
+            nx._clear_cache(G)
+        else:
+            e["amount"] += amount
+            e["count"] += 1
+            if ts < e["first_ts"]:
+                e["first_ts"] = ts
+            if ts > e["last_ts"]:
+                e["last_ts"] = ts
+            e["by_type"][TYPE_INDEX[tx.type]] += amount
+            e["interest"] += tx.interest or 0
+            e["recent"].append(tx.tx_id)
+            trace.add(e["origin"], parts)
+            buckets = e["buckets"]
+            b = buckets.get(day)
+            if b is None:
+                buckets[day] = [amount, 1, *parts]
+                if len(buckets) > self.retention_days:
+                    horizon = day - self.retention_days
+                    for d in [d for d in buckets if d <= horizon]:
+                        del buckets[d]
+            else:
+                b[B_AMOUNT] += amount
+                b[B_COUNT] += 1
+                for i, x in enumerate(parts, B_ORIGIN0):
+                    if x:
+                        b[i] += x
         # per-platform daily aggregates by (type, roles, related payee): what the detectors window over
-        days = self.platform_days.setdefault(tx.platform_id, {})
+        pid = tx.platform_id
+        days = self.platform_days.get(pid)
+        if days is None:
+            days = self.platform_days[pid] = {}
         agg = days.get(day)
         if agg is None:
             agg = days[day] = {}
@@ -303,20 +330,22 @@ class Ledger:
                 horizon = day - self.retention_days
                 for d in [d for d in days if d <= horizon]:
                     del days[d]
-        key = (tx.type, src["role"], dst["role"],
-               dst["holder"] in self.related.get(tx.platform_id, ()))
-        life = self.platform_life.setdefault(tx.platform_id, {})
+        key = (tx.type, src_role, dst_role, dst["holder"] in self.related.get(pid, ()))
+        life = self.platform_life.get(pid)
+        if life is None:
+            life = self.platform_life[pid] = {}
         for table in (agg, life):
             row = table.get(key)
             if row is None:
-                row = table[key] = [0] * (B_ORIGIN0 + trace.N_ORIGINS)
-            row[B_AMOUNT] += tx.amount
-            row[B_COUNT] += 1
-            for i, x in enumerate(parts, B_ORIGIN0):
-                if x:
-                    row[i] += x
+                table[key] = [amount, 1, *parts]
+            else:
+                row[B_AMOUNT] += amount
+                row[B_COUNT] += 1
+                for i, x in enumerate(parts, B_ORIGIN0):
+                    if x:
+                        row[i] += x
         if tx.listing_id is not None:
-            self._book(tx, src["role"], dst["role"])
+            self._book(tx, src_role, dst_role)
         self.tx_count += 1
         self._tick(tx.ts)
         return ApplyResult(True)
@@ -351,6 +380,21 @@ class Ledger:
             book.fees_reimbursed += tx.amount
 
     # ---- read side (detectors read; they never write) ---------------------------------------------
+    def related_platforms(self, holder_id: str) -> frozenset[str]:
+        """The platforms that declare `holder_id` a related party. An inverted index of `related`, built once
+        per change of it (a detector asking this of every borrower of every platform would otherwise walk every
+        platform's declarations each time: quadratic in platforms). Kept outside the ledger's own attributes,
+        so checkpoints neither store it nor restore a stale one."""
+        cached = _RELATED_INDEX.get(self)
+        if cached is None or cached[0] != self.related_version or cached[1] != len(self.related):
+            index: dict[str, set[str]] = {}
+            for q, rel in self.related.items():
+                for h in rel:
+                    index.setdefault(h, set()).add(q)
+            cached = _RELATED_INDEX[self] = (self.related_version, len(self.related),
+                                             {h: frozenset(qs) for h, qs in index.items()})
+        return cached[2].get(holder_id, _EMPTY)
+
     def role(self, account_id: str) -> str | None:
         a = self.accounts.get(account_id)
         return a.role if a else None
@@ -363,3 +407,8 @@ class Ledger:
                 "day_buckets": buckets, "accounts": len(self.accounts), "listings": len(self.listings),
                 "transactions_applied": self.tx_count,
                 "dedup_ids": len(self._dedup_ids)}
+
+
+# ledger -> (related_version, platforms declaring, holder -> platforms): derived, never checkpointed
+_RELATED_INDEX: "weakref.WeakKeyDictionary[Ledger, tuple[int, int, dict[str, frozenset[str]]]]" = \
+    weakref.WeakKeyDictionary()

@@ -248,17 +248,13 @@ def _insiders_elsewhere(view: PlatformView) -> tuple[dict[str, list[str]], set[s
     accounts, with loans in the window), and the platforms where this platform's own people borrow."""
     ledger, G = view.ledger, view.ledger.graph
     pid = view.platform_id
-    side_of: dict[str, set[str]] = {}
-    for q, rel in ledger.related.items():
-        if q != pid:
-            for h in rel:
-                side_of.setdefault(h, set()).add(q)
     insiders: dict[str, list[str]] = {}
     for b in view.accounts_by_role.get("BORROWER", ()):
         hb = view.holder(b)
         if hb is None or hb in view.related_holders or _loan_days(view, b)[1] <= 0:
             continue
-        qs = set(side_of.get(hb, ()))
+        qs = set(ledger.related_platforms(hb))  # platforms declaring this holder related (the ledger's index)
+        qs.discard(pid)
         for a in G.succ.get(("holder", hb), {}):
             d = G.nodes[a]
             if d.get("role") in PLATFORM_SIDE and d.get("platform") != pid:

@@ -7,9 +7,8 @@ that own accounts on several platforms.
 from __future__ import annotations
 
 from itertools import islice
-from typing import Any
+from typing import Any, Iterator
 
-import networkx as nx
 
 from detectors.base import Finding, PlatformView, detector, yuan_en, yuan_zh
 from graph.ledger import TYPE_INDEX
@@ -29,12 +28,12 @@ def cycle(view: PlatformView) -> list[Finding]:
     edges = view.edges(lambda u, v, e: view.role(u) in inner and view.role(v) in inner)
     if not edges:
         return []
-    H = nx.DiGraph()
+    nbrs: dict[str, list[str]] = {}
     for u, v, e, amt in edges:
-        H.add_edge(u, v, amount=amt)
+        nbrs.setdefault(u, []).append(v)
     own = set(view.accounts_by_role.get("PLATFORM_OWN", ()))
     found = []
-    for c in islice(nx.simple_cycles(H, length_bound=4), MAX_CYCLES * 20):
+    for c in islice(_short_cycles(nbrs, 4), MAX_CYCLES * 20):
         if len(c) >= 3 and own.intersection(c):
             found.append(c)
             if len(found) >= MAX_CYCLES:
@@ -51,6 +50,22 @@ def cycle(view: PlatformView) -> list[Finding]:
         f"In the last {view.window_days} days {len(found)} money cycles of 3-4 hops pass through the platform's own "
         f"account, involving {yuan_en(ev.amount)}.",
         ev.tx_ids, ev.account_ids, ev.amount, view.window_days, ev.since_ms, (("cycles", float(len(found))),))]
+
+
+def _short_cycles(nbrs: dict[str, list[str]], bound: int) -> Iterator[list[str]]:
+    """Every simple cycle of at most `bound` nodes, each once (from its smallest node), in a fixed order: starts
+    and successors sorted. networkx's simple_cycles walks sets of strings, whose order changes with the
+    process's hash seed, so which MAX_CYCLES cycles it found first (and the evidence amount) did too."""
+    succ = {u: sorted(set(vs)) for u, vs in nbrs.items()}
+    for s in sorted(succ):
+        stack: list[tuple[str, list[str]]] = [(s, [s])]
+        while stack:
+            u, path = stack.pop()
+            for v in reversed(succ.get(u, ())):
+                if v == s:
+                    yield list(path)
+                elif v > s and v not in path and len(path) < bound:
+                    stack.append((v, path + [v]))
 
 
 @detector("fan_in", "fan_out", "gather_scatter")
