@@ -118,6 +118,8 @@ class Pipeline:
         self.heartbeat = time.monotonic()  # the loop's last turn, for health
         self.lag: int | None = None  # records behind the ends of the input partitions (Kafka), for health
         self._lag_at = 0.0
+        if hasattr(source, "on_revoke"):  # partitions given up: what was published for them goes out first
+            source.on_revoke = self._flush_outputs
         if checkpoint_path:
             self._restore(checkpoint_path)
 
@@ -488,11 +490,10 @@ class Pipeline:
         published before is read back from the output topics, so nothing is published twice."""
         log.warning("rebuilding the state from the beginning of %d partitions",
                     len(getattr(self.source, "covered", None) or ()))
-        for out in [self.dead_letters, *self.outputs]:  # what was sent is on the topics before they are read back
-            try:
-                out.flush()
-            except Exception as exc:
-                log.warning("flush before the rebuild failed: %s: %s", type(exc).__name__, exc)
+        try:
+            self._flush_outputs()  # what this worker sent is on the topics before they are read back
+        except Exception as exc:
+            log.warning("flush before the rebuild failed: %s: %s", type(exc).__name__, exc)
         self.ledger, self.assessor = copy.deepcopy(self._pristine[0]), copy.deepcopy(self._pristine[1])
         self._pending, self._done, self._buffer, self._seq = {}, {}, [], 0
         self._next_assess_ms, self._dirty, self.caught_up = None, False, False
@@ -505,6 +506,11 @@ class Pipeline:
         self.source.rewind()  # type: ignore[attr-defined]
         self.rebuilds += 1
         self.rebuild_started = time.monotonic()
+
+    def _flush_outputs(self) -> None:
+        self.dead_letters.flush()
+        for out in self.outputs:
+            out.flush()
 
     @staticmethod
     def _hold_back(batch: list[RawMessage], room: int) -> list[RawMessage]:

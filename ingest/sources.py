@@ -13,7 +13,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import fastavro
 
@@ -243,6 +243,7 @@ class KafkaSource:
         self._covered: set[tuple[str, int]] | None = None
         self.rebuild_needed = False
         self._next: dict[tuple[str, int], int] = {}  # partition -> the offset after the last record handed over
+        self.on_revoke: Callable[[], None] | None = None  # the pipeline flushes its outputs there
 
     def start_from(self, positions: dict[tuple[str, int], int] | None,
                    covered: Iterable[tuple[str, int]] | None = None) -> None:
@@ -268,7 +269,11 @@ class KafkaSource:
         now = {(tp.topic, tp.partition) for tp in assigned}
         if not now or not self._seek:
             return
-        if self._covered is not None and not now <= self._covered:
+        if self._covered is None and self._start is None:
+            # a fresh start: the partitions' earlier owners may have published for them since this worker read
+            # its output topics back at start; read them back now (a rebuild of an almost empty state)
+            self.rebuild_needed = True
+        elif self._covered is not None and not now <= self._covered:
             gained = sorted(now - self._covered)
             log.warning("assigned %d partitions whose records this worker's state does not hold (%s): the state "
                         "is rebuilt from the beginning of its partitions", len(gained),
@@ -307,6 +312,11 @@ class KafkaSource:
             class Reposition(ConsumerRebalanceListener):
                 def on_partitions_revoked(self, revoked: Any) -> None:
                     source._positioned.difference_update(revoked)
+                    if revoked and source.on_revoke is not None:  # before the next owner reads what we sent
+                        try:
+                            source.on_revoke()
+                        except Exception as exc:
+                            log.warning("flush before giving partitions up failed: %s: %s", type(exc).__name__, exc)
 
                 def on_partitions_assigned(self, assigned: Any) -> None:
                     source._cover(assigned)
