@@ -11,7 +11,7 @@ DEMO_DIR ?= var/demo-world
 DEMO_PLATFORMS ?= 120
 DEMO_DAYS ?= 120
 
-.PHONY: install browser test test-unit kafka-up kafka-down pg-up pg-down demo stop stop-service bench clean lint
+.PHONY: install browser test test-unit kafka-up kafka-down pg-up pg-down demo stop stop-service bench bench-kafka clean lint
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -60,26 +60,34 @@ lint: install
 
 # Simulate a world, publish it to the local broker, run the service on it, print the ten riskiest,
 # then how to use the API, and last the desk's address with one API key per role.
+# DEMO_WORKERS=2 (or more) runs that many workers in one consumer group, on ports PORT, PORT+1, ..., sharing
+# a PostgreSQL store (the project's own server, schema `demo`, recreated) instead of var/demo.db.
+DEMO_WORKERS ?= 1
 demo: install
 	@set -e; bootstrap=$$($(KAFKA) start); mkdir -p var; \
 	  $(MAKE) --no-print-directory stop-service; \
-	  rm -rf $(DEMO_DIR) var/demo.db var/demo.db-wal var/demo.db-shm var/demo-keys.txt; \
+	  rm -rf $(DEMO_DIR) var/demo.db var/demo.db-wal var/demo.db-shm var/demo-keys.txt var/checkpoints/demo-*; \
+	  if [ "$(DEMO_WORKERS)" -gt 1 ]; then pg=$$($(PG) start); db="--db-dsn $$($(BIN)/python ops/pg_schema.py $$pg demo)"; \
+	  else db="--db var/demo.db"; fi; \
 	  $(BIN)/fundwatch simulate --platforms $(DEMO_PLATFORMS) --days $(DEMO_DAYS) --seed 7 --out $(DEMO_DIR); \
 	  prefix=demo$$(date +%s).; \
 	  $(BIN)/fundwatch --bootstrap $$bootstrap --topic-prefix $$prefix produce $(DEMO_DIR); \
-	  $(BIN)/fundwatch keys --db var/demo.db demo --world $(DEMO_DIR) > var/demo-keys.txt; \
+	  $(BIN)/fundwatch keys $$db demo --world $(DEMO_DIR) > var/demo-keys.txt; \
 	  pboc=$$(awk '$$1=="pboc"{print $$2}' var/demo-keys.txt); \
 	  district=$$(awk '$$1=="district"{print $$2}' var/demo-keys.txt); \
-	  nohup $(BIN)/fundwatch --bootstrap $$bootstrap --topic-prefix $$prefix run --port $(PORT) \
-	    --group-id fundwatch-demo --db var/demo.db > var/service.log 2>&1 & echo $$! > var/service.pid; \
+	  for i in $$(seq 1 $(DEMO_WORKERS)); do \
+	    port=$$(( $(PORT) + i - 1 )); log=var/service.log; [ $$i -gt 1 ] && log=var/service-$$i.log; \
+	    nohup $(BIN)/fundwatch --bootstrap $$bootstrap --topic-prefix $$prefix run --port $$port \
+	      --group-id fundwatch-demo $$db --checkpoint-dir var/checkpoints/demo-$$i > $$log 2>&1 & echo $$! >> var/service.pid; \
+	  done; \
 	  $(BIN)/fundwatch top --api http://127.0.0.1:$(PORT) -n 10 --wait 600 --key $$pboc || { tail -20 var/service.log; exit 1; }; \
 	  echo; echo "Try the API:"; \
 	  echo "  curl -s -H 'Authorization: Bearer $$district' 'http://127.0.0.1:$(PORT)/v1/platforms?limit=5'"; \
 	  echo "  curl -sN -H 'Authorization: Bearer $$pboc' -H 'Last-Event-ID: 0' http://127.0.0.1:$(PORT)/v1/alerts/stream"; \
 	  echo "  API reference: http://127.0.0.1:$(PORT)/docs"; \
-	  echo "The service keeps running (pid $$(cat var/service.pid), log var/service.log); 'make stop' ends it and the broker."; \
+	  echo "$(DEMO_WORKERS) worker(s) keep running (pids $$(tr '\n' ' ' < var/service.pid), logs var/service*.log); 'make stop' ends them and the broker."; \
 	  echo; echo "The desk (监管工作台): http://127.0.0.1:$(PORT)/desk/"; \
-	  echo "Sign in with one key per role (also in var/demo-keys.txt; shown once, stored hashed in var/demo.db):"; \
+	  echo "Sign in with one key per role (also in var/demo-keys.txt; shown once, stored hashed in the store):"; \
 	  sed 's/^/  /' var/demo-keys.txt
 
 stop-service:
@@ -89,8 +97,15 @@ stop: stop-service
 	@$(KAFKA) stop
 	@$(PG) stop
 
+# Each benchmark prints figures with the baseline measured in the same run; see each file's docstring.
 bench: install
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/rescoring.py --platforms 2000 --repeat 1
+	$(BIN)/python benchmarks/memory.py --platforms 1000
+
+bench-kafka: install
+	@set -o pipefail; trap '$(KAFKA) stop' EXIT; b=$$($(KAFKA) start) || exit 1; \
+	  $(BIN)/python benchmarks/workers.py --bootstrap $$b && $(BIN)/python benchmarks/latency.py --bootstrap $$b
 
 clean: stop
 	rm -rf $(VENV) var .kafka .pytest_cache *.egg-info

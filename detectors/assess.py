@@ -109,6 +109,8 @@ class Population(Protocol):
                    labels: list[tuple[int, float] | None], refit: bool, *,
                    fit: Callable[..., dict[str, Statistical]], registered: Iterable[str]) -> dict[str, Statistical]: ...
 
+    def results(self) -> dict[str, tuple[int, Statistical]]: ...
+
 
 @dataclass
 class _Fit:
@@ -230,6 +232,43 @@ class Assessor:
                 tuple(sorted(set(keywords_in(p.name) + keywords_in(p.business_scope))))))
         result.sort(key=lambda a: (-a.score, a.platform_id))
         return result
+
+    def rescore(self, ledger: Ledger, pids: Iterable[str], previous: dict[str, Assessment],
+                population: "Population | None" = None) -> list[Assessment]:
+        """Only `pids` (the platforms new records touched), between full assessments: the rules afresh, the
+        population part from the models as last fitted (no refit: a handful of rows is no population) and
+        what outcomes taught at the last full assessment. Keeps the delay from a transaction to its score
+        short while full fits keep their cadence."""
+        pids = sorted(p for p in pids if p in ledger.platforms)
+        if not pids:
+            return []
+        if population is not None:
+            got = population.results()
+            stats = {pid: got[pid][1] for pid in pids if pid in got}
+        else:
+            segments, X, _ = self.population_rows(ledger, pids)
+            stats = {}
+            for i, pid in enumerate(pids):
+                fit = self.fits_.get(segments[i])
+                before = previous.get(pid)
+                if fit is not None and tuple(fit.model.feature_names) == FEATURE_NAMES:
+                    outlier = fit.model.score(X[i:i + 1])[0]
+                elif before is not None:
+                    outlier = OutlierResult(before.outlier_percentile, before.contributions)
+                else:
+                    outlier = NO_OUTLIER
+                stats[pid] = Statistical(outlier, before.learned if before is not None else None)
+        out = []
+        for pid in pids:
+            p = ledger.platforms[pid]
+            fs = self.findings(ledger, pid)
+            out.append(self._assessment(
+                pid, p.name, p.kind, p.licence, p.jurisdiction, p.custodian_id, tuple(fs), ledger.now_ms,
+                stats.get(pid, NO_STATISTICS),
+                tuple(evidence_subgraph(ledger.graph, f.account_ids,
+                                        window=Window(f.window_days or None, ledger.now_ms)) for f in fs),
+                tuple(sorted(set(keywords_in(p.name) + keywords_in(p.business_scope))))))
+        return out
 
     def _assessment(self, pid: str, name: str, kind: str, licence: str, jurisdiction: str, custodian_id: str | None,
                     fs: tuple[Finding, ...], as_of: int, st: "Statistical", graphs: tuple[dict[str, Any], ...],

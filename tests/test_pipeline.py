@@ -102,3 +102,80 @@ def test_every_platform_is_scored_even_with_no_money():
     p, stats, dead, _, report = run(base())
     assert [a.platform_id for a in report.assessments] == ["P1"]
     assert 0 <= report.assessments[0].score <= 100
+
+
+class _Trickle:
+    """A world read in batches, then nothing (caught up) until the test releases one more record."""
+
+    def __init__(self, first: list[RawMessage], later: list[RawMessage]) -> None:
+        self.first, self.later, self.released = first, later, False
+
+    def poll(self):
+        if self.first:
+            out, self.first = self.first[:2000], self.first[2000:]
+            return out
+        if self.released and self.later:
+            return [self.later.pop(0)]
+        return []
+
+    def commit(self, offsets):
+        pass
+
+    def caught_up(self):
+        return not self.first and not (self.released and self.later)
+
+    def close(self):
+        pass
+
+
+class _Published:
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], int]] = []
+
+    def publish(self, assessments, alerts, final):
+        self.calls.append(([a.platform_id for a in assessments], max((a.as_of for a in assessments), default=0)))
+
+    def flush(self):
+        pass
+
+
+def test_once_caught_up_a_new_transaction_rescores_only_its_platform_at_once(small_world_dir):
+    """Issue 10: while transactions kept arriving nothing was rescored before the next 7-event-day boundary, so
+    the delay from a transaction to its score had no bound. Caught up, a new one rescores its platform alone
+    at the next turn of the loop, with no full assessment in between."""
+    import threading
+    import time
+
+    from ingest.sources import FileSource
+
+    msgs = list(FileSource(small_world_dir)._merged())
+    last = max(i for i, m in enumerate(msgs) if m.expected == "Transaction")
+    late = msgs.pop(last)
+    out = _Published()
+    source = _Trickle(msgs, [late])
+    pipe = Pipeline(source, Ledger(), Assessor(use_hbos=False), [out], MemoryDeadLetters(), idle_assess_s=0.05)
+    stop = threading.Event()
+    t = threading.Thread(target=pipe.run, kwargs={"stop": stop}, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not pipe._live:
+            assert time.monotonic() < deadline and t.is_alive(), pipe.stats.as_dict()
+            time.sleep(0.05)
+        pipe.idle_assess_s = 3600.0  # from now on only the live path can publish
+        full = len(out.calls)
+        assert full and len(out.calls[-1][0]) == len(pipe.ledger.platforms)  # the catch-up's full assessment
+        source.released = True
+        while len(out.calls) == full:
+            assert time.monotonic() < deadline and t.is_alive()
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        t.join(30)
+    from ingest.decode import decode
+    from schemas.wire import SingleObjectFraming
+
+    tx = decode(late, SingleObjectFraming()).record
+    pids, as_of = out.calls[full]
+    assert pids == [tx.platform_id] and as_of == pipe.ledger.now_ms >= tx.ts
+    assert pipe.stats.applied == len(msgs) + 1
