@@ -463,8 +463,8 @@ class Pipeline:
         fresh = self.assessor.rescore(self.ledger, pids, previous, self.population)
         if fresh:
             alerts = self.assessor.new_alerts(fresh)
-            for out in self.outputs:
-                out.publish(fresh, alerts, False)
+            for out in self.outputs:  # final: each touched platform's score goes out, changed or not (its as_of moved)
+                out.publish(fresh, alerts, True)
             previous.update((a.platform_id, a) for a in fresh)
             with self._lock:
                 self.latest = sorted(previous.values(), key=lambda a: (-a.score, a.platform_id))
@@ -531,7 +531,7 @@ class Pipeline:
         self._live, self._touched = False, set()
         self.gate.partitions, self.gate.stream_ms = {}, 0
         self._arrived, self._paused = {}, set()
-        self.stats.pending = 0
+        self.stats = RunStats()  # counts of what the state holds: what it read, applied and refused from now on
         for out in [*self.outputs, self.dead_letters]:
             if hasattr(out, "restore"):
                 out.restore(None)

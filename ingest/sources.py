@@ -402,7 +402,9 @@ class KafkaSource:
     def poll(self) -> list[RawMessage] | None:
         try:
             with self.calls.call():
-                registry = self.registry
+                # the registry once the group has handed out the money: a fresh start rebuilds at its first
+                # assignment, and what was read before it would be read again
+                registry = self.registry if self._consumer is not None and self._consumer.assignment() else None
                 first = dict(registry.poll(timeout_ms=REGISTRY_POLL_MS)) if registry is not None else {}
                 batches = self.consumer.poll(timeout_ms=0 if first else self.poll_timeout_ms)
         except Exception as exc:

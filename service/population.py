@@ -65,6 +65,7 @@ class SharedPopulation:
         self.leading_ = False
         self.fitted_round_ = -1
         self._pruned_at = 0.0
+        self._results: tuple[int, dict[str, tuple[int, Statistical]]] | None = None
 
     # ---- what the assessor calls ---------------------------------------------------------------------
     def statistics(self, as_of: int, pids: list[str], segments: list[str], X: np.ndarray,
@@ -80,8 +81,13 @@ class SharedPopulation:
         return {pid: results[pid][1] for pid in pids if pid in results}
 
     def results(self) -> dict[str, tuple[int, Statistical]]:
-        """platform -> (moment, the leader's result for it then)."""
-        return {pid: (r, decode_statistical(body)) for pid, (r, body) in self.store.population_results(self.scope).items()}
+        """platform -> (moment, the leader's result for it then); read again only when the leader stored a
+        newer moment (the loop asks twice a second; ten thousand rows are not decoded that often)."""
+        last = self.store.last_population_round(self.scope)
+        if self._results is None or self._results[0] != last:
+            self._results = (last, {pid: (r, decode_statistical(body))
+                                    for pid, (r, body) in self.store.population_results(self.scope).items()})
+        return self._results[1]
 
     def restated(self, assessor: Any, latest: list[Assessment]) -> list[Assessment] | None:
         """`latest` with the leader's results for their own moment where those arrived after the assessment;

@@ -522,7 +522,7 @@ class Recorder(Assessor):
         super().__init__()
         self.snapshots: list[Snapshot] = []
 
-    def assess(self, ledger: Ledger, *, refit: bool = False, platforms: Any = None) -> list[Any]:
+    def assess(self, ledger: Ledger, *, refit: bool = False, platforms: Any = None, population: Any = None) -> list[Any]:
         self.snapshots.append(Snapshot(ledger.now_ms, tuple(self.findings(ledger, PID)), reconcile(ledger, PID)))
         return []
 
