@@ -33,7 +33,7 @@ from detectors.base import Finding, PlatformView, detector, yuan_en, yuan_zh
 from graph.ledger import TYPE_INDEX, Ledger
 
 __all__ = ["NATURAL", "LEGAL", "CAPS", "Borrowing", "borrowing", "holder_kind", "kind_from_id", "loans_in",
-           "outstanding", "PLATFORM_SIDE", "platform_side_holders", "borrowing_cap"]
+           "outstanding", "view_borrowing", "PLATFORM_SIDE", "platform_side_holders", "borrowing_cap"]
 
 NATURAL, LEGAL = "NATURAL_PERSON", "LEGAL_PERSON"
 # art. 17: (one platform, across platforms), fen
@@ -174,6 +174,12 @@ def borrowing(ledger: Ledger, holder: str) -> Borrowing:
                      tuple(sorted(accounts, key=lambda x: (-x[2], x[1]))))
 
 
+def view_borrowing(view: PlatformView, holder: str) -> Borrowing:
+    """`borrowing(view.ledger, holder)`, once for the views that share (it reads no window)."""
+    out: Borrowing = view.lifetime((borrowing, holder), lambda: borrowing(view.ledger, holder))
+    return out
+
+
 def platform_side_holders(ledger: Ledger, platform_id: str) -> frozenset[str]:
     """Who the platform is: the holders of its own, pool and reserve accounts, and its declared related parties."""
     out = set(ledger.related.get(platform_id, ()))
@@ -202,12 +208,16 @@ def loan_evidence(G: nx.DiGraph, accounts: list[str], cap: int = MAX_TX) -> tupl
 def borrowing_cap(view: PlatformView) -> list[Finding]:
     """Borrowers of this platform whose outstanding principal is above art. 17's caps, here or across platforms.
 
-    A stock, not a flow: the same in every window (window_days 0)."""
+    A stock, not a flow: the same in every window (window_days 0), so computed once for the views that share."""
+    return list(view.lifetime(borrowing_cap, lambda: _borrowing_cap(view)))
+
+
+def _borrowing_cap(view: PlatformView) -> list[Finding]:
     ledger, pid = view.ledger, view.platform_id
     holders = sorted({h for b in view.accounts_by_role.get("BORROWER", ()) if (h := view.holder(b))})
     over: list[Borrowing] = []
     for h in holders:
-        bw = borrowing(ledger, h)
+        bw = view_borrowing(view, h)
         if bw.on(pid) > 0 and bw.over(pid) > 1.0:
             over.append(bw)
     if not over:

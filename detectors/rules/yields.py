@@ -7,7 +7,7 @@ from typing import Any
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
 from graph.ledger import B_COUNT, TYPE_INDEX
-from graph.windows import Window, edge_amount, edge_origins, role_flows
+from graph.windows import Window, role_flows
 
 MATERIAL = 1_000_000
 MARGIN = 0.02
@@ -204,7 +204,7 @@ def subsidy_returns(view: PlatformView) -> tuple[int, int, list[int], list[tuple
             continue
         amount += ret
         count += e["count"] if start is None else sum(b[B_COUNT] for d, b in e["buckets"].items() if d >= start)
-        for k, x in enumerate(edge_origins(e, view.window)):
+        for k, x in enumerate(view.origins(e)):
             origins[k] += int(x * ret / total)
         edges.append((u, v, e, total))
     return amount, count, origins, edges
