@@ -125,6 +125,13 @@ class PlatformView:
         return role_flows(self.ledger.platform_days.get(self.platform_id, {}), window=self.window,
                           lifetime=self.ledger.platform_life.get(self.platform_id))
 
+    @property
+    def life_flows(self) -> RoleFlows:
+        """The platform's money over its life (the ledger's lifetime totals), shared by the views that share."""
+        out: RoleFlows = self.lifetime("life_flows", lambda: role_flows(
+            {}, window=Window(None, self.window.end_ms), lifetime=self.ledger.platform_life.get(self.platform_id, {})))
+        return out
+
     @cached_property
     def accounts_by_role(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

@@ -89,8 +89,7 @@ def kind_from_id(holder_id: str) -> str | None:
 
 
 def _holder_accounts(G: nx.DiGraph, holder: str) -> list[str]:
-    node = ("holder", holder)
-    return sorted(G.succ[node]) if node in G else []
+    return sorted(G._succ.get(("holder", holder), ()))
 
 
 def holder_kind(ledger: Ledger, holder: str) -> tuple[str, str]:
@@ -112,14 +111,17 @@ def _flows(adj: Any) -> list[tuple[str, dict[str, Any]]]:
 
 def loans_in(G: nx.DiGraph, account: str) -> int:
     """Principal lent into a borrower account over its life: DISBURSE or INVEST from custody accounts."""
-    return sum(e["by_type"][_LOAN] + e["by_type"][_INVEST] for u, e in _flows(G.pred[account])
-               if G.nodes[u].get("role") != "EXTERNAL")
+    nodes = G._node  # networkx's storage, read-only (views cost a call each)
+    return sum(e["by_type"][_LOAN] + e["by_type"][_INVEST] for u, e in G._pred[account].items()
+               if e.get("kind") == "flow" and nodes[u].get("role") != "EXTERNAL")
 
 
 def outstanding(G: nx.DiGraph, account: str) -> int:
     """Principal still owed by a borrower account: loans in less repaid principal (REPAY less interest, REFUND)."""
     back = 0
-    for _, e in _flows(G.succ[account]):
+    for e in G._succ[account].values():
+        if e.get("kind") != "flow":
+            continue
         repaid = e["by_type"][_REPAY]
         back += repaid - min(repaid, e["interest"]) + e["by_type"][_REFUND]
     return max(0, loans_in(G, account) - back)
@@ -160,10 +162,11 @@ class Borrowing:
 
 def borrowing(ledger: Ledger, holder: str) -> Borrowing:
     G = ledger.graph
+    nodes = G._node  # read-only
     by_platform: dict[str, int] = {}
     accounts = []
     for a in _holder_accounts(G, holder):
-        d = G.nodes[a]
+        d = nodes[a]
         if d.get("role") != "BORROWER":
             continue
         owed = outstanding(G, a)

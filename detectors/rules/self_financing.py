@@ -116,7 +116,13 @@ MAX_GROUPS = 10  # collectors or platforms named in one finding
 
 
 def _loan_days(view: PlatformView, b: str) -> tuple[dict[int, int], int]:
-    """Days loans arrived in a borrower account inside the window, and their sum (loan share of each edge)."""
+    """Days loans arrived in a borrower account inside the window, and their sum (loan share of each edge).
+    Once per account and window (callers only read it)."""
+    out: tuple[dict[int, int], int] = view.lifetime((_loan_days, b, view.window), lambda: _window_loan_days(view, b))
+    return out
+
+
+def _window_loan_days(view: PlatformView, b: str) -> tuple[dict[int, int], int]:
     G, sd = view.ledger.graph, view.window.start_day
     days: dict[int, int] = {}
     for u, e in G.pred[b].items():
