@@ -110,7 +110,8 @@ def main() -> None:
     fit_s, models = timed(fit, args.repeat)
     assert isinstance(models, dict)
     score_s, _ = timed(lambda: [models[s].score(X[rows]) for s, rows in segs.items()], args.repeat)
-    learn_s, _ = timed(lambda: A._learned(L, pids, X), args.repeat)
+    _, _, labels = A.population_rows(L, pids)
+    learn_s, _ = timed(lambda: A._learned(pids, X, labels), args.repeat)
     full_s, out = timed(lambda: A.assess(L, refit=True), args.repeat)
     assert isinstance(out, list)
 

@@ -140,8 +140,9 @@ class Assessor:
     def findings(self, ledger: Ledger, platform_id: str) -> list[Finding]:
         """Every detector over every window; per detector, the strongest finding."""
         found: list[Finding] = []
+        shared: dict[Any, Any] = {}  # what the windows' views compute alike (PlatformView.lifetime)
         for days in self.windows:
-            view = PlatformView(ledger, platform_id, Window(days, ledger.now_ms), self.params)
+            view = PlatformView(ledger, platform_id, Window(days, ledger.now_ms), self.params, shared)
             for fn, _ in registered_detectors().values():
                 found.extend(fn(view))
         best = strongest_by_detector(found)

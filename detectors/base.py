@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 from graph import trace
 from graph.ledger import Ledger
 from graph.windows import RoleFlows, Window, edge_amount, edge_origins, role_flows
-from schemas.records import Platform
+from schemas.records import DAY_MS, Platform
 
 __all__ = ["Finding", "PlatformView", "DetectorParams", "Evidence", "SEVERITIES", "SEVERITY_WEIGHT", "DETECTORS", "detector",
            "yuan_zh", "yuan_en", "pct", "CLIENT_ROLES", "registered_detectors"]
@@ -63,14 +63,54 @@ class DetectorParams:
 
 
 class PlatformView:
-    """One platform seen through one window of the ledger; read-only, cached per view."""
+    """One platform seen through one window of the ledger; read-only, cached per view.
+
+    `shared`: a dict the views of one platform at one moment (one ledger state, several windows) share, for what
+    does not depend on the window (`lifetime`). Only valid while the ledger does not change: `Assessor.findings`
+    passes one per platform per call; a view made alone gets its own."""
 
     def __init__(self, ledger: Ledger, platform_id: str, window: Window,
-                 params: DetectorParams | None = None) -> None:
+                 params: DetectorParams | None = None, shared: dict[Any, Any] | None = None) -> None:
         self.ledger = ledger
         self.platform_id = platform_id
         self.window = window
         self.params = params or DetectorParams()
+        self.shared: dict[Any, Any] = {} if shared is None else shared
+        sd = window.start_day
+        self._start_ms = None if sd is None else sd * DAY_MS
+        # every bucket of an edge whose first movement is inside the window is still kept (buckets are dropped
+        # only beyond the retention, which a window no longer than it never reaches): its lifetime totals are
+        # its window's
+        self._whole = window.days is not None and window.days <= ledger.retention_days
+
+    def lifetime(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """`compute()` once for all the views sharing `shared`: only for what does not depend on the window."""
+        try:
+            return self.shared[key]
+        except KeyError:
+            out = self.shared[key] = compute()
+            return out
+
+    def amount(self, e: dict[str, Any]) -> int:
+        """`edge_amount(e, self.window)`, without walking the buckets when the answer is known."""
+        start = self._start_ms
+        if start is None:
+            return int(e["amount"])
+        if e["last_ts"] < start:
+            return 0
+        if self._whole and e["first_ts"] >= start:
+            return int(e["amount"])
+        return edge_amount(e, self.window)
+
+    def origins(self, e: dict[str, Any]) -> list[int]:
+        """`edge_origins(e, self.window)`, without walking the buckets when the answer is known."""
+        start = self._start_ms
+        if start is not None:
+            if e["last_ts"] < start:
+                return [0] * trace.N_ORIGINS
+            if not (self._whole and e["first_ts"] >= start):
+                return edge_origins(e, self.window)
+        return list(e["origin"])
 
     @property
     def platform(self) -> Platform | None:
@@ -84,6 +124,13 @@ class PlatformView:
     def flows(self) -> RoleFlows:
         return role_flows(self.ledger.platform_days.get(self.platform_id, {}), window=self.window,
                           lifetime=self.ledger.platform_life.get(self.platform_id))
+
+    @property
+    def life_flows(self) -> RoleFlows:
+        """The platform's money over its life (the ledger's lifetime totals), shared by the views that share."""
+        out: RoleFlows = self.lifetime("life_flows", lambda: role_flows(
+            {}, window=Window(None, self.window.end_ms), lifetime=self.ledger.platform_life.get(self.platform_id, {})))
+        return out
 
     @cached_property
     def accounts_by_role(self) -> dict[str, list[str]]:
@@ -101,7 +148,8 @@ class PlatformView:
         return a.holder_id if a else None
 
     def role(self, account_id: str) -> str | None:
-        return self.ledger.role(account_id)
+        a = self.ledger.accounts.get(account_id)
+        return a.role if a else None
 
     @cached_property
     def listings(self) -> list[Any]:
@@ -123,12 +171,13 @@ class PlatformView:
     @cached_property
     def window_edges(self) -> list[tuple[str, str, dict[str, Any], int]]:
         """Flow edges out of this platform's accounts with money inside the window, largest first (once per view)."""
-        succ = self.ledger.graph.succ
+        succ = self.ledger.graph._succ  # read-only, as the ledger's hot path does
+        amount = self.amount
         out = []
         for u in self.ledger.platform_accounts.get(self.platform_id, ()):
             for v, e in succ[u].items():
                 if e.get("kind") == "flow":
-                    amt = edge_amount(e, self.window)
+                    amt = amount(e)
                     if amt > 0:
                         out.append((u, v, e, amt))
         out.sort(key=lambda x: (-x[3], x[0], x[1]))
@@ -146,7 +195,7 @@ class PlatformView:
         origins = [0] * trace.N_ORIGINS
         for i, (u, v, e, amt) in enumerate(edges):
             amount += amt
-            for k, x in enumerate(edge_origins(e, self.window)):
+            for k, x in enumerate(self.origins(e)):
                 origins[k] += x
             if i >= max_edges:
                 continue

@@ -73,6 +73,8 @@ def tx_digest(tx: Transaction) -> int:
 
 
 _EMPTY: frozenset[str] = frozenset()
+# a platform's day folded away (`Ledger.fold`): the day stays a key, its aggregates are gone; shared, never written
+_FOLDED: dict[tuple[str, str, str, bool], list[int]] = {}
 
 
 class Ledger:
@@ -101,6 +103,7 @@ class Ledger:
         self.platform_life: dict[str, dict[tuple[str, str, str, bool], list[int]]] = {}
         self.now_ms = 0
         self.tx_count = 0
+        self.folded_through = -(1 << 62)  # day buckets on or before this day have been dropped (`fold`)
         self._dedup: dict[int, list[str]] = {}  # day -> tx ids first seen that day
         self._dedup_ids: dict[str, int] = {}  # tx id -> content digest (tx_digest)
 
@@ -114,6 +117,36 @@ class Ledger:
     def _tick(self, ts: int) -> None:
         if ts > self.now_ms:
             self.now_ms = ts
+            if ts // DAY_MS - self.retention_days > self.folded_through:
+                self.fold(ts)
+
+    def fold(self, now_ms: int) -> None:
+        """Drop the day buckets that no window can read any more: those on or before `now_ms`'s day less
+        `retention_days`, the horizon `apply_transaction` prunes an edge's buckets to when that edge gets a new
+        day. An edge or platform that has gone quiet gets no new day, so without this its last `retention_days`
+        buckets would stay for ever. Lifetime totals (`amount`, `origin`, `by_type`, `platform_life`) keep
+        everything. Run by the ledger as event time passes a day (`_tick`), at most once per day.
+
+        A platform's folded days stay as keys (with no aggregates, `_FOLDED`): which days a platform had
+        money on is read beyond the windows (`segment`, the first day seen), and a day is dropped from it
+        only as `apply_transaction` drops it, so those reads do not move."""
+        horizon = now_ms // DAY_MS - self.retention_days
+        if horizon <= self.folded_through:
+            return
+        self.folded_through = horizon
+        G = self.graph
+        for nbrs in G._succ.values():  # networkx's storage, as on the hot path
+            for e in nbrs.values():
+                if e.get("kind") != "flow" or e["first_ts"] // DAY_MS > horizon:
+                    continue  # not a flow, or no bucket as old as the horizon
+                buckets = e["buckets"]
+                old = [d for d in buckets if d <= horizon]
+                for d in old:
+                    del buckets[d]
+        for days in self.platform_days.values():
+            for d, agg in days.items():
+                if d <= horizon and agg is not _FOLDED:
+                    days[d] = _FOLDED
 
     def advance(self, ts: int) -> None:
         """The stream's time moves on without a record of this ledger's: an assessment boundary, or the time
@@ -330,6 +363,8 @@ class Ledger:
                 horizon = day - self.retention_days
                 for d in [d for d in days if d <= horizon]:
                     del days[d]
+        elif agg is _FOLDED:  # a late movement on a day already folded: outside every window, kept apart
+            agg = days[day] = {}
         key = (tx.type, src_role, dst_role, dst["holder"] in self.related.get(pid, ()))
         life = self.platform_life.get(pid)
         if life is None:

@@ -77,3 +77,40 @@ def test_apply_is_idempotent_by_tx_id():
     res = b.ledger.apply(t)
     assert (res.applied, res.reason) == (False, "duplicate tx_id")
     assert b.ledger.graph.nodes["I"]["balance"] == 100
+
+
+def test_quiet_edges_and_platforms_drop_buckets_past_the_retention():
+    """Buckets of an edge that goes quiet are dropped as time passes (Ledger.fold), not only when that edge gets a
+    new day; its lifetime totals and every window read stay as they were."""
+    b = Book()
+    b.ledger = Ledger(retention_days=30)
+    b.ledger.apply(Book().ledger.platforms["P1"])
+    q = Book("P2")
+    q.ledger = b.ledger
+    q.n = 10_000  # tx ids of its own
+    q.ledger.apply(Book("P2").ledger.platforms["P2"])
+    for name, role in (("X", "EXTERNAL"), ("I", "INVESTOR"), ("Y", "EXTERNAL"), ("J", "INVESTOR")):
+        b.account(name, role)
+    q.account("QX", "EXTERNAL")
+    q.account("QI", "INVESTOR")
+    for day in range(20):  # X -> I and platform P2 are busy for 20 days, then quiet
+        b.tx(day, "DEPOSIT", "X", "I", 100)
+        q.tx(day + 0.5, "DEPOSIT", "QX", "QI", 7)
+    L = b.ledger
+    quiet = L.graph.edges["X", "I"]
+    assert len(quiet["buckets"]) == 20
+    for day in range(20, 120):  # only Y -> J moves time on
+        b.tx(day, "DEPOSIT", "Y", "J", 1)
+        if day == 45:  # day 15's bucket has just left the 30-day window, day 16's has not
+            assert min(quiet["buckets"]) == 16 + T0 // DAY_MS
+            assert edge_amount(quiet, Window(30, L.now_ms)) == 4 * 100
+    assert quiet["buckets"] == {}  # without the fold: all 20 kept for ever
+    assert (quiet["amount"], quiet["count"]) == (2000, 20)
+    assert edge_amount(quiet, Window(30, L.now_ms)) == 0 and edge_amount(quiet, Window(None, L.now_ms)) == 2000
+    assert len(L.graph.edges["Y", "J"]["buckets"]) <= 30
+    # the quiet platform: its days stay known (first day seen, in custody), their aggregates are gone
+    days = L.platform_days["P2"]
+    assert len(days) == 20 and min(days) == T0 // DAY_MS and all(not agg for agg in days.values())
+    assert L.platform_life["P2"][("DEPOSIT", "EXTERNAL", "INVESTOR", False)][:2] == [140, 20]
+    assert all(agg for d, agg in L.platform_days["P1"].items() if d > L.now_ms // DAY_MS - 30)
+    assert L.stats()["day_buckets"] <= 30

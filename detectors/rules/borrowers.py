@@ -33,7 +33,7 @@ from detectors.base import Finding, PlatformView, detector, yuan_en, yuan_zh
 from graph.ledger import TYPE_INDEX, Ledger
 
 __all__ = ["NATURAL", "LEGAL", "CAPS", "Borrowing", "borrowing", "holder_kind", "kind_from_id", "loans_in",
-           "outstanding", "PLATFORM_SIDE", "platform_side_holders", "borrowing_cap"]
+           "outstanding", "view_borrowing", "PLATFORM_SIDE", "platform_side_holders", "borrowing_cap"]
 
 NATURAL, LEGAL = "NATURAL_PERSON", "LEGAL_PERSON"
 # art. 17: (one platform, across platforms), fen
@@ -89,8 +89,7 @@ def kind_from_id(holder_id: str) -> str | None:
 
 
 def _holder_accounts(G: nx.DiGraph, holder: str) -> list[str]:
-    node = ("holder", holder)
-    return sorted(G.succ[node]) if node in G else []
+    return sorted(G._succ.get(("holder", holder), ()))
 
 
 def holder_kind(ledger: Ledger, holder: str) -> tuple[str, str]:
@@ -112,14 +111,17 @@ def _flows(adj: Any) -> list[tuple[str, dict[str, Any]]]:
 
 def loans_in(G: nx.DiGraph, account: str) -> int:
     """Principal lent into a borrower account over its life: DISBURSE or INVEST from custody accounts."""
-    return sum(e["by_type"][_LOAN] + e["by_type"][_INVEST] for u, e in _flows(G.pred[account])
-               if G.nodes[u].get("role") != "EXTERNAL")
+    nodes = G._node  # networkx's storage, read-only (views cost a call each)
+    return sum(e["by_type"][_LOAN] + e["by_type"][_INVEST] for u, e in G._pred[account].items()
+               if e.get("kind") == "flow" and nodes[u].get("role") != "EXTERNAL")
 
 
 def outstanding(G: nx.DiGraph, account: str) -> int:
     """Principal still owed by a borrower account: loans in less repaid principal (REPAY less interest, REFUND)."""
     back = 0
-    for _, e in _flows(G.succ[account]):
+    for e in G._succ[account].values():
+        if e.get("kind") != "flow":
+            continue
         repaid = e["by_type"][_REPAY]
         back += repaid - min(repaid, e["interest"]) + e["by_type"][_REFUND]
     return max(0, loans_in(G, account) - back)
@@ -160,10 +162,11 @@ class Borrowing:
 
 def borrowing(ledger: Ledger, holder: str) -> Borrowing:
     G = ledger.graph
+    nodes = G._node  # read-only
     by_platform: dict[str, int] = {}
     accounts = []
     for a in _holder_accounts(G, holder):
-        d = G.nodes[a]
+        d = nodes[a]
         if d.get("role") != "BORROWER":
             continue
         owed = outstanding(G, a)
@@ -172,6 +175,12 @@ def borrowing(ledger: Ledger, holder: str) -> Borrowing:
     kind, basis = holder_kind(ledger, holder)
     return Borrowing(holder, kind, basis, tuple(sorted(by_platform.items())),
                      tuple(sorted(accounts, key=lambda x: (-x[2], x[1]))))
+
+
+def view_borrowing(view: PlatformView, holder: str) -> Borrowing:
+    """`borrowing(view.ledger, holder)`, once for the views that share (it reads no window)."""
+    out: Borrowing = view.lifetime((borrowing, holder), lambda: borrowing(view.ledger, holder))
+    return out
 
 
 def platform_side_holders(ledger: Ledger, platform_id: str) -> frozenset[str]:
@@ -202,12 +211,16 @@ def loan_evidence(G: nx.DiGraph, accounts: list[str], cap: int = MAX_TX) -> tupl
 def borrowing_cap(view: PlatformView) -> list[Finding]:
     """Borrowers of this platform whose outstanding principal is above art. 17's caps, here or across platforms.
 
-    A stock, not a flow: the same in every window (window_days 0)."""
+    A stock, not a flow: the same in every window (window_days 0), so computed once for the views that share."""
+    return list(view.lifetime(borrowing_cap, lambda: _borrowing_cap(view)))
+
+
+def _borrowing_cap(view: PlatformView) -> list[Finding]:
     ledger, pid = view.ledger, view.platform_id
     holders = sorted({h for b in view.accounts_by_role.get("BORROWER", ()) if (h := view.holder(b))})
     over: list[Borrowing] = []
     for h in holders:
-        bw = borrowing(ledger, h)
+        bw = view_borrowing(view, h)
         if bw.on(pid) > 0 and bw.over(pid) > 1.0:
             over.append(bw)
     if not over:

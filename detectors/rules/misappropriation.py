@@ -57,7 +57,7 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     f = view.flows
     client_in = f.amount("DEPOSIT", "EXTERNAL", LENDING_CLIENT_ROLES)
     non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN")
-    fees, allowed, _ = investor_fees(view.ledger, view.platform_id)
+    fees, allowed, _ = view.lifetime(investor_fees, lambda: investor_fees(view.ledger, view.platform_id))
     # the window's fees that are beyond the disclosed level over the platform's life
     excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"), max(0, fees - allowed))
     taken = non_fee + excess_fees
@@ -182,7 +182,7 @@ def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
 @detector("custody_shortfall")
 def custody_shortfall(view: PlatformView) -> list[Finding]:
     """Reconcile, over the platform's life, what clients are owed against what custody holds (`reconcile`)."""
-    rec = reconcile(view.ledger, view.platform_id)
+    rec = view.lifetime(reconcile, lambda: reconcile(view.ledger, view.platform_id))
     if rec.inflow <= 0:
         return []
     owed, held, gap = rec.owed, rec.held, rec.shortfall
@@ -192,7 +192,7 @@ def custody_shortfall(view: PlatformView) -> list[Finding]:
         return []
     share = gap / owed
     sev = "CRITICAL" if share >= 0.3 else "HIGH" if share >= 0.1 else "MEDIUM" if share >= 0.02 else "LOW"
-    clients, lawful = client_exits(view.ledger, view.platform_id)
+    clients, lawful = view.lifetime(client_exits, lambda: client_exits(view.ledger, view.platform_id))
     inside = set(clients)
     ev = view.evidence(view.edges(lambda u, v, e: u in inside and v not in inside and not lawful(u, v)))
     return [Finding(

@@ -13,10 +13,9 @@ from typing import Any, Iterable
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from detectors.rules.borrowers import (CAPS, BASIS_EN, BASIS_ZH, KIND_EN, KIND_ZH, PLATFORM_SIDE, borrowing,
-                                       holder_kind, loans_in, outstanding, platform_side_holders)
+                                       holder_kind, loans_in, outstanding, platform_side_holders, view_borrowing)
 from graph import trace
 from graph.ledger import B_AMOUNT, B_ORIGIN0, TYPE_INDEX
-from graph.windows import edge_amount
 from schemas.records import DAY_MS
 
 MATERIAL = 1_000_000
@@ -26,6 +25,10 @@ LOAN_TYPES = ("INVEST", "DISBURSE")
 
 def related_borrowers(view: PlatformView) -> dict[str, str]:
     """Borrower accounts tied to the platform, with how: declared holder, money to a related party, own funds in."""
+    return dict(view.lifetime(related_borrowers, lambda: _related_borrowers(view)))
+
+
+def _related_borrowers(view: PlatformView) -> dict[str, str]:
     G = view.ledger.graph
     ties: dict[str, str] = {}
     for b in view.accounts_by_role.get("BORROWER", ()):
@@ -55,7 +58,7 @@ def self_financing(view: PlatformView) -> list[Finding]:
     if not ties:
         return []
     G = view.ledger.graph
-    lent = {b: sum(edge_amount(e, view.window) for u, _, e in G.in_edges(b, data=True)
+    lent = {b: sum(view.amount(e) for u, _, e in G.in_edges(b, data=True)
                    if e.get("kind") == "flow" and view.role(u) in ("INVESTOR", "CUSTODY_POOL", "PLATFORM_OWN"))
             for b in ties}
     to_related = sum(lent.values())
@@ -113,7 +116,13 @@ MAX_GROUPS = 10  # collectors or platforms named in one finding
 
 
 def _loan_days(view: PlatformView, b: str) -> tuple[dict[int, int], int]:
-    """Days loans arrived in a borrower account inside the window, and their sum (loan share of each edge)."""
+    """Days loans arrived in a borrower account inside the window, and their sum (loan share of each edge).
+    Once per account and window (callers only read it)."""
+    out: tuple[dict[int, int], int] = view.lifetime((_loan_days, b, view.window), lambda: _window_loan_days(view, b))
+    return out
+
+
+def _window_loan_days(view: PlatformView, b: str) -> tuple[dict[int, int], int]:
     G, sd = view.ledger.graph, view.window.start_day
     days: dict[int, int] = {}
     for u, e in G.pred[b].items():
@@ -166,7 +175,7 @@ def _handovers(view: PlatformView) -> tuple[dict[str, int], dict[str, _Payee], l
     per borrower). Borrowers of declared related parties are left to `self_financing`; a borrower's own cards,
     fees and repayments are not hand-overs."""
     G, sd = view.ledger.graph, view.window.start_day
-    side = platform_side_holders(view.ledger, view.platform_id)
+    side = view.lifetime(platform_side_holders, lambda: platform_side_holders(view.ledger, view.platform_id))
     loans: dict[str, int] = {}
     payees: dict[str, _Payee] = {}
     back_edges: list[tuple[str, str, dict[str, Any], int]] = []
@@ -263,7 +272,7 @@ def _insiders_elsewhere(view: PlatformView) -> tuple[dict[str, list[str]], set[s
             insiders.setdefault(q, []).append(b)
     ours = set()
     if insiders:
-        for h in platform_side_holders(ledger, pid):
+        for h in view.lifetime(platform_side_holders, lambda: platform_side_holders(ledger, pid)):
             for a in G.succ.get(("holder", h), {}):
                 d = G.nodes[a]
                 if d.get("role") == "BORROWER" and d.get("platform") != pid and loans_in(G, a) > 0:
@@ -368,7 +377,7 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
             kind, basis = holder_kind(ledger, hv)
             one, every = CAPS[kind]
             here = sum(outstanding(G, b) for b in members)
-            everywhere = sum(borrowing(ledger, h).total for h in {view.holder(b) for b in members} if h)
+            everywhere = sum(view_borrowing(view, h).total for h in {view.holder(b) for b in members} if h)
             ratio = max(here / one, everywhere / every)
             rows.append((ratio, hv, members, edges, kind, basis, here))
             worst = ratio if worst is None else max(worst, ratio)

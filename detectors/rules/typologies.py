@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 from detectors.base import Finding, PlatformView, detector, yuan_en, yuan_zh
 from graph.ledger import TYPE_INDEX
-from graph.windows import edge_amount
 
 FAN = 20  # distinct counterparties that make a fan
 MAX_CYCLES = 50
@@ -122,19 +121,36 @@ CONTRACT_RETURNS = (TYPE_INDEX["FEE"], TYPE_INDEX["REPAY"])
 
 def _holder_edges(view: PlatformView, holder: str) -> list[tuple[str, str, str, dict[str, Any], int]]:
     """Money leaving any account of `holder` inside the window: (payee holder, from acct, to acct, edge, amount);
-    edges that carry only fees and repayments are left out."""
-    G = view.ledger.graph
-    out = []
+    edges that carry only fees and repayments are left out. Once per holder and window."""
+    return view.lifetime((_holder_edges, holder, view.window), lambda: _window_holder_edges(view, holder))
+
+
+def _window_holder_edges(view: PlatformView, holder: str) -> list[tuple[str, str, str, dict[str, Any], int]]:
     start = view.window.start_ms or 0
-    for acct in G.succ.get(("holder", holder), {}):
-        for b, e in G.succ[acct].items():
-            if e.get("kind") != "flow" or e["last_ts"] < start:
+    amount = view.amount
+    out = []
+    for h, acct, b, e in view.lifetime((_holder_flows, holder), lambda: _holder_flows(view, holder)):
+        if e["last_ts"] < start:
+            continue
+        amt = amount(e)
+        if amt > 0:
+            out.append((h, acct, b, e, amt))
+    return out
+
+
+def _holder_flows(view: PlatformView, holder: str) -> list[tuple[str | None, str, str, dict[str, Any]]]:
+    """Every flow edge out of `holder`'s accounts that is not only fees and repayments: (payee holder, from acct,
+    to acct, edge), in the graph's order; the same in every window."""
+    G = view.ledger.graph
+    nodes, succ = G._node, G._succ  # read-only
+    out = []
+    for acct in succ.get(("holder", holder), {}):
+        for b, e in succ[acct].items():
+            if e.get("kind") != "flow":
                 continue
             if sum(e["by_type"][i] for i in CONTRACT_RETURNS) >= e["amount"]:
                 continue
-            amt = edge_amount(e, view.window)
-            if amt > 0:
-                out.append((G.nodes[b].get("holder"), acct, b, e, amt))
+            out.append((nodes[b].get("holder"), acct, b, e))
     return out
 
 

@@ -7,7 +7,6 @@ from typing import Any
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
 from graph.ledger import B_COUNT, TYPE_INDEX
-from graph.windows import Window, edge_amount, edge_origins, role_flows
 
 MATERIAL = 1_000_000
 MARGIN = 0.02
@@ -93,8 +92,7 @@ def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str,
     Returns (paid, new money, repayments available, payout edges).
     """
     f = view.flows
-    life = role_flows({}, window=Window(None, view.window.end_ms),
-                      lifetime=view.ledger.platform_life.get(view.platform_id, {}))
+    life = view.life_flows
     credit = refundable(view)
     paid = new = received = 0
     evidence: list[tuple[str, str, dict[str, Any], int]] = []
@@ -154,8 +152,7 @@ def waived_fees(view: PlatformView) -> int:
     refunds = f.amount("REFUND", "PLATFORM_OWN", "INVESTOR")
     if refunds <= 0:
         return 0
-    life = role_flows({}, window=Window(None, view.window.end_ms),
-                      lifetime=view.ledger.platform_life.get(view.platform_id, {}))
+    life = view.life_flows
     given_back_before = life.amount("REFUND", "PLATFORM_OWN", "INVESTOR") - refunds
     return min(refunds, max(0, life.amount("FEE", "INVESTOR", "PLATFORM_OWN") - given_back_before))
 
@@ -204,7 +201,7 @@ def subsidy_returns(view: PlatformView) -> tuple[int, int, list[int], list[tuple
             continue
         amount += ret
         count += e["count"] if start is None else sum(b[B_COUNT] for d, b in e["buckets"].items() if d >= start)
-        for k, x in enumerate(edge_origins(e, view.window)):
+        for k, x in enumerate(view.origins(e)):
             origins[k] += int(x * ret / total)
         edges.append((u, v, e, total))
     return amount, count, origins, edges
