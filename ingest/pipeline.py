@@ -580,9 +580,11 @@ class Pipeline:
             if start_from:
                 start_from(None)  # no state: rebuild it from the beginning of every input topic
                 # and what earlier runs published is all on the output topics: read it back, publish it once
-                for out in [*self.outputs, self.dead_letters]:
-                    if hasattr(out, "restore"):
-                        out.restore(None)
+                # (a source that rebuilds at its first assignment reads it back then, when it is complete)
+                if not hasattr(self.source, "rewind"):
+                    for out in [*self.outputs, self.dead_letters]:
+                        if hasattr(out, "restore"):
+                            out.restore(None)
             return
         self.ledger, self.assessor = cp.ledger, cp.assessor
         self._pending = cp.pending
