@@ -100,6 +100,8 @@ class PipelineRunner:
                 "event_time_ms": p.ledger.now_ms, "rebuilds": p.rebuilds, "last_rebuild_s": p.last_rebuild_s,
                 "rebuilding_s": None if p.rebuild_started is None else round(time.monotonic() - p.rebuild_started, 1),
                 "leads_population": bool(getattr(p.population, "leading_", False)),
+                "population_waiting_s": (None if (w := getattr(p.population, "stale_for", None)) is None
+                                         or (v := w()) is None else round(v, 1)),
                 "partitions": [f"{t}[{n}]" for t, n in sorted(getattr(p.source, "covered", None) or ())]}
 
     def problems(self, settings: Settings) -> list[str]:
@@ -115,6 +117,10 @@ class PipelineRunner:
                        f"{settings.health_max_lag_records})")
         if st.get("broker_failing_s") is not None and st["broker_failing_s"] > settings.health_broker_down_seconds:
             out.append(f"broker unreachable: no answer for {st['broker_failing_s']} s (retrying)")
+        if (st.get("population_waiting_s") or 0) > settings.health_population_stale_seconds:
+            out.append(f"population part stale: the moment this worker assessed {st['population_waiting_s']} s ago "
+                       "has not been fitted: not every platform of the group has posted its rows (do all workers "
+                       "of the group share one store? is one of them far behind?)")
         if st["running"] and st.get("loop_turned_s_ago", 0) > settings.health_stall_seconds:
             out.append(f"pipeline stalled: its loop last turned {st['loop_turned_s_ago']} s ago")
         return out

@@ -66,6 +66,8 @@ class SharedPopulation:
         self.fitted_round_ = -1
         self._pruned_at = 0.0
         self._results: tuple[int, dict[str, tuple[int, Statistical]]] | None = None
+        self.waiting: tuple[int, float] | None = None  # (moment posted, since when: monotonic) not fitted yet
+        self._seen_last = -1
 
     # ---- what the assessor calls ---------------------------------------------------------------------
     def statistics(self, as_of: int, pids: list[str], segments: list[str], X: np.ndarray,
@@ -76,6 +78,10 @@ class SharedPopulation:
                 for pid, seg, x, lab in zip(pids, segments, X, labels)]
         if rows:
             self.store.post_population_rows(self.scope, self.worker, as_of, rows, refit)
+            if self.waiting is None:
+                self.waiting = (as_of, time.monotonic())
+            else:
+                self.waiting = (as_of, self.waiting[1])
         self.lead(fit, registered)
         results = self.results()
         return {pid: results[pid][1] for pid in pids if pid in results}
@@ -84,6 +90,10 @@ class SharedPopulation:
         """platform -> (moment, the leader's result for it then); read again only when the leader stored a
         newer moment (the loop asks twice a second; ten thousand rows are not decoded that often)."""
         last = self.store.last_population_round(self.scope)
+        if self.waiting is not None and last != self._seen_last:
+            # the group fitted a newer moment: up to date if it is this worker's latest, else progress all the same
+            self.waiting = None if last >= self.waiting[0] else (self.waiting[0], time.monotonic())
+        self._seen_last = last
         if self._results is None or self._results[0] != last:
             self._results = (last, {pid: (r, decode_statistical(body))
                                     for pid, (r, body) in self.store.population_results(self.scope).items()})
@@ -102,6 +112,10 @@ class SharedPopulation:
             if got[1] != used:
                 newer[a.platform_id] = got[1]
         return assessor.restated(latest, newer) if newer else None
+
+    def stale_for(self) -> float | None:
+        """Seconds since this worker posted rows for a moment the leader has not fitted yet (None: up to date)."""
+        return None if self.waiting is None else time.monotonic() - self.waiting[1]
 
     def clock(self, now_ms: int) -> int:
         return int(self.store.group_clock(self.scope, self.worker, now_ms))

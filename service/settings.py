@@ -111,6 +111,8 @@ class Settings(BaseSettings):
 
     health_max_lag_records: int = 100_000  # /healthz answers 503 when the pipeline is further behind
     health_stall_seconds: float = 180.0  # ... or when its loop has not turned for this long
+    # ... or when the moment this worker last assessed has waited this long for the group's population fit
+    health_population_stale_seconds: float = 300.0
     health_broker_down_seconds: float = 30.0  # ... or when the broker has not answered for this long
 
     host: str = "127.0.0.1"

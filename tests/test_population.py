@@ -43,11 +43,13 @@ def test_two_workers_halves_make_one_population(db, small_world_dir):
 
     assert post(0) == {}  # w0 leads, but half the population is no population: nothing fitted yet
     assert workers[0].leading_ and store.last_population_round("g") == -1
+    assert workers[0].stale_for() is not None  # health says so after a while (a worker without the group's store)
     got1 = post(1)  # w1 completes the moment; w0 holds the lease, so nothing is fitted by w1
     assert not workers[1].leading_ and got1 == {}
     assert workers[0].lead(fitters[0].statistics, pids)  # the leader's next turn fits on every row
     for i in (0, 1):
         res = workers[i].results()
+        assert workers[i].stale_for() is None
         assert set(res) == set(pids) and {r for r, _ in res.values()} == {ledger.now_ms}
         assert {pid: st for pid, (_, st) in res.items()} == want  # as one assessor over the whole population
     assert store._rows("select count(*) as n from population_row where scope = 'g'")[0]["n"] == 0  # done with
