@@ -83,7 +83,12 @@ def broker_round_trip(bootstrap: str, n: int = 500) -> tuple[float, float]:
     """Baseline: produce -> bare consumer on a fresh topic, seconds (p50, p99)."""
     from kafka import KafkaConsumer, KafkaProducer
 
+    from kafka.admin import KafkaAdminClient, NewTopic
+
     topic = f"lat.{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])  # the broker does not auto-create
+    admin.close()
     prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     prod.send(topic, b"warm").get(timeout=30)
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="latest")
