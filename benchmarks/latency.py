@@ -14,10 +14,10 @@ as_of >= the transaction's time; a sample with no such score within `--timeout` 
 timeout and is reported as such (not as a latency). Baseline in the same run: the broker's own
 round trip, produce to a bare consumer on the same topic (p50, p99), so latency ratios can be quoted.
 
-What this measures today: the pipeline assesses every 7 days of event time or after 2 s with no
-input, so under a steady feed a transaction's score waits for the next 7-day boundary (at
---event-speed 60, 2.8 hours of wall time) or for the feed to stop; expect timeouts until the
-pipeline rescores the platforms a transaction touches.
+What this measures: once caught up, the pipeline rescores the platforms new transactions touch at the next
+turn of its loop (at least 0.2 s apart, at most a third of the loop's time) and publishes their RiskScores.
+It counts as caught up only after it has read to the ends and been idle for its idle_assess_s, so the feed
+starts only once /healthz says caught_up (started earlier, the feed keeps it from going live until it stops).
 """
 from __future__ import annotations
 
@@ -79,11 +79,35 @@ class Scores(threading.Thread):
         return None
 
 
+def pipeline_caught_up(port: int) -> bool:
+    """The worker's own word (/healthz pipeline.caught_up); /healthz answers 503 while not ready, with the same body."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            body = json.load(r)
+    except urllib.error.HTTPError as e:
+        try:
+            body = json.load(e)
+        except ValueError:
+            return False
+    except (OSError, ValueError):
+        return False
+    return bool((body.get("pipeline") or {}).get("caught_up"))
+
+
 def broker_round_trip(bootstrap: str, n: int = 500) -> tuple[float, float]:
     """Baseline: produce -> bare consumer on a fresh topic, seconds (p50, p99)."""
     from kafka import KafkaConsumer, KafkaProducer
 
+    from kafka.admin import KafkaAdminClient, NewTopic
+
     topic = f"lat.{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])  # the broker does not auto-create
+    admin.close()
     prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     prod.send(topic, b"warm").get(timeout=30)
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="latest")
@@ -129,7 +153,7 @@ def main() -> None:
         from kafka.admin import KafkaAdminClient
 
         group = f"{prefix}lat"
-        proc, _ = start_worker(bootstrap, prefix, group, tmp, "w0")
+        proc, port = start_worker(bootstrap, prefix, group, tmp, "w0")
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             ends = {tp: e for tp, e in end_offsets(bootstrap, money_partitions(prefix)).items() if e > 0}
@@ -138,7 +162,14 @@ def main() -> None:
                 if time.monotonic() - t0 > 600 or proc.poll() is not None:
                     sys.exit(f"the worker did not catch up; see {tmp / 'w0.log'}")
                 time.sleep(0.5)
-            print(f"caught up in {time.monotonic() - t0:.1f}s")
+            # the commits at the ends are not enough: the pipeline rescores what new records touch only once it
+            # has itself caught up (read to the ends, idle for its idle_assess_s, assessed); a feed started before
+            # that keeps it from ever getting there, so wait for /healthz to say caught_up
+            while not pipeline_caught_up(port):
+                if time.monotonic() - t0 > 600 or proc.poll() is not None:
+                    sys.exit(f"the worker did not report caught_up; see {tmp / 'w0.log'}")
+                time.sleep(0.2)
+            print(f"caught up in {time.monotonic() - t0:.1f}s (commits at the ends and /healthz caught_up)")
             scores = Scores(bootstrap, topic_names(prefix)["RiskScore"])
             scores.start()
             topic = topic_names(prefix)["Transaction"]
