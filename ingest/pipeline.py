@@ -33,6 +33,7 @@ __all__ = ["Pipeline", "Output", "RunStats"]
 
 log = logging.getLogger(__name__)
 INF = math.inf
+LIVE_LAG_RECORDS = 5_000  # within this of the partitions' ends, a worker keeps up with the feed
 _PRIORITY = {n: i for i, n in enumerate(INPUT_RECORDS)}  # registry before money at equal times, as a replay
 
 
@@ -94,6 +95,7 @@ class Pipeline:
         self.live_rescore_s = live_rescore_s  # once caught up: platforms touched are rescored this often at most
         self._touched: set[str] = set()
         self._live = False
+        self._keeping_up = 0
         self._rescore_due = 0.0
         self._population_at = 0.0
         self._pristine = (copy.deepcopy(ledger), copy.deepcopy(assessor))  # what a rebuild starts again from
@@ -246,6 +248,14 @@ class Pipeline:
             return
         self._lag_at = time.monotonic()
         self.lag = lag()
+        # a feed that never pauses never lets the loop go idle: keeping within one batch of the ends over two
+        # measurements (5 s apart) is caught up too, and live rescoring starts (not on a catch-up's short tail)
+        near = self.lag is not None and self.lag <= LIVE_LAG_RECORDS and self.stats.applied > 0
+        self._keeping_up = self._keeping_up + 1 if near else 0
+        if self._keeping_up >= 2 and not self._live:
+            self._live = True
+            log.info("keeping up with the feed (%s records behind): platforms are rescored as records arrive",
+                     self.lag)
 
     # ---- waiting out an unreachable schema registry -------------------------------------------------
     retry_first_s = 0.5  # then doubling, at most retry_max_s
@@ -528,7 +538,7 @@ class Pipeline:
         self.ledger, self.assessor = copy.deepcopy(self._pristine[0]), copy.deepcopy(self._pristine[1])
         self._pending, self._done, self._buffer, self._seq = {}, {}, [], 0
         self._next_assess_ms, self._dirty, self.caught_up = None, False, False
-        self._live, self._touched = False, set()
+        self._live, self._touched, self._keeping_up = False, set(), 0
         self.gate.partitions, self.gate.stream_ms = {}, 0
         self._arrived, self._paused = {}, set()
         self.stats = RunStats()  # counts of what the state holds: what it read, applied and refused from now on
