@@ -76,14 +76,15 @@ class SharedPopulation:
         rows = [(pid, seg, json.dumps([_num(float(v)) for v in x], separators=(",", ":")),
                  None if lab is None else lab[0], None if lab is None else lab[1])
                 for pid, seg, x, lab in zip(pids, segments, X, labels)]
-        if rows:
-            self.store.post_population_rows(self.scope, self.worker, as_of, rows, refit)
-            if self.waiting is None:
-                self.waiting = (as_of, time.monotonic())
-            else:
-                self.waiting = (as_of, self.waiting[1])
-        self.lead(fit, registered)
-        results = self.results()
+        try:
+            if rows:
+                self.store.post_population_rows(self.scope, self.worker, as_of, rows, refit)
+                self.waiting = (as_of, time.monotonic() if self.waiting is None else self.waiting[1])
+            self.lead(fit, registered)
+            results = self.results()
+        except Exception as exc:  # the store away (a dropped connection): the last results, and the loop goes on
+            log.warning("population part not shared this time: %s: %s", type(exc).__name__, exc)
+            results = self._results[1] if self._results is not None else {}
         return {pid: results[pid][1] for pid in pids if pid in results}
 
     def results(self) -> dict[str, tuple[int, Statistical]]:

@@ -71,3 +71,16 @@ def test_a_result_survives_the_store_exactly():
     assert decode_statistical(encode_statistical(st)) == st
     assert decode_statistical(encode_statistical(Statistical(OutlierResult(float(np.float64(0.5)), ())))) == \
         Statistical(OutlierResult(0.5, ()))
+
+
+def test_a_store_that_fails_does_not_stop_the_assessment():
+    """A dropped connection fails one call: the worker scores with what it last had, the loop goes on."""
+    class Gone:
+        def __getattr__(self, name):
+            def fail(*a, **k):
+                raise ConnectionError("store away")
+            return fail
+
+    pop = SharedPopulation(Gone(), "g", "w0")
+    got = pop.statistics(1, ["P1"], ["seg"], np.zeros((1, 3)), [None], False, fit=lambda *a: {}, registered=["P1"])
+    assert got == {}
