@@ -122,6 +122,7 @@ class Pipeline:
         self.pause_on_dead_letter_cap = pause_on_dead_letter_cap
         self.paused: str | None = None  # why consumption stopped (the dead-letter cap), for health
         self.heartbeat = time.monotonic()  # the loop's last turn, for health
+        self.stage = "starting"  # where the loop is, for health: where a stalled loop is held
         self.lag: int | None = None  # records behind the ends of the input partitions (Kafka), for health
         self._lag_at = 0.0
         if hasattr(source, "on_revoke"):  # partitions given up: what was published for them goes out first
@@ -147,6 +148,7 @@ class Pipeline:
                     stop.wait(0.5)
                     continue
                 try:
+                    self.stage = "poll"
                     batch = self.source.poll()                           # poll
                     if batch is None:
                         break
@@ -173,15 +175,18 @@ class Pipeline:
                         self._mark(msg.topic, msg.partition, msg.offset)
                     if interrupted:
                         break
+                    self.stage = "apply and assess"
                     self._release_due(self._watermark())                     # graph.apply in event time; detect,
                     #                                                      score and publish at each boundary
                     if self._live and self._touched and time.monotonic() >= self._rescore_due:
+                        self.stage = "live rescore"
                         self._rescore_touched()                          # live: what new records touched
                     if batch:
                         idle_since = None
                         self.caught_up = False
                     else:
                         idle_since = idle_since or time.monotonic()
+                        self.stage = "idle: catching up and assessing"
                         if time.monotonic() - idle_since >= self.idle_assess_s:
                             if self._buffer and self.source.caught_up():
                                 self._release_due(INF)  # all there is has been read: nothing older will come
@@ -200,6 +205,7 @@ class Pipeline:
                                 log.warning("state rebuilt from the beginning of this worker's partitions in %.1f s",
                                             self.last_rebuild_s)
                     if self.population is not None:
+                        self.stage = "population part"
                         self._population_turn()
                 except DeadLetterRatioExceeded as exc:
                     if not self.pause_on_dead_letter_cap:
@@ -207,9 +213,12 @@ class Pipeline:
                     self.paused = str(exc)
                     log.error("pipeline paused: %s", exc)
                     continue
+                self.stage = "commit"
                 self.source.commit(self._commit_points())               # commit, last
+                self.stage = "lag"
                 self._measure_lag()
                 if self.checkpoint_path and time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s:
+                    self.stage = "checkpoint"
                     self.save_checkpoint()
                 if batch == [] and until_caught_up and not self._pending and not self._buffer and \
                         self.source.caught_up():

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # platform discloses monthly. The money topics, keyed by platform, are shared out by the group.
 REGISTRY_RECORDS = ("Platform", "Account", "Disclosure")
 REGISTRY_POLL_MS = 50  # the registry is polled first, briefly: a new account usually precedes its money
+COMMIT_RETRY_S = 5.0  # with the broker not answering, a commit is tried at most this often (the loop keeps turning)
 BROKER_CALL_TIMEOUT_MS = 3_000  # a broker that is gone makes a call fail (and be retried), never hang a shutdown
 
 # record name -> its container file in a replay directory. A record's data may also be split into parts named
@@ -185,8 +186,9 @@ class BrokerCalls:
     @contextmanager
     def call(self, *, answers: bool = False) -> Iterator[None]:
         """Around a broker call; a failure starts the silence, and with `answers` (a flush, not a send: a send
-        only buffers) its return ends it."""
-        self.since = time.monotonic()
+        only buffers) its return ends it. Calls nest: the outermost one's start counts."""
+        outer = self.since
+        self.since = outer if outer is not None else time.monotonic()
         try:
             yield
         except Exception:
@@ -196,7 +198,7 @@ class BrokerCalls:
             if answers:
                 self.answered()
         finally:
-            self.since = None
+            self.since = outer
 
     def failing_for(self) -> float | None:
         now = time.monotonic()
@@ -240,6 +242,7 @@ class KafkaSource:
         self._positioned: set[Any] = set()  # assigned partitions already put where the state says
         self._ends: dict[Any, int] = {}
         self._ends_at = 0.0
+        self._commit_tried = 0.0
         self._covered: set[tuple[str, int]] | None = None
         self.rebuild_needed = False
         self._next: dict[tuple[str, int], int] = {}  # partition -> the offset after the last record handed over
@@ -365,7 +368,8 @@ class KafkaSource:
         n = self._money_partitions
         if n is None:
             topic = next(t for t, name in self.topics.items() if name == "Transaction")
-            n = self._money_partitions = len(self.consumer.partitions_for_topic(topic) or ()) or None
+            with self.calls.call():  # a metadata fetch when not cached, which waits on the broker
+                n = self._money_partitions = len(self.consumer.partitions_for_topic(topic) or ()) or None
             if n is None:
                 return []
         cache = self._partition_of  # a platform's partition never changes: hashed once (bounded by the registry)
@@ -448,9 +452,13 @@ class KafkaSource:
         points = {tp: o for tp, o in points.items() if tp in assigned}  # a revoked partition is not ours to commit
         if not points:
             return
+        now = time.monotonic()
+        if self.calls.failing_since is not None and now - self._commit_tried < COMMIT_RETRY_S:
+            return  # the broker is not answering: kafka-python holds a commit past its timeout; try again later
+        self._commit_tried = now
         try:
-            self.consumer.commit(points, timeout_ms=BROKER_CALL_TIMEOUT_MS)
-            self.calls.answered()
+            with self.calls.call(answers=True):
+                self.consumer.commit(points, timeout_ms=BROKER_CALL_TIMEOUT_MS)
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -492,9 +500,18 @@ class KafkaSource:
         return out
 
     def _end_offsets(self, assigned: list[tuple[Any, Any]]) -> dict[Any, int]:
+        """The ends of the partitions read. kafka-python 3.0 may hold this past its timeout with the broker gone
+        (inside `calls`, health sees the silence), and may then fail with a KeyError for a partition whose
+        answer never came: that is the broker not answering, retried like a timeout, not a crash."""
+        from kafka.errors import KafkaTimeoutError
+
         ends: dict[Any, int] = {}
-        for c in {id(c): c for c, _ in assigned}.values():
-            ends.update(c.end_offsets([tp for o, tp in assigned if o is c], timeout_ms=BROKER_CALL_TIMEOUT_MS))
+        with self.calls.call():
+            for c in {id(c): c for c, _ in assigned}.values():
+                try:
+                    ends.update(c.end_offsets([tp for o, tp in assigned if o is c], timeout_ms=BROKER_CALL_TIMEOUT_MS))
+                except KeyError as exc:
+                    raise KafkaTimeoutError(f"no end offset came back for {exc}") from exc
         return ends
 
     def behind(self) -> set[tuple[str, int]] | None:
@@ -505,7 +522,8 @@ class KafkaSource:
             return None
         now = time.monotonic()
         try:
-            positions = {tp: c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS) for c, tp in assigned}
+            with self.calls.call():
+                positions = {tp: c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS) for c, tp in assigned}
             if now - self._ends_at > 0.5 or any(positions[tp] >= self._ends.get(tp, 0) for _, tp in assigned):
                 if now - self._ends_at > 0.05:
                     self._ends = self._end_offsets(assigned)
@@ -539,7 +557,9 @@ class KafkaSource:
             return None
         try:
             ends = self._end_offsets(assigned)
-            lag = sum(max(0, ends.get(tp, 0) - c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS)) for c, tp in assigned)
+            with self.calls.call():
+                lag = sum(max(0, ends.get(tp, 0) - c.position(tp, timeout_ms=BROKER_CALL_TIMEOUT_MS))
+                          for c, tp in assigned)
             self.calls.answered()
             return lag
         except Exception as exc:

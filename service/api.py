@@ -95,7 +95,7 @@ class PipelineRunner:
         p = self.pipeline
         return {"running": bool(self.thread and self.thread.is_alive()), "error": self.error,
                 "paused": p.paused, "caught_up": p.caught_up, "lag_records": p.lag,
-                "loop_turned_s_ago": round(time.monotonic() - p.heartbeat, 1),
+                "loop_turned_s_ago": round(time.monotonic() - p.heartbeat, 1), "loop_stage": p.stage,
                 "broker_failing_s": _failing_for(p.source, p.dead_letters, *p.outputs), "stats": p.stats.as_dict(),
                 "event_time_ms": p.ledger.now_ms, "rebuilds": p.rebuilds, "last_rebuild_s": p.last_rebuild_s,
                 "rebuilding_s": None if p.rebuild_started is None else round(time.monotonic() - p.rebuild_started, 1),
@@ -122,7 +122,8 @@ class PipelineRunner:
                        "has not been fitted: not every platform of the group has posted its rows (do all workers "
                        "of the group share one store? is one of them far behind?)")
         if st["running"] and st.get("loop_turned_s_ago", 0) > settings.health_stall_seconds:
-            out.append(f"pipeline stalled: its loop last turned {st['loop_turned_s_ago']} s ago")
+            out.append(f"pipeline stalled: its loop last turned {st['loop_turned_s_ago']} s ago "
+                       f"(held in: {st.get('loop_stage')})")
         return out
 
 

@@ -178,6 +178,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not _broker_ready(settings):
         return 2
+    _stacks_on_sigusr1()
     runner = PipelineRunner(lambda store: kafka_pipeline(settings, store))
     app = create_app(settings, runner, channels=[record_publisher(settings)])
     print(f"fundwatch: consuming {settings.bootstrap} as group {settings.group_id}; "
@@ -201,6 +202,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"fundwatch: the pipeline stopped: {runner.error or 'its source ended'}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` writes every thread's stack to stderr: where a loop that health calls stalled is held."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
