@@ -178,6 +178,27 @@ def test_payment_reserve_misuse_and_clearing_across_banks():
     assert dict(c.metrics)["banks"] == 2 and c.amount == 60 * WAN
 
 
+def test_reserve_misuse_at_a_small_institution_and_its_near_miss():
+    """A small payment institution moving 1.5 % of its receipts (1,800 yuan) to its controller's card: under the
+    old 10,000-yuan floor it was silent (seed 8's P0045). Its near miss: the same institution taking a fee of
+    0.9 % of what it settled, and nothing else, stays quiet."""
+    b = Book(kind="THIRD_PARTY_PAYMENT", related=("CTRL",))
+    b.account("PAYER", "EXTERNAL")
+    b.account("M", "EXTERNAL")
+    b.ledger.apply(b.ledger.accounts["PAYER"].__class__("R1", "P1", "H-P1", "CLIENT_RESERVE", 0, "CB01"))
+    b.account("OWN", "PLATFORM_OWN")
+    b.account("CARD", "EXTERNAL", "CTRL")
+    for d in range(10):
+        b.tx(1 + d, "DEPOSIT", "PAYER", "R1", 12_000_00)
+        b.tx(1.5 + d, "TRANSFER", "R1", "M", 11_800_00)
+        b.tx(1.6 + d, "FEE", "R1", "OWN", 106_00)
+    assert reserve_misuse(view(b)) == []  # fees of 0.9 % of settlements: the near miss
+    b.tx(11, "TRANSFER", "R1", "CARD", 1_800_00)
+    (m,) = reserve_misuse(view(b))
+    assert m.severity == "MEDIUM" and dict(m.metrics)["to_related_fen"] == 1_800_00
+    assert abs(dict(m.metrics)["misused_share"] - 0.015) < 1e-9
+
+
 def test_registration_keywords():
     assert unlicensed_finance(view(Book(licence="LICENSED"))) == []
     (f,) = unlicensed_finance(view(Book(licence="UNLICENSED")))

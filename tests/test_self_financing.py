@@ -162,6 +162,25 @@ def test_collector_of_several_borrowers_is_nominee_borrowing_and_above_caps_medi
     assert borrowing_cap(view(c)) == []  # no single borrower is over
 
 
+def test_three_borrowers_each_keeping_a_cut_for_one_collector_is_medium_and_above_caps_high():
+    """Seed 8's P0038: six nominees each passed on 60-80 % of a loan to one collector, within the caps: it read
+    LOW, as an entrusted payment would. Near miss: the same three paying their whole loans on stays LOW."""
+    b = Book()
+    nominees(b, 3, 15 * WAN, share=0.7)
+    (f,) = undeclared_self_financing(view(b))
+    assert f.severity == "MEDIUM" and dict(f.metrics)["kept_a_cut_accounts"] == 3 and "entrusted" in f.summary_en
+    c = Book()
+    nominees(c, 6, 19 * WAN, share=0.7)  # and together above a legal person's caps
+    (g,) = undeclared_self_financing(view(c))
+    assert g.severity == "HIGH"
+    two = Book()
+    nominees(two, 2, 15 * WAN, share=0.7)  # two: could be a shared supplier
+    assert names(undeclared_self_financing(view(two)))["nominee_borrowing"].severity == "LOW"
+    whole = Book()
+    nominees(whole, 3, 15 * WAN, share=1.0)  # entrusted payment: the whole loan to the supplier
+    assert names(undeclared_self_financing(view(whole)))["nominee_borrowing"].severity == "LOW"
+
+
 def test_a_part_of_a_loan_or_a_late_payment_to_a_common_payee_is_no_collector():
     part, late = Book(), Book()
     nominees(part, 3, 15 * WAN, share=0.3)  # a supplier paid a part
@@ -234,6 +253,21 @@ def test_controllers_borrowing_on_each_others_platform_are_cross_self_financing(
     for pid, borrower in (("P1", "B1"), ("P2", "Q1")):
         (f,) = undeclared_self_financing(view(b, pid=pid))
         assert f.detector == "self_financing" and f.severity == "HIGH" and borrower in f.account_ids
+        assert "交叉自融" in f.summary_zh and dict(f.metrics)["reciprocal_platforms"] == 1
+
+
+def test_borrower_accounts_for_each_others_people_without_loans_are_the_structure_medium():
+    """Seed 7's P0043 and P0038: each platform opened a borrower account for the other's controller or affiliate,
+    and no loan reached either in the window: nothing was found. The reciprocal tie is the structure of cross
+    self-financing (MEDIUM, from the registry); one way, with no loan, is nothing."""
+    b = Book(related=("H-P1-CTRL",))
+    platform(b, "P2", related=("H-P2-AFF",))
+    acct(b, "B1", "BORROWER", "H-P2-AFF", LEGAL)  # P2's affiliate holds a borrower account on P1
+    assert undeclared_self_financing(view(b)) == []  # one way, no loan: nothing
+    acct(b, "Q1", "BORROWER", "H-P1-CTRL", NATURAL, platform="P2")  # ... and P1's controller one on P2
+    for pid, borrower in (("P1", "B1"), ("P2", "Q1")):
+        (f,) = undeclared_self_financing(view(b, pid=pid))
+        assert f.detector == "cross_platform_insider" and f.severity == "MEDIUM" and f.account_ids == (borrower,)
         assert "交叉自融" in f.summary_zh and dict(f.metrics)["reciprocal_platforms"] == 1
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 
 MATERIAL = 1_000_000
+MISUSE_FLOOR = 100_000  # 1,000 yuan: reserve money moved to the institution or its people is never lawful, so a
+# small institution's misuse counts once it is 1 % of its receipts, not only once it reaches MATERIAL
 MAX_FEE_RATE = 0.01  # fee from the reserve above 1 % of what it settled is not a fee
 ONE_WAY = 0.05  # reserve transfers are a one-way collection while at most 5 % go any other way
 
 
 @detector("reserve_misuse")
 def reserve_misuse(view: PlatformView) -> list[Finding]:
+    """Client reserves (备付金) are the clients' money, for their payments only: any of it moved to the
+    institution's own account other than its fee, fees above MAX_FEE_RATE of what was settled, or any of it sent
+    to a declared related party is misuse, stated once it is 1 % of the receipts and MISUSE_FLOOR or more."""
     f = view.flows
     received = f.amount("DEPOSIT", "EXTERNAL", "CLIENT_RESERVE")
     if received <= 0:
@@ -22,7 +27,7 @@ def reserve_misuse(view: PlatformView) -> list[Finding]:
     to_related = f.amount(None, "CLIENT_RESERVE", None, related=True)
     misused = to_own + excess_fees + to_related
     share = misused / received
-    if misused < MATERIAL or share < 0.01:
+    if misused < MISUSE_FLOOR or share < 0.01:
         return []
     sev = "CRITICAL" if share >= 0.1 else "HIGH" if share >= 0.03 else "MEDIUM"
     ev = view.evidence(view.edges(lambda u, v, e: view.role(u) == "CLIENT_RESERVE"

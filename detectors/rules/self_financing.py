@@ -113,6 +113,8 @@ MERCHANT_PAYERS = 20  # a payee paid by this many holders (the fan of typologies
 MERCHANT_SPAN_DAYS = 60  # ... over two months or more is a merchant, not a nominee's collector
 NOT_PROCEEDS = (TYPE_INDEX["FEE"], TYPE_INDEX["REPAY"])  # a disclosed fee or a repayment is not a hand-over
 MAX_GROUPS = 10  # collectors or platforms named in one finding
+COLLECTED_MANY = 3  # a collector of this many borrowers' loans is no coincidence of a shared supplier ...
+ENTRUSTED = 0.95  # ... unless each of them paid the whole loan on (entrusted payment, 受托支付: lawful, LOW)
 
 
 def _loan_days(view: PlatformView, b: str) -> tuple[dict[int, int], int]:
@@ -252,16 +254,19 @@ def _payouts_after(view: PlatformView, edges: list[tuple[str, str, dict[str, Any
     return paid
 
 
-def _insiders_elsewhere(view: PlatformView) -> tuple[dict[str, list[str]], set[str]]:
+def _insiders_elsewhere(view: PlatformView) -> tuple[dict[str, list[str]], set[str], dict[str, list[str]], set[str]]:
     """Borrowers here who are another platform's own holder or declared related party (platform -> borrower
-    accounts, with loans in the window), and the platforms where this platform's own people borrow."""
+    accounts, with loans in the window), the platforms where this platform's own people borrow, and the same
+    two for borrower accounts held whatever they borrowed (a standing tie, from the registry)."""
     ledger, G = view.ledger, view.ledger.graph
     pid = view.platform_id
     insiders: dict[str, list[str]] = {}
+    held: dict[str, list[str]] = {}
     for b in view.accounts_by_role.get("BORROWER", ()):
         hb = view.holder(b)
-        if hb is None or hb in view.related_holders or _loan_days(view, b)[1] <= 0:
+        if hb is None or hb in view.related_holders:
             continue
+        lending = _loan_days(view, b)[1] > 0
         qs = set(ledger.related_platforms(hb))  # platforms declaring this holder related (the ledger's index)
         qs.discard(pid)
         for a in G.succ.get(("holder", hb), {}):
@@ -269,15 +274,20 @@ def _insiders_elsewhere(view: PlatformView) -> tuple[dict[str, list[str]], set[s
             if d.get("role") in PLATFORM_SIDE and d.get("platform") != pid:
                 qs.add(d["platform"])
         for q in qs:
-            insiders.setdefault(q, []).append(b)
-    ours = set()
-    if insiders:
+            held.setdefault(q, []).append(b)
+            if lending:
+                insiders.setdefault(q, []).append(b)
+    ours: set[str] = set()
+    ours_held: set[str] = set()
+    if held:
         for h in view.lifetime(platform_side_holders, lambda: platform_side_holders(ledger, pid)):
             for a in G.succ.get(("holder", h), {}):
                 d = G.nodes[a]
-                if d.get("role") == "BORROWER" and d.get("platform") != pid and loans_in(G, a) > 0:
-                    ours.add(d["platform"])
-    return insiders, ours
+                if d.get("role") == "BORROWER" and d.get("platform") != pid:
+                    ours_held.add(d["platform"])
+                    if insiders and loans_in(G, a) > 0:
+                        ours.add(d["platform"])
+    return insiders, ours, held, ours_held
 
 
 @detector("self_financing", "nominee_borrowing", "cross_platform_insider")
@@ -290,16 +300,31 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
     - controllers of two platforms borrowing on each other's platform (holders shared across platforms): HIGH;
     - a collector: two or more borrower accounts handing at least HANDOVER of their loans to one holder within
       FORWARD_DAYS, the holder not a merchant: nominee_borrowing, LOW; MEDIUM when the loans, counted as the
-      collector's own, are above art. 17's caps (the split evades them); with money returning it is the above;
+      collector's own, are above art. 17's caps (the split evades them), or when COLLECTED_MANY or more borrowers
+      each handed over most but not the whole of a loan (a nominee keeps a cut; an entrusted payment to a
+      supplier pays the whole loan); HIGH when both; with money returning it is the above;
     - another platform's own holder or declared related party borrowing here, one way: cross_platform_insider, LOW.
     Several borrower accounts of one holder, within the caps and repaying, are nothing by themselves.
     """
     loans, payees, back_edges, back = _handovers(view)
-    insiders, ours = _insiders_elsewhere(view)
-    if not loans:
-        return []
-    ledger, G = view.ledger, view.ledger.graph
+    insiders, ours, held, ours_held = _insiders_elsewhere(view)
     out: list[Finding] = []
+    standing = sorted(q for q in held if q in ours_held and q not in ours)
+    if standing:  # borrower accounts for each other's people: the tie, whatever the window's loans
+        accts = sorted({b for q in standing for b in held[q]})
+        named = standing[:MAX_GROUPS]
+        out.append(Finding(
+            "cross_platform_insider", "MEDIUM", 0.5,
+            f"本平台为平台{'、'.join(named)}的自有账户持有人或登记关联方开立了{len(accts)}个借款账户，"
+            f"本平台的关联方也在这些平台持有借款账户：互为借款人，交叉自融的结构（本窗口内未见放款）。",
+            f"This platform holds {len(accts)} borrower accounts of the own holder or declared related parties of "
+            f"{', '.join(named)}, where this platform's own people hold borrower accounts in turn: the structure of "
+            f"cross self-financing (no loans in this window).",
+            (), tuple(accts), 0, 0, None,
+            (("insider_accounts", float(len(accts))), ("reciprocal_platforms", float(len(standing))))))
+    if not loans:
+        return out
+    ledger, G = view.ledger, view.ledger.graph
     # collectors, and what comes back through them
     collectors: list[tuple[str, list[str], int, list[tuple[str, str, dict[str, Any], int]]]] = []
     for hv, payee in sorted(payees.items()):
@@ -383,10 +408,13 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
             worst = ratio if worst is None else max(worst, ratio)
         rows.sort(key=lambda x: (-x[0], x[1]))
         ratio, hv, members, _, kind, basis, here = rows[0]
+        # per collector, the borrowers who passed on most of a loan but kept a cut (no entrusted payment)
+        kept_cut = max(sum(1 for b in r[2] if payees[r[1]].by_borrower[b] < ENTRUSTED * loans[b]) for r in rows)
+        many = kept_cut >= COLLECTED_MANY
         handed = sum(x for r in rows for b, x in payees[r[1]].by_borrower.items() if b in r[2])
         if handed >= MATERIAL:
             ev = view.evidence([e for r in rows[:MAX_GROUPS] for e in r[3]])
-            sev = "MEDIUM" if ratio > 1.0 else "LOW"
+            sev = "HIGH" if ratio > 1.0 and many else "MEDIUM" if ratio > 1.0 or many else "LOW"
             cap_zh = (f"合并计算借款余额{yuan_zh(here)}，超过第十七条对{KIND_ZH[kind]}的上限（{BASIS_ZH[basis]}），"
                       f"分散借款规避限额" if ratio > 1.0 else f"合并借款余额{yuan_zh(here)}，未超过第十七条上限")
             cap_en = (f"together they owe {yuan_en(here)}, above art. 17's caps for a {KIND_EN[kind]} ({BASIS_EN[basis]}): "
@@ -395,12 +423,16 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
                 "nominee_borrowing", sev, min(1.0, max(0.2, ratio - 1.0) if ratio > 1.0 else ratio),
                 f"近{view.window_days}日{len(rows)}个账户持有人各自收取多个借款账户的借款（到账{FORWARD_DAYS}日内转出，"
                 f"占其借款一半以上），共{yuan_zh(handed)}；如{hv}收取{len(members)}个借款账户的借款，{cap_zh}。"
-                f"收款方不是众多客户付款的商户。疑为借名借款，尚未见资金回流平台。",
+                f"收款方不是众多客户付款的商户"
+                f"{f'；{kept_cut}个借款账户各自转出借款的大部分而非全部（不是受托支付）' if many else ''}。"
+                f"疑为借名借款，尚未见资金回流平台。",
                 f"In the last {view.window_days} days {len(rows)} holders each collected the loans of several borrower "
                 f"accounts (more than half of each loan, within {FORWARD_DAYS} days of it), {yuan_en(handed)} in all; "
-                f"{hv} collected from {len(members)} accounts and {cap_en}. The collector is not a merchant many pay. "
+                f"{hv} collected from {len(members)} accounts and {cap_en}. The collector is not a merchant many pay"
+                f"{f'; {kept_cut} borrower accounts each passed on most, not all, of a loan (no entrusted payment)' if many else ''}. "
                 f"Suspected nominee borrowing; no money seen returning to the platform.",
                 ev.tx_ids, ev.account_ids, handed, view.window_days, ev.since_ms,
                 (("collectors", float(len(rows))), ("handed_over_fen", float(handed)),
-                 ("collector_cap_ratio", ratio), ("collected_accounts", float(len(members))))))
+                 ("collector_cap_ratio", ratio), ("collected_accounts", float(len(members))),
+                 ("kept_a_cut_accounts", float(kept_cut)))))
     return out
