@@ -193,6 +193,26 @@ def test_a_disclosure_feed_that_stops_as_a_whole_makes_nobody_silent():
     assert lapse(L, "D001") == []
 
 
+def test_a_high_yield_with_investors_outgrowing_borrowers_is_a_ponzi_sign_growing_together_is_not():
+    """Seed 9's P0132, lawful (an honest 17 % backed by 20-24 % loans): investors 1.8x and borrowers 1.7x in two
+    periods read ponzi_payout MEDIUM beside excess_yield, and the pair put it in HIGH. Money with projects."""
+    from detectors.rules.disclosures import disclosed
+
+    def grown(borrower_growth: float) -> list:
+        L, _ = population(10, months=6)
+        L.apply(platform("HY"))
+        for m, (inv, bor) in enumerate([(1000, 200), (1000, 200), (1000, 200), (1000, 200),
+                                        (1350, int(200 * borrower_growth ** 0.5)), (1800, int(200 * borrower_growth))]):
+            L.apply(Disclosure("HY", T0 + m * MONTH, inv, bor, outstanding=10**10, avg_annual_yield=0.17,
+                               complaints=3))
+        return disclosed(PlatformView(L, "HY", Window(90, L.now_ms)))
+
+    together = {f.detector: f for f in grown(1.7)}
+    assert set(together) == {"excess_yield"}  # the yield is still said
+    apart = {f.detector: f for f in grown(1.1)}
+    assert apart["ponzi_payout"].severity == "MEDIUM" and dict(apart["ponzi_payout"].metrics)["investor_growth"] == 1.8
+
+
 # ---- the outcome layer -----------------------------------------------------------------------------------
 def labelled_population(n: int = 120, seed: int = 2) -> tuple[Ledger, list[str]]:
     """Failure follows a high yield and fast growth (as in 2018), with noise; half the platforms labelled."""

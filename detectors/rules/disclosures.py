@@ -12,6 +12,8 @@ BUCKET_DAYS = {"<=30d": 30, "31-90d": 90, "91-180d": 180, "181-365d": 365, ">365
 PEER_MARGIN = 0.06
 MAX_DISPERSION = 4.0  # 1/k: beyond this a handful of wild histories would silence every surge
 PERSIST_TAIL = 0.05  # a surge persists when its quieter period is this unlikely on its own
+NEW_MONEY_GROWTH = 1.6  # investors multiplied this much in two periods ...
+OUTGROWING = 1.25  # ... and this much faster than the borrowers: the new money is not lent out
 
 
 def _peer_median_yield(view: PlatformView, kind: str) -> float | None:
@@ -46,10 +48,13 @@ def disclosed(view: PlatformView) -> list[Finding]:
                 f"Disclosed average yield {pct(y)} against a peer median of {peer_s} and a legal ceiling of "
                 f"{pct(ceiling)}.", (), (), 0, 0, d.period_end,
                 (("disclosed_yield", y), ("peer_median_yield", peer if peer is not None else -1.0))))
-            # above-peer yields kept up while the investor base multiplies: payouts that need new money
+            # above-peer yields kept up while the investor base multiplies faster than the borrowers: payouts
+            # that need new money. Investors and borrowers growing together is a platform growing (its new
+            # money has projects), however high its yield: that is excess_yield's business alone.
             if above_peer and len(ds) >= 3 and ds[-3].investors > 0:
                 growth = d.investors / ds[-3].investors
-                if growth >= 1.6:
+                lent = d.borrowers / ds[-3].borrowers if ds[-3].borrowers > 0 and d.borrowers > 0 else None
+                if growth >= NEW_MONEY_GROWTH and (lent is None or growth >= OUTGROWING * lent):
                     out.append(Finding(
                         "ponzi_payout", "MEDIUM", min(1.0, (growth - 1) / 2),
                         f"披露收益{pct(y)}高于同类中位数{peer_s}，同时两期内投资人数增长{growth:.1f}倍"
