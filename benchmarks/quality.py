@@ -126,11 +126,20 @@ def summarize(rows: list[dict[str, Any]], label: str) -> None:
     nocust_pos = [r["score"] for r in schemes if not r["custody"]]
     print(f"AUC in custody {auc(custody_pos, neg):.3f} (n={len(custody_pos)}); disclosure-only "
           f"{auc(nocust_pos, neg):.3f} (n={len(nocust_pos)})  [against every lawful platform]")
-    # the disclosure-only segment on its own: scheme and lawful platforms a supervisor knows only by disclosures
-    d_lawful = [r for r in lawful if not r["custody"]]
-    print(f"disclosure-only segment: AUC {auc(nocust_pos, [r['score'] for r in d_lawful]):.3f} "
-          f"({len(nocust_pos)} schemes, {len(d_lawful)} lawful); lawful HIGH+ there "
-          f"{sum(r['tier'] in HIGH for r in d_lawful)}/{len(d_lawful)}")
+    # each segment on its own: platforms in custody (the ledger shows the money) and those a supervisor knows
+    # only by their disclosures, each scheme against the lawful platforms of the same segment
+    for name, in_custody in (("in custody", True), ("disclosure-only", False)):
+        seg_pos = [r for r in schemes if r["custody"] == in_custody]
+        seg_neg = [r for r in lawful if r["custody"] == in_custody]
+        neg_s = [r["score"] for r in seg_neg]
+        print(f"{name} segment: AUC {auc([r['score'] for r in seg_pos], neg_s):.3f} ({len(seg_pos)} schemes, "
+              f"{len(seg_neg)} lawful); lawful HIGH+ there {sum(r['tier'] in HIGH for r in seg_neg)}/{len(seg_neg)}")
+        for sch in SCHEMES:
+            pos = [r for r in seg_pos if r["scheme"] == sch]
+            if pos:
+                right = sum(1 for r in pos if r["expected"] & r["detectors"]) / len(pos)
+                print(f"    {sch:<18} n={len(pos):3d} AUC {auc([r['score'] for r in pos], neg_s):.3f}  "
+                      f"right detector {right:.0%}")
 
 
 def variant_table(lawful: list[dict[str, Any]]) -> None:
