@@ -169,9 +169,11 @@ class Assessor:
                 out[pid] = res
         return out
 
-    def _learned(self, pids: list[str], X: np.ndarray, labels: list[tuple[int, float] | None]) -> dict[str, Learned]:
-        """The outcome layer over the whole population (labels are too scarce to split by segment); refitted
-        at every assessment, so it holds no state of its own and a restart needs nothing to restore it."""
+    def _learned(self, pids: list[str], X: np.ndarray, labels: list[tuple[int, float] | None],
+                 segments: list[str] | None = None) -> dict[str, Learned]:
+        """The outcome layer, fitted over the whole population (labels are too scarce to fit by segment) and
+        weighted by the skill it shows in each segment; refitted at every assessment, so it holds no state of
+        its own and a restart needs nothing to restore it."""
         rows, y, w = [], [], []
         for i, lab in enumerate(labels):
             if lab is not None:
@@ -183,11 +185,11 @@ class Assessor:
         model = OutcomeModel(FEATURE_NAMES, DIRECTIONS, min_each=self.min_labels, random_state=self.random_state)
         try:
             views = model.fit_score(X, np.array(rows), np.array(y), np.array(w, dtype=float),
-                                    [pids[i] for i in rows])
+                                    [pids[i] for i in rows], segments)
         except Exception as exc:  # never let learning stop the loop: the score stays unsupervised
             log.warning("outcome layer not fitted: %s: %s", type(exc).__name__, exc)
             return {}
-        return dict(zip(pids, views)) if views is not None else {}
+        return {pid: v for pid, v in zip(pids, views) if v is not None} if views is not None else {}
 
     def statistics(self, pids: list[str], segments: list[str], X: np.ndarray,
                    labels: list[tuple[int, float] | None], now_ms: int, refit: bool) -> dict[str, Statistical]:
@@ -195,7 +197,7 @@ class Assessor:
         cadence, or when `refit`) and the outcome layer. Needs every platform: with several workers only the
         leader calls it, on the rows all of them shared (`Population`)."""
         outl = self._outliers(pids, segments, X, now_ms, refit)
-        learned = self._learned(pids, X, labels)
+        learned = self._learned(pids, X, labels, segments)
         return {pid: Statistical(outl.get(pid, NO_OUTLIER), learned.get(pid)) for pid in pids}
 
     def population_rows(self, ledger: Ledger, pids: list[str]) -> tuple[list[str], np.ndarray,

@@ -4,7 +4,11 @@ Labels are outcomes (the `Outcome` record on supervision.outcomes, or outcomes.a
 alerts closed as false alarms (the service records those as outcomes NORMAL, so there is one channel).
 When at least `min_each` platforms of each kind are labelled, a logistic regression learns from them,
 cross-validated inside the population; its out-of-fold AUC decides how far it may move the statistical
-part of the score (none at chance, `MAX_WEIGHT` when it separates well). A labelled platform is scored
+part of the score (none at chance, `MAX_WEIGHT` when it separates well), segment by segment: the outlier
+part is fitted per segment (custody lending, payment institutions, disclosure-only), and a model that
+learned mostly from platforms in custody has not shown it can rank the ones known only by disclosures (it
+sees their custody features at the median). In a segment with fewer than `min_each_segment` labels of
+each kind, or whose labelled platforms it ranks no better than chance out of fold, it moves nothing. A labelled platform is scored
 by the fold that did not see it, so its own outcome never scores itself. With too few labels nothing
 is fitted and the score is exactly the unsupervised one.
 
@@ -68,10 +72,11 @@ class OutcomeModel:
     """Settings in the constructor; `fit` learns from the labelled rows of a population and scores all of it."""
 
     def __init__(self, feature_names: tuple[str, ...], directions: tuple[str, ...], *, min_each: int = 10,
-                 folds: int = 5, C: float = 0.5, random_state: int = 0) -> None:
+                 min_each_segment: int = 5, folds: int = 5, C: float = 0.5, random_state: int = 0) -> None:
         self.feature_names = feature_names
         self.directions = directions
         self.min_each = min_each
+        self.min_each_segment = min_each_segment
         self.folds = folds
         self.C = C
         self.random_state = random_state
@@ -90,9 +95,10 @@ class OutcomeModel:
         return int((y == 1).sum()) >= self.min_each and int((y == 0).sum()) >= self.min_each
 
     def fit_score(self, X: np.ndarray, labelled: np.ndarray, y: np.ndarray, weight: np.ndarray,
-                  keys: list[str]) -> list[Learned] | None:
+                  keys: list[str], segments: list[str] | None = None) -> list[Learned | None] | None:
         """Learn from rows `labelled` (labels y, weights `weight`, ids `keys`) of population X; the view of every
-        row, or None when the labels are too few or the model separates nothing (the score stays unsupervised).
+        row (None in a segment where it showed no skill), or None when the labels are too few or the model
+        separates nothing (the score stays unsupervised). `segments`: each row's segment (None: one).
 
         Folds are a hash of the platform id, not of the labels: which platforms score a labelled one never
         depends on its own label, so changing a platform's outcome cannot change its own score."""
@@ -142,16 +148,38 @@ class OutcomeModel:
         prob = self.model_.predict_proba(D)[:, 1]
         prob[labelled] = oof  # a platform's own outcome never scores itself
         logit = np.log(np.clip(prob, 1e-9, 1 - 1e-9) / np.clip(1 - prob, 1e-9, 1))
-        pct = SmoothCDF(logit)(logit)
         coef = self.model_.coef_[0]
         is_labelled = np.zeros(len(D), dtype=bool)
         is_labelled[labelled] = True
-        out = []
+        segs = np.array(segments if segments is not None else [""] * len(D), dtype=object)
+        pct = np.zeros(len(D))
+        seg_weight: dict[str, float] = {}
+        self.segment_auc_ = {}
+        for seg in sorted(set(segs.tolist())):
+            here = segs == seg
+            pct[here] = SmoothCDF(logit[here])(logit[here])  # within the segment, as the outlier percentile is
+            mine = here[labelled]
+            ys, ws = y[mine], weight[mine]
+            if segments is None:
+                seg_weight[seg] = self.weight_
+            elif (int((ys == 1).sum()) >= self.min_each_segment and int((ys == 0).sum()) >= self.min_each_segment):
+                auc = float(roc_auc_score(ys, oof[mine], sample_weight=ws))
+                self.segment_auc_[seg] = auc
+                seg_weight[seg] = MAX_WEIGHT * min(1.0, max(0.0, (auc - MIN_AUC) / (FULL_AUC - MIN_AUC)))
+            else:
+                seg_weight[seg] = 0.0  # too few labels here to show it ranks this segment: it says nothing
+        if segments is not None:
+            log.info("outcome layer by segment: %s", {k: round(v, 2) for k, v in seg_weight.items()})
+        out: list[Learned | None] = []
         for i in range(len(D)):
+            w = seg_weight[segs[i]]
+            if w <= 0:
+                out.append(None)
+                continue
             c = coef * D[i]
             order = np.argsort(-np.abs(c), kind="stable")[:5]
             contrib = tuple((self.feature_names[j], round(float(c[j]), 4)) for j in order if abs(c[j]) > 1e-4)
-            out.append(Learned(float(prob[i]), float(pct[i]), self.weight_, contrib, bool(is_labelled[i])))
+            out.append(Learned(float(prob[i]), float(pct[i]), w, contrib, bool(is_labelled[i])))
         return out
 
 
