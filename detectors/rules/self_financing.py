@@ -328,10 +328,14 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
     # collectors, and what comes back through them
     collectors: list[tuple[str, list[str], int, list[tuple[str, str, dict[str, Any], int]]]] = []
     for hv, payee in sorted(payees.items()):
-        if not payee.by_borrower or _merchant(G, hv):
+        if not payee.by_borrower:
+            continue
+        returned, ret_edges = _returned_by(view, hv, payee)
+        # a merchant many pay keeps what it is paid: one that sends a fifth of it back to the platform or its
+        # investors is a collector however many nominees it has (enough of them made one look like a merchant)
+        if _merchant(G, hv) and returned < RETURN_SHARE * sum(payee.by_borrower.values()):
             continue
         members = sorted(b for b, x in payee.by_borrower.items() if x >= HANDOVER * loans[b])
-        returned, ret_edges = _returned_by(view, hv, payee)
         if returned > 0:
             for b, x in payee.by_borrower.items():
                 back[b] = back.get(b, 0) + int(returned * x / sum(payee.by_borrower.values()))
