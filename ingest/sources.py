@@ -10,6 +10,7 @@ import json
 from datetime import datetime, timedelta, timezone
 import logging
 import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -234,6 +235,7 @@ class KafkaSource:
         self.client_id = client_id
         self.instance_id = instance_id
         self._consumer: Any = None
+        self._making = threading.RLock()  # the consumer is made once, whichever thread asks first
         self.transient_errors = 0
         self.calls = BrokerCalls(poll_timeout_ms / 1000 + 2.0)  # a poll held past its own timeout is silence
         self._failures = 0
@@ -299,7 +301,14 @@ class KafkaSource:
 
     @property
     def consumer(self) -> Any:
-        if self._consumer is None:
+        """The group's consumer, made on first use. Made under a lock: two threads asking at once (the loop and
+        a health or test probe) made two consumers in one group, and the first one's rebalance listener then
+        positioned partitions on the second (CI: 'Unassigned partition' raised in the listener, the loop dead)."""
+        if self._consumer is not None:
+            return self._consumer
+        with self._making:
+            if self._consumer is not None:
+                return self._consumer
             from kafka import KafkaConsumer
 
             from kafka import ConsumerRebalanceListener
@@ -322,17 +331,27 @@ class KafkaSource:
                             log.warning("flush before giving partitions up failed: %s: %s", type(exc).__name__, exc)
 
                 def on_partitions_assigned(self, assigned: Any) -> None:
-                    source._cover(assigned)
-                    source._position(assigned)
+                    # runs on kafka-python's IO thread: an exception here kills the caller's poll, so what
+                    # cannot be positioned now is left to the poll (it positions every unpositioned partition)
+                    try:
+                        source._cover(assigned)
+                        source._position(assigned, consumer)
+                    except Exception as exc:
+                        log.warning("positioning assigned partitions failed, left to the next poll: %s: %s",
+                                    type(exc).__name__, exc)
 
             consumer.subscribe(sorted(set(self.topics) - self.registry_topics), listener=Reposition())
             self._consumer = consumer
-        return self._consumer
+            return consumer
 
     @property
     def registry(self) -> Any:
         """The registry reader: every partition of the registry topics assigned by hand, no group, no commits."""
-        if self._registry is None and self.registry_topics:
+        if self._registry is not None or not self.registry_topics:
+            return self._registry
+        with self._making:
+            if self._registry is not None:
+                return self._registry
             from kafka import KafkaConsumer
             from kafka.structs import TopicPartition
 
@@ -385,22 +404,26 @@ class KafkaSource:
     def _owner(self, topic: str) -> Any:
         return self.registry if topic in self.registry_topics else self.consumer
 
-    def _position(self, partitions: Any) -> None:
+    def _position(self, partitions: Any, consumer: Any = None) -> None:
         """Put newly assigned partitions where the state says: after the last record handed over when the state
         holds it (a rebalance gives back a partition this worker kept: kafka-python would restart it at the
         committed offset, behind what the pipeline already holds), else the checkpoint's position, else the
         beginning."""
         if not self._seek:
             return
+        consumer = consumer if consumer is not None else self.consumer
+        assigned = consumer.assignment()
         for tp in partitions:
+            if tp not in assigned:  # taken away again since it was handed over: positioned if it comes back
+                continue
             key = (tp.topic, tp.partition)
             pos = self._next.get(key) if key in (self._covered or ()) else None
             if pos is None:
                 pos = (self._start or {}).get(key)
             if pos is None:
-                self.consumer.seek_to_beginning(tp)
+                consumer.seek_to_beginning(tp)
             else:
-                self.consumer.seek(tp, pos)
+                consumer.seek(tp, pos)
             self._positioned.add(tp)
 
     def poll(self) -> list[RawMessage] | None:

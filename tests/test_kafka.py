@@ -231,3 +231,28 @@ def test_two_workers_share_the_money_and_each_reads_the_whole_registry(kafka_boo
     assert scored[0] | scored[1] == set(workers[0].ledger.platforms)
     for i, j in ((0, 1), (1, 0)):  # and the money of a platform one scores never reached the other
         assert not scored[i] & set(workers[j].ledger.platform_life)
+
+
+def test_two_threads_asking_for_the_consumer_get_one_consumer(kafka_bootstrap, topic_prefix):
+    """CI: the loop and a probe asked for a worker's consumer at once and made two in one group; the first one's
+    rebalance listener then positioned its partitions on the second ('Unassigned partition'), and the loop died."""
+    import threading
+
+    ensure_topics(kafka_bootstrap, topic_prefix)
+    s = Settings(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, group_id=f"{topic_prefix}race")
+    source = kafka_pipeline(s, Store(":memory:")).source
+    gate, got = threading.Barrier(4), []
+
+    def ask() -> None:
+        gate.wait()
+        got.append(source.consumer)
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert len(got) == 4 and len({id(c) for c in got}) == 1, f"{len({id(c) for c in got})} consumers were made"
+    finally:
+        for c in {id(c): c for c in got}.values():
+            c.close()
