@@ -239,6 +239,26 @@ def test_proceeds_of_nominees_returning_to_the_platform_and_paying_investors_are
     assert paid not in f.tx_ids and "回流平台" in f.summary_zh
 
 
+def test_a_collector_sending_less_than_a_fifth_back_is_nominee_borrowing_one_step_up():
+    """Held-out seed 7's P0023: a collector of ten nominee accounts sent 12 % of their loans back to the platform
+    within days; below the fifth that makes it self_financing, and no longer 'quiet', it was found as neither.
+    Near miss: a return under 1万元 is no sign and leaves the collector where it was."""
+    b = Book()
+    acct(b, "OWN", "PLATFORM_OWN", "H-P1", LEGAL)
+    nominees(b, 3, 15 * WAN, share=0.7)  # three keeping a cut: MEDIUM
+    back = tx(b, 4.5, "DEPOSIT", "COL", "OWN", 5 * WAN)  # 5万 of 45万 lent: 11 %
+    found = names(undeclared_self_financing(view(b)))
+    f = found["nominee_borrowing"]
+    assert "self_financing" not in found and f.severity == "HIGH" and dict(f.metrics)["returned_fen"] == 5 * WAN
+    assert "回流平台" in f.summary_zh and "came back" in f.summary_en
+    c = Book()
+    acct(c, "OWN", "PLATFORM_OWN", "H-P1", LEGAL)
+    nominees(c, 3, 15 * WAN, share=0.7)
+    tx(c, 4.5, "DEPOSIT", "COL", "OWN", 5_000 * 100)  # 5,000 yuan: under MATERIAL
+    g = names(undeclared_self_financing(view(c)))["nominee_borrowing"]
+    assert g.severity == "MEDIUM" and back not in g.tx_ids
+
+
 def test_one_borrowers_loan_straight_back_to_the_platform_is_high_and_fees_or_repayments_are_not():
     b = Book()
     acct(b, "OWN", "PLATFORM_OWN", "H-P1", LEGAL)
