@@ -111,6 +111,7 @@ SCHEME_ENDS: dict[str, tuple[str, ...]] = {
 START_DATE = datetime.date(2016, 1, 1)  # day 0 (T0)
 SPRING_FESTIVAL = {2015: (2, 19), 2016: (2, 8), 2017: (1, 28), 2018: (2, 16), 2019: (2, 5), 2020: (1, 25),
                    2021: (2, 12)}
+SF_FLOOR_DAYS = 21  # a self-financing scheme under way lends to its own at least this often
 PENALTY_PER_DAY = 0.0005  # late-payment interest (罚息) on the overdue amount
 
 
@@ -268,6 +269,7 @@ class _Platform:
         self.intensity: float = 0.0  # 1 blatant ... 0 barely there (schemes; set in _setup)
         self.sf_share, self.sf_big, self.sf_accounts = 0.5, True, False
         self.sf_handover, self.sf_lag, self.sf_return = (0.85, 0.98), 0, 0.0
+        self.sf_last = -1  # the day of the last loan to the scheme's own (self_financing)
         self.related_borrowers: set[str] = set()
         self.loans: list[Loan] = []
         self.products: list[Product] = []
@@ -697,8 +699,15 @@ class _Platform:
     def _direct_loans(self, day: int) -> None:
         r = self.rng
         related_share = self.sf_share if (self.active(day) and self.scheme == "self_financing") else 0.0
+        # barely there is not absent: a scheme under way lends to its own at least every SF_FLOOR_DAYS (a small,
+        # slow platform at the lowest intensity otherwise made no related loan at all, and its label meant nothing)
+        due = (self.scheme == "self_financing" and self.started(day) and not self._stopped(day)
+               and not (self.outcome_status == "RECTIFYING" and day >= self.outcome_day)
+               and day - max(self.sf_last, self.start_day) >= SF_FLOOR_DAYS)
         for _ in range(self._poisson(0.6 * self.size)):
-            related = r.random() < related_share
+            related = r.random() < related_share or due
+            if related:
+                self.sf_last, due = day, False
             b = ""
             if related:
                 pool = [b for b in self.borrowers if b in self.related_borrowers]
