@@ -203,7 +203,7 @@ def test_a_self_financing_scheme_under_way_lends_to_its_own_at_least_every_three
     role = {a["account_id"]: a["role"] for a in world.accounts}
     checked = 0
     for pid, lab in world.labels["platforms"].items():
-        if lab["scheme"] != "self_financing" or lab["outcome"] == "RECTIFYING":
+        if lab["scheme"] != "self_financing" or lab["outcome"] == "RECTIFYING" or not lab["custody"]:
             continue
         lawful = (f"H-{pid}-B", "H-R")  # the platform's ordinary borrowers and those roaming between platforms
         loans = [((t["ts"] - T0) // DAY_MS, not holder[t["to_account"]].startswith(lawful))
