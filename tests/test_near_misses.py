@@ -279,3 +279,19 @@ def test_fee_advanced_from_the_escrow_for_a_directly_funded_loan_and_reimbursed(
     b.tx(6, "FEE", "POOL", "OWN", 3 * WAN, listing="D0")
     (s,) = custody_shortfall(view(b))
     assert s.amount == 3 * WAN
+
+
+def test_a_small_transfer_of_investors_money_to_the_platform_is_stated_and_a_fee_of_that_size_is_not():
+    """Held-out seed 382's P0097 moved 8,405 yuan from investors' accounts to its own by transfer ('management
+    fees'), under 1万元 and a sliver of its deposits: nothing was found. A transfer out of a client account to the
+    platform is never lawful; a disclosed fee of the same size stays quiet, and so does a 500-yuan transfer."""
+    def book(type_: str, amount: int) -> Book:
+        b = Book()
+        invs = investors(b, 20, 10 * WAN)  # 200万 deposited
+        b.account("OWN", "PLATFORM_OWN")
+        b.tx(5, type_, invs[0], "OWN", amount)
+        return b
+    (m,) = misappropriation(view(book("TRANSFER", 8_405 * 100)))
+    assert m.severity == "MEDIUM" and dict(m.metrics)["taken_fen"] == 8_405 * 100 and m.tx_ids
+    assert misappropriation(view(book("TRANSFER", 500 * 100))) == []
+    assert misappropriation(view(book("FEE", 8_405 * 100))) == []  # a fee, within the tolerance

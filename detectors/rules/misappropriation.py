@@ -10,6 +10,9 @@ from graph.ledger import TYPE_INDEX, Ledger
 from graph.windows import RoleFlows, Window, role_flows
 
 MATERIAL = 1_000_000  # 1万元
+# Client money moved to the platform's own account other than as a fee is never lawful: from 1,000 yuan it is
+# stated (MEDIUM while under MATERIAL) however small against the platform's deposits
+SMALL_TAKING = 100_000
 INVESTOR_FEE_PERCENT = 10  # an investor service fee above 10 % of the interest received is not a fee
 # Fees at three times the disclosed level (30 % of the interest investors received) are no rounding or timing
 # matter, however small against the platform's deposits: investors are being charged their own money.
@@ -67,12 +70,16 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     # fees many times the disclosed level, once investors have been paid interest and the excess is material
     abusive = allowed > 0 and fees >= FEE_ABUSE_MULTIPLE * allowed and fees - allowed >= MATERIAL
     # a transfer out of a client account to the platform is never lawful; fees get a 1 % tolerance unless abusive
-    if (taken < MATERIAL and not (abusive and excess_fees > 0)) or (non_fee < MATERIAL and share < 0.01
-                                                                     and not abusive):
+    # (held-out seed 382's P0097 moved 8,405 yuan of investors' money to its own account as 'management fees' by
+    # transfer, under 1万元, and nothing was found)
+    if non_fee < SMALL_TAKING and ((taken < MATERIAL and not (abusive and excess_fees > 0))
+                                   or (non_fee < MATERIAL and share < 0.01 and not abusive)):
         return []
     strength = min(1.0, share * 4 + (0.3 if onward_client > 0 else 0.0) + (0.3 if abusive else 0.0))
     sev = "CRITICAL" if share >= 0.1 and onward_client > 0 else \
         "HIGH" if share >= 0.03 or onward_client > 0 or abusive else "MEDIUM"
+    if taken < MATERIAL and not abusive:
+        sev = "MEDIUM"  # under 1万元: a breach to stop, not yet a case
     ev = view.evidence(
         view.edges(lambda u, v, e: view.role(u) in LENDING_CLIENT_ROLES and view.role(v) == "PLATFORM_OWN"
                    and (excess_fees > 0 or any(x for i, x in enumerate(e["by_type"]) if i != TYPE_INDEX["FEE"])))
