@@ -62,4 +62,4 @@ def test_detector_handles_empty_windows_and_unknown_platforms(name, entry):
         copy.deepcopy(b.ledger), "P1", Window(30, b.ledger.now_ms))))
     late = Window(30, b.ledger.now_ms + 10_000 * 86_400_000)  # a window with no money in it
     found = fn(PlatformView(busy_book().ledger, "P1", late))
-    assert all(f.detector in ("unlicensed_finance", "custody_shortfall") for f in found)
+    assert all(f.detector in ("unlicensed_finance", "custody_shortfall", "no_custody") for f in found)

@@ -199,6 +199,18 @@ def test_reserve_misuse_at_a_small_institution_and_its_near_miss():
     assert abs(dict(m.metrics)["misused_share"] - 0.015) < 1e-9
 
 
+def test_no_custodian_bank_is_a_registry_finding_and_a_custodian_is_none():
+    """Seed 000 §四(二): every internet finance business keeps client money in third-party custody."""
+    from dataclasses import replace
+
+    from detectors.rules.registration import no_custody
+    b = Book()
+    assert no_custody(view(b)) == []  # in custody at CB01
+    b.ledger.apply(replace(b.ledger.platforms["P1"], custodian_id=None, updated_at=b.ledger.platforms["P1"].updated_at + 1))
+    (f,) = no_custody(view(b))
+    assert f.severity == "LOW" and "存管" in f.summary_zh and "custody" in f.summary_en
+
+
 def test_registration_keywords():
     assert unlicensed_finance(view(Book(licence="LICENSED"))) == []
     (f,) = unlicensed_finance(view(Book(licence="UNLICENSED")))

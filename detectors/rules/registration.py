@@ -28,3 +28,19 @@ def unlicensed_finance(view: PlatformView) -> list[Finding]:
         f"{status_en.capitalize()} while its name or business scope carries finance keywords ({', '.join(hits)}): "
         f"a key supervision target.",
         (), (), 0, 0, p.updated_at, (("keywords", float(len(hits))),))]
+
+
+@detector("no_custody")
+def no_custody(view: PlatformView) -> list[Finding]:
+    """No custodian bank in the registry: the rectification requires every internet finance business to keep client
+    money in third-party custody (seed 000 §二 for P2P and equity crowdfunding, §四(二) for all), so nobody
+    independent sees this platform's money and only its own disclosures speak for it. A registry fact, LOW."""
+    p = view.platform
+    if p is None or p.custodian_id is not None:
+        return []
+    return [Finding(
+        "no_custody", "LOW", 0.5,
+        "未落实客户资金第三方存管（登记无存管银行）：平台资金无独立机构监督，仅有其自行披露的数据。",
+        "No third-party custody of client money (no custodian bank in the registry): nobody independent sees the "
+        "platform's money; only its own disclosures speak for it.",
+        (), (), 0, 0, p.updated_at, (("custodian_banks", 0.0),))]

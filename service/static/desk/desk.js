@@ -14,7 +14,7 @@ const DET = {
   misappropriation: ["挪用客户资金", "misappropriation"], nominee_borrowing: ["代持借款", "nominee borrowing"],
   pass_through: ["借款转付关联方", "pass-through to related party"], ponzi_payout: ["借新还旧", "Ponzi payout"],
   reserve_misuse: ["挪用备付金/准备金", "reserve misuse"], self_financing: ["自融", "self-financing"],
-  subsidy: ["补贴兑付", "subsidised payouts"], tip_offs: ["举报线索", "tip-offs"], unlicensed_finance: ["无牌经营", "unlicensed finance"],
+  subsidy: ["补贴兑付", "subsidised payouts"], tip_offs: ["举报线索", "tip-offs"], unlicensed_finance: ["无牌经营", "unlicensed finance"], no_custody: ["未落实资金存管", "no third-party custody"],
 };
 const VOCAB = {
   kind: { P2P_LENDING: ["网络借贷", "P2P lending"], EQUITY_CROWDFUNDING: ["股权众筹", "equity crowdfunding"],
