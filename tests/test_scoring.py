@@ -103,7 +103,7 @@ def test_a_two_sided_feature_is_risky_on_both_sides():
 def test_platforms_the_rules_leave_equal_are_still_separated_without_ties():
     L, _ = population(80)
     out = Assessor(use_hbos=False).assess(L, refit=True)
-    assert {tuple(sorted(f.detector for f in a.findings)) for a in out} == {("unlicensed_finance",)}
+    assert {tuple(sorted(f.detector for f in a.findings)) for a in out} == {("no_custody", "unlicensed_finance")}
     scores = [a.score for a in out]
     assert len(set(scores)) == len(scores)
     X = population_features(L, [a.platform_id for a in out])
