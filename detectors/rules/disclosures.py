@@ -8,7 +8,7 @@ from scipy.stats import nbinom, poisson
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from detectors.rules.disclosure_lapse import disclosure_clock
-from schemas.records import DAY_MS
+from schemas.records import DAY_MS, Disclosure
 
 BUCKET_DAYS = {"<=30d": 30, "31-90d": 90, "91-180d": 180, "181-365d": 365, ">365d": 730}
 PEER_MARGIN = 0.06
@@ -16,6 +16,8 @@ MAX_DISPERSION = 4.0  # 1/k: beyond this a handful of wild histories would silen
 PERSIST_TAIL = 0.05  # a surge persists when its quieter period is this unlikely on its own
 NEW_MONEY_GROWTH = 1.6  # investors multiplied this much in two periods ...
 OUTGROWING = 1.25  # ... and this much faster than the borrowers: the new money is not lent out
+YIELD_JUMP = 0.06  # the highest yield offered rises this much above the platform's own earlier ones ...
+RECENT = 2  # ... in the last this many disclosures
 MISMATCH_LOOKBACK_MS = 183 * DAY_MS  # disclosures a maturity mismatch is looked for in
 
 
@@ -69,6 +71,8 @@ def disclosed(view: PlatformView) -> list[Finding]:
     # a pool's structure does not change month to month: a mismatch disclosed in any period of the last half year
     # stands (held-out seed 6's P0026 disclosed it once, four months before it was suspended)
     since = disclosure_clock(view.ledger) - MISMATCH_LOOKBACK_MS
+    if not in_custody and not any(f.detector == "excess_yield" for f in out):
+        out += _yield_raised(view, ds, p.kind)
     for d in reversed([x for x in ds if x.period_end >= since] or ds[-3:]):
         if not (d.avg_term_days and d.yield_by_term):
             continue
@@ -94,6 +98,45 @@ def disclosed(view: PlatformView) -> list[Finding]:
                 (("related_outstanding_share", share),)))
             break
     return out
+
+
+def _top_yield(ds: list[Disclosure]) -> float | None:
+    """The highest yield these disclosures offer: a product's term yield or the average, whichever is disclosed."""
+    ys = [y for d in ds for y in [*d.yield_by_term.values(), d.avg_annual_yield] if y is not None]
+    return max(ys) if ys else None
+
+
+def _peer_top_yield(view: PlatformView, kind: str) -> float | None:
+    """Median over the same kind of the highest yield each offers in its last two disclosures (five or more)."""
+    ys = []
+    for pid, ds in view.ledger.disclosures.items():
+        q = view.ledger.platforms.get(pid)
+        if q is not None and q.kind == kind and ds and (top := _top_yield(ds[-RECENT:])) is not None:
+            ys.append(top)
+    return statistics.median(ys) if len(ys) >= 5 else None
+
+
+def _yield_raised(view: PlatformView, ds: list[Disclosure], kind: str) -> list[Finding]:
+    """A platform outside custody that starts offering yields far above its own earlier ones and above its peers':
+    raising yields to keep money coming in is a funding gap showing (ponzi schemes, seeds 392's P0059 and P0019:
+    the average left out or diluted by older products, a new term at 19-23 % beside the old 9 %). A yield that
+    stays high (an honest high-yield lender), a rise of a few points, or peers rising alike are nothing."""
+    if len(ds) <= RECENT:
+        return []
+    now, before = _top_yield(ds[-RECENT:]), _top_yield(ds[:-RECENT])
+    if now is None or before is None or now - before < YIELD_JUMP:
+        return []
+    peer = _peer_top_yield(view, kind)
+    if peer is None or now <= peer + PEER_MARGIN:
+        return []
+    at = ds[-RECENT].period_end
+    return [Finding(
+        "excess_yield", "MEDIUM", min(1.0, (now - before) * 5),
+        f"近两期披露的最高收益升至{pct(now)}（此前各期最高{pct(before)}），高于同类平台最高收益中位数{pct(peer)}："
+        f"靠提高收益吸引资金，资金缺口的迹象（未存管，无流水可核）。",
+        f"The last two disclosures offer up to {pct(now)} (at most {pct(before)} before), above the peer median of "
+        f"{pct(peer)}: yields raised to keep money coming in, a sign of a funding gap (no custody ledger to check).",
+        (), (), 0, 0, at, (("top_yield", now), ("earlier_top_yield", before), ("peer_top_yield", peer)))]
 
 
 def _peer_complaint_rate(view: PlatformView) -> float:
