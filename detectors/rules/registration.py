@@ -39,7 +39,7 @@ def no_custody(view: PlatformView) -> list[Finding]:
     if p is None or p.custodian_id is not None:
         return []
     return [Finding(
-        "no_custody", "LOW", 0.5,
+        "no_custody", "LOW", 0.0,  # the least a finding weighs: every platform outside custody carries it
         "未落实客户资金第三方存管（登记无存管银行）：平台资金无独立机构监督，仅有其自行披露的数据。",
         "No third-party custody of client money (no custodian bank in the registry): nobody independent sees the "
         "platform's money; only its own disclosures speak for it.",
