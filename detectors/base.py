@@ -66,16 +66,21 @@ class PlatformView:
     """One platform seen through one window of the ledger; read-only, cached per view.
 
     `shared`: a dict the views of one platform at one moment (one ledger state, several windows) share, for what
-    does not depend on the window (`lifetime`). Only valid while the ledger does not change: `Assessor.findings`
-    passes one per platform per call; a view made alone gets its own."""
+    does not depend on the window (`lifetime`) and for what a window keyed by itself computes (the features' 90-day
+    view and the rules' read the same flows). `moment`: a dict every view of one assessment pass shares (one ledger
+    state, every platform), for what is computed over the whole population (`at_moment`: peers' medians). Both are
+    only valid while the ledger does not change: `Assessor` passes one per platform and one per pass; a view made
+    alone gets its own."""
 
     def __init__(self, ledger: Ledger, platform_id: str, window: Window,
-                 params: DetectorParams | None = None, shared: dict[Any, Any] | None = None) -> None:
+                 params: DetectorParams | None = None, shared: dict[Any, Any] | None = None,
+                 moment: dict[Any, Any] | None = None) -> None:
         self.ledger = ledger
         self.platform_id = platform_id
         self.window = window
         self.params = params or DetectorParams()
         self.shared: dict[Any, Any] = {} if shared is None else shared
+        self.moment: dict[Any, Any] = {} if moment is None else moment
         sd = window.start_day
         self._start_ms = None if sd is None else sd * DAY_MS
         # every bucket of an edge whose first movement is inside the window is still kept (buckets are dropped
@@ -89,6 +94,15 @@ class PlatformView:
             return self.shared[key]
         except KeyError:
             out = self.shared[key] = compute()
+            return out
+
+    def at_moment(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """`compute()` once for every view sharing `moment`: only for what reads the whole ledger, not the window
+        nor this platform (a population median computed once per pass instead of once per platform)."""
+        try:
+            return self.moment[key]
+        except KeyError:
+            out = self.moment[key] = compute()
             return out
 
     def amount(self, e: dict[str, Any]) -> int:
@@ -122,8 +136,11 @@ class PlatformView:
 
     @cached_property
     def flows(self) -> RoleFlows:
-        return role_flows(self.ledger.platform_days.get(self.platform_id, {}), window=self.window,
-                          lifetime=self.ledger.platform_life.get(self.platform_id))
+        """The window's role flows, once per window for the views that share (rules and features alike)."""
+        out: RoleFlows = self.lifetime(("flows", self.window), lambda: role_flows(
+            self.ledger.platform_days.get(self.platform_id, {}), window=self.window,
+            lifetime=self.ledger.platform_life.get(self.platform_id)))
+        return out
 
     @property
     def life_flows(self) -> RoleFlows:
@@ -134,9 +151,16 @@ class PlatformView:
 
     @cached_property
     def accounts_by_role(self) -> dict[str, list[str]]:
+        """The platform's accounts by role, sorted; the same in every window, so once for the views that share
+        (callers only read it)."""
+        out: dict[str, list[str]] = self.lifetime("accounts_by_role", self._accounts_by_role)
+        return out
+
+    def _accounts_by_role(self) -> dict[str, list[str]]:
+        accounts = self.ledger.accounts
         out: dict[str, list[str]] = {}
         for a in sorted(self.ledger.platform_accounts.get(self.platform_id, ())):
-            out.setdefault(self.ledger.accounts[a].role, []).append(a)
+            out.setdefault(accounts[a].role, []).append(a)
         return out
 
     @cached_property
@@ -170,18 +194,21 @@ class PlatformView:
 
     @cached_property
     def window_edges(self) -> list[tuple[str, str, dict[str, Any], int]]:
-        """Flow edges out of this platform's accounts with money inside the window, largest first (once per view)."""
-        succ = self.ledger.graph._succ  # read-only, as the ledger's hot path does
+        """Flow edges out of this platform's accounts with money inside the window, largest first (once per view;
+        the walk over the graph once for the views that share, the window's amounts per view)."""
         amount = self.amount
         out = []
-        for u in self.ledger.platform_accounts.get(self.platform_id, ()):
-            for v, e in succ[u].items():
-                if e.get("kind") == "flow":
-                    amt = amount(e)
-                    if amt > 0:
-                        out.append((u, v, e, amt))
-        out.sort(key=lambda x: (-x[3], x[0], x[1]))
+        for u, v, e in self.lifetime("flow_edges", self._flow_edges):
+            amt = amount(e)
+            if amt > 0:
+                out.append((u, v, e, amt))
+        out.sort(key=lambda x: (-x[3], x[0], x[1]))  # (u, v) is unique: a total order, whatever the walk's
         return out
+
+    def _flow_edges(self) -> list[tuple[str, str, dict[str, Any]]]:
+        succ = self.ledger.graph._succ  # read-only, as the ledger's hot path does
+        return [(u, v, e) for u in self.ledger.platform_accounts.get(self.platform_id, ())
+                for v, e in succ[u].items() if e.get("kind") == "flow"]
 
     def edges(self, pred: Callable[[str, str, dict[str, Any]], bool]) -> list[tuple[str, str, dict[str, Any], int]]:
         """Flow edges out of this platform's accounts that match and carry money inside the window."""
