@@ -81,6 +81,7 @@ class PlatformView:
         self.params = params or DetectorParams()
         self.shared: dict[Any, Any] = {} if shared is None else shared
         self.moment: dict[Any, Any] = {} if moment is None else moment
+        self._between: dict[tuple[tuple[Sel, Sel], ...], list[tuple[str, str, dict[str, Any], int]]] = {}
         sd = window.start_day
         self._start_ms = None if sd is None else sd * DAY_MS
         # every bucket of an edge whose first movement is inside the window is still kept (buckets are dropped
@@ -196,23 +197,65 @@ class PlatformView:
     def window_edges(self) -> list[tuple[str, str, dict[str, Any], int]]:
         """Flow edges out of this platform's accounts with money inside the window, largest first (once per view;
         the walk over the graph once for the views that share, the window's amounts per view)."""
-        amount = self.amount
+        return self._in_window([x for group in self._flows_by_roles().values() for x in group])
+
+    def _in_window(self, flows: Iterable[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, dict[str, Any], int]]:
+        """(payer, payee, edge, amount in the window) of the flows with money in the window, largest first: `amount`
+        inlined, since it runs once per edge and window."""
+        start, whole, window = self._start_ms, self._whole, self.window
         out = []
-        for u, v, e in self.lifetime("flow_edges", self._flow_edges):
-            amt = amount(e)
+        for u, v, e in flows:
+            if start is None:
+                amt = int(e["amount"])
+            elif e["last_ts"] < start:
+                continue
+            elif whole and e["first_ts"] >= start:
+                amt = int(e["amount"])
+            else:
+                amt = edge_amount(e, window)
             if amt > 0:
                 out.append((u, v, e, amt))
-        out.sort(key=lambda x: (-x[3], x[0], x[1]))  # (u, v) is unique: a total order, whatever the walk's
+        out.sort(key=_largest_first)  # (u, v) is unique: a total order, whatever the walk's
         return out
 
-    def _flow_edges(self) -> list[tuple[str, str, dict[str, Any]]]:
+    def _flows_by_roles(self) -> dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]]:
+        """The platform's flow edges grouped by (payer role, payee role), in the graph's order; the same in every
+        window, so walked once for the views that share."""
+        out: dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]] = self.lifetime(
+            "flows_by_roles", self._walk_flows)
+        return out
+
+    def _walk_flows(self) -> dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]]:
         succ = self.ledger.graph._succ  # read-only, as the ledger's hot path does
-        return [(u, v, e) for u in self.ledger.platform_accounts.get(self.platform_id, ())
-                for v, e in succ[u].items() if e.get("kind") == "flow"]
+        accounts = self.ledger.accounts
+        out: dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]] = {}
+        for u in self.ledger.platform_accounts.get(self.platform_id, ()):
+            a = accounts.get(u)
+            ru = a.role if a else None
+            for v, e in succ[u].items():
+                if e.get("kind") == "flow":
+                    b = accounts.get(v)
+                    out.setdefault((ru, b.role if b else None), []).append((u, v, e))
+        return out
 
     def edges(self, pred: Callable[[str, str, dict[str, Any]], bool]) -> list[tuple[str, str, dict[str, Any], int]]:
         """Flow edges out of this platform's accounts that match and carry money inside the window."""
         return [x for x in self.window_edges if pred(x[0], x[1], x[2])]
+
+    def edges_between(self, *pairs: tuple[Sel, Sel]) -> list[tuple[str, str, dict[str, Any], int]]:
+        """`edges(lambda u, v, e: any(role(u) matches src and role(v) matches dst for src, dst in pairs))`: the same
+        edges in the same order (a role, a tuple of roles, or None for any), without a call per edge: only the
+        groups of matching roles are read. Once per view and query (callers only read the list)."""
+        memo = self._between
+        try:
+            out: list[tuple[str, str, dict[str, Any], int]] = memo[pairs]
+            return out
+        except KeyError:
+            pass
+        groups = [g for (ru, rv), g in self._flows_by_roles().items()
+                  if any(_is(ru, src) and _is(rv, dst) for src, dst in pairs)]
+        out = memo[pairs] = self._in_window([x for g in groups for x in g])
+        return out
 
     def evidence(self, edges: Iterable[tuple[str, str, dict[str, Any], int]], max_edges: int = 12) -> Evidence:
         tx: list[str] = []
@@ -232,6 +275,17 @@ class PlatformView:
                     accts.append(a)
             since = e["first_ts"] if since is None else min(since, e["first_ts"])
         return Evidence(tuple(dict.fromkeys(tx)), tuple(accts), amount, since, tuple(origins))
+
+
+Sel = str | tuple[str, ...] | None  # one role, any of several, or any
+
+
+def _is(role: str | None, sel: Sel) -> bool:
+    return sel is None or role == sel or (isinstance(sel, tuple) and role in sel)
+
+
+def _largest_first(x: tuple[str, str, dict[str, Any], int]) -> tuple[int, str, str]:
+    return -x[3], x[0], x[1]
 
 
 Detector = Callable[[PlatformView], list[Finding]]

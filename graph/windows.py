@@ -57,38 +57,59 @@ def edge_origins(e: dict[str, Any], window: Window) -> list[int]:
 
 
 class RoleFlows:
-    """A platform's money in a window, summed by (type, payer role, payee role, payee declared related)."""
+    """A platform's money in a window, summed by (type, payer role, payee role, payee declared related).
+
+    Read-only once made: every query's answer is kept, since the detectors and the features of one platform ask
+    the same few again and again (and one RoleFlows serves all of a window's views)."""
 
     def __init__(self, rows: dict[tuple[str, str, str, bool], list[int]]) -> None:
         self.rows = rows
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    def _rows(self, type_: Sel, src: Sel, dst: Sel, related: bool | None) -> list[list[int]]:
+        t, s, d = _any_of(type_), _any_of(src), _any_of(dst)
+        return [r for k, r in self.rows.items()
+                if (t is None or k[0] in t) and (s is None or k[1] in s) and (d is None or k[2] in d)
+                and (related is None or k[3] == related)]
 
     def amount(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
                related: bool | None = None) -> int:
-        return sum(r[B_AMOUNT] for k, r in self.rows.items() if _match(k, type_, src, dst, related))
+        key = (B_AMOUNT, type_, src, dst, related)
+        try:
+            out: int = self._memo[key]
+        except KeyError:
+            out = self._memo[key] = sum(r[B_AMOUNT] for r in self._rows(type_, src, dst, related))
+        return out
 
     def count(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
               related: bool | None = None) -> int:
-        return sum(r[B_COUNT] for k, r in self.rows.items() if _match(k, type_, src, dst, related))
+        key = (B_COUNT, type_, src, dst, related)
+        try:
+            out: int = self._memo[key]
+        except KeyError:
+            out = self._memo[key] = sum(r[B_COUNT] for r in self._rows(type_, src, dst, related))
+        return out
 
     def origins(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
                 related: bool | None = None) -> list[int]:
-        out = [0] * trace.N_ORIGINS
-        for k, r in self.rows.items():
-            if _match(k, type_, src, dst, related):
+        key = (B_ORIGIN0, type_, src, dst, related)
+        try:
+            kept: tuple[int, ...] = self._memo[key]
+        except KeyError:
+            out = [0] * trace.N_ORIGINS
+            for r in self._rows(type_, src, dst, related):
                 for i in range(trace.N_ORIGINS):
                     out[i] += r[B_ORIGIN0 + i]
-        return out
+            kept = self._memo[key] = tuple(out)
+        return list(kept)  # a fresh list, as before: callers may change theirs
 
     def total(self) -> int:
         return sum(r[B_AMOUNT] for r in self.rows.values())
 
 
-def _match(k: tuple[str, str, str, bool], type_: Sel, src: Sel, dst: Sel,
-           related: bool | None) -> bool:
-    return ((type_ is None or k[0] == type_ or (isinstance(type_, tuple) and k[0] in type_))
-            and (src is None or k[1] == src or (isinstance(src, tuple) and k[1] in src))
-            and (dst is None or k[2] == dst or (isinstance(dst, tuple) and k[2] in dst))
-            and (related is None or k[3] == related))
+def _any_of(sel: Sel) -> tuple[str, ...] | None:
+    """A selector as the tuple of values it accepts (None: any); `in` on a tuple compares as `==` does."""
+    return None if sel is None else sel if isinstance(sel, tuple) else (sel,)
 
 
 def role_flows(days: dict[int, dict[tuple[str, str, str, bool], list[int]]], *, window: Window,
@@ -103,9 +124,5 @@ def role_flows(days: dict[int, dict[tuple[str, str, str, bool], list[int]]], *, 
             continue
         for k, r in agg.items():
             row = acc.get(k)
-            if row is None:
-                acc[k] = list(r)
-            else:
-                for i in range(len(r)):
-                    row[i] += r[i]
+            acc[k] = list(r) if row is None else [x + y for x, y in zip(row, r)]  # rows are all one length
     return RoleFlows(acc)

@@ -74,9 +74,9 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     sev = "CRITICAL" if share >= 0.1 and onward_client > 0 else \
         "HIGH" if share >= 0.03 or onward_client > 0 or abusive else "MEDIUM"
     ev = view.evidence(
-        view.edges(lambda u, v, e: view.role(u) in LENDING_CLIENT_ROLES and view.role(v) == "PLATFORM_OWN"
-                   and (excess_fees > 0 or any(x for i, x in enumerate(e["by_type"]) if i != TYPE_INDEX["FEE"])))
-        + view.edges(lambda u, v, e: view.role(u) == "PLATFORM_OWN" and view.holder(v) in view.related_holders))
+        [x for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN"))
+         if excess_fees > 0 or any(y for i, y in enumerate(x[2]["by_type"]) if i != TYPE_INDEX["FEE"])]
+        + [x for x in view.edges_between(("PLATFORM_OWN", None)) if view.holder(x[1]) in view.related_holders])
     return [Finding(
         "misappropriation", sev, strength,
         f"近{view.window_days}日客户资金{yuan_zh(taken)}流入平台自有账户（非披露费用），占同期客户资金流入{pct(share)}；"

@@ -44,8 +44,7 @@ def excess_yield(view: PlatformView) -> list[Finding]:
     sev = "HIGH" if above_ceiling and above_projects else "MEDIUM"
     if above_projects and (gap >= 0.08 or above_peers):
         sev = "HIGH"
-    ev = view.evidence(view.edges(lambda u, v, e: view.role(u) == "INVESTOR" and view.role(v) in
-                                  ("CUSTODY_POOL", "PLATFORM_OWN")))
+    ev = view.evidence(view.edges_between(("INVESTOR", ("CUSTODY_POOL", "PLATFORM_OWN"))))
     proj = f"{pct(project)}" if project is not None else "n/a"
     peer_s = pct(peer) if peer is not None else "n/a"
     return [Finding(
@@ -140,7 +139,7 @@ def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str,
         n = min(traced, max(0, p - r))
         new += n
         if n > 0:
-            evidence.extend(x for x in view.window_edges if view.role(x[0]) == role and view.role(x[1]) == "INVESTOR")
+            evidence.extend(view.edges_between((role, "INVESTOR")))
     evidence.sort(key=lambda x: (-x[3], x[0], x[1]))
     return paid, new, received, evidence
 
@@ -208,7 +207,7 @@ def subsidy_returns(view: PlatformView) -> tuple[int, int, list[int], list[tuple
     origins = [0] * trace.N_ORIGINS
     edges = []
     start = view.window.start_day
-    for u, v, e, total in view.edges(lambda u, v, e: view.role(u) in SUBSIDY_PAYERS and view.role(v) == "INVESTOR"):
+    for u, v, e, total in view.edges_between((SUBSIDY_PAYERS, "INVESTOR")):
         paid_life = sum(e["by_type"][TYPE_INDEX[t]] for t in PAYOUT_TYPES)
         if paid_life <= 0:
             continue
