@@ -60,6 +60,21 @@ def signed(X: np.ndarray, directions: tuple[str, ...], centre: np.ndarray) -> np
     return Z
 
 
+# ndtr is exactly 1.0 from about 8.29 on and exactly 0.0 from about -37.7 down (double precision): the kernel's
+# tails, where most of a grid point's distances to a population with outliers fall
+_NDTR_ONE, _NDTR_ZERO = 9.0, -39.0
+
+
+def _ndtr(z: np.ndarray) -> np.ndarray:
+    """`scipy.special.ndtr(z)`, the same array to the bit, evaluated only where it is not saturated (the rest is
+    the exact 0.0 or 1.0 ndtr gives there); NaN is evaluated, as ndtr would."""
+    one = z >= _NDTR_ONE
+    out = one.astype(float)
+    mid = ~(one | (z <= _NDTR_ZERO))
+    out[mid] = ndtr(z[mid])
+    return out
+
+
 class SmoothCDF:
     """A Gaussian-kernel estimate of the CDF of a sample: strictly increasing, so it ranks without ties.
 
@@ -77,7 +92,7 @@ class SmoothCDF:
         self.grid = np.linspace(t[0] - 5 * self.h, t[-1] + 5 * self.h, self.GRID)
         self.values = np.empty(self.GRID)
         for i in range(0, self.GRID, 256):  # bounded memory: 256 grid points x n at a time
-            self.values[i:i + 256] = ndtr((self.grid[i:i + 256, None] - t[None, :]) / self.h).mean(axis=1)
+            self.values[i:i + 256] = _ndtr((self.grid[i:i + 256, None] - t[None, :]) / self.h).mean(axis=1)
 
     def __call__(self, s: np.ndarray) -> np.ndarray:
         s = np.asarray(s, dtype=float)

@@ -59,49 +59,42 @@ def edge_origins(e: dict[str, Any], window: Window) -> list[int]:
 class RoleFlows:
     """A platform's money in a window, summed by (type, payer role, payee role, payee declared related).
 
-    Read-only once made: every query's answer is kept, since the detectors and the features of one platform ask
-    the same few again and again (and one RoleFlows serves all of a window's views)."""
+    Read-only once made. Rows are also indexed by type (made on the first query): nearly every query names its
+    types, so it reads a few rows, not all of them (sums of integers: the order rows are read in is immaterial)."""
 
     def __init__(self, rows: dict[tuple[str, str, str, bool], list[int]]) -> None:
         self.rows = rows
-        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._by_type: dict[str, list[tuple[tuple[str, str, str, bool], list[int]]]] | None = None
 
     def _rows(self, type_: Sel, src: Sel, dst: Sel, related: bool | None) -> list[list[int]]:
         t, s, d = _any_of(type_), _any_of(src), _any_of(dst)
-        return [r for k, r in self.rows.items()
-                if (t is None or k[0] in t) and (s is None or k[1] in s) and (d is None or k[2] in d)
-                and (related is None or k[3] == related)]
+        if t is None:
+            items: Any = self.rows.items()
+        else:
+            by_type = self._by_type
+            if by_type is None:
+                by_type = self._by_type = {}
+                for k, r in self.rows.items():
+                    by_type.setdefault(k[0], []).append((k, r))
+            items = [kr for x in dict.fromkeys(t) for kr in by_type.get(x, ())]
+        return [r for k, r in items
+                if (s is None or k[1] in s) and (d is None or k[2] in d) and (related is None or k[3] == related)]
 
     def amount(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
                related: bool | None = None) -> int:
-        key = (B_AMOUNT, type_, src, dst, related)
-        try:
-            out: int = self._memo[key]
-        except KeyError:
-            out = self._memo[key] = sum(r[B_AMOUNT] for r in self._rows(type_, src, dst, related))
-        return out
+        return sum(r[B_AMOUNT] for r in self._rows(type_, src, dst, related))
 
     def count(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
               related: bool | None = None) -> int:
-        key = (B_COUNT, type_, src, dst, related)
-        try:
-            out: int = self._memo[key]
-        except KeyError:
-            out = self._memo[key] = sum(r[B_COUNT] for r in self._rows(type_, src, dst, related))
-        return out
+        return sum(r[B_COUNT] for r in self._rows(type_, src, dst, related))
 
     def origins(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
                 related: bool | None = None) -> list[int]:
-        key = (B_ORIGIN0, type_, src, dst, related)
-        try:
-            kept: tuple[int, ...] = self._memo[key]
-        except KeyError:
-            out = [0] * trace.N_ORIGINS
-            for r in self._rows(type_, src, dst, related):
-                for i in range(trace.N_ORIGINS):
-                    out[i] += r[B_ORIGIN0 + i]
-            kept = self._memo[key] = tuple(out)
-        return list(kept)  # a fresh list, as before: callers may change theirs
+        out = [0] * trace.N_ORIGINS
+        for r in self._rows(type_, src, dst, related):
+            for i in range(trace.N_ORIGINS):
+                out[i] += r[B_ORIGIN0 + i]
+        return out
 
     def total(self) -> int:
         return sum(r[B_AMOUNT] for r in self.rows.values())
