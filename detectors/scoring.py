@@ -135,9 +135,9 @@ class OutlierEnsemble:
         U = np.asarray(ecod.U_r, dtype=float)[-len(Z):]
         return np.nan_to_num(U, nan=0.0, posinf=0.0, neginf=0.0)
 
-    def _raw(self, Z: np.ndarray) -> list[np.ndarray]:
-        """Each model's one-sided score for the rows of Z."""
-        out = [self._right_tails(Z).sum(axis=1)]
+    def _raw(self, Z: np.ndarray, tails: np.ndarray | None = None) -> list[np.ndarray]:
+        """Each model's one-sided score for the rows of Z (`tails`: `_right_tails(Z)`, when the caller has them)."""
+        out = [(self._right_tails(Z) if tails is None else tails).sum(axis=1)]
         F = self._folded(Z)
         for m in self.models_[1:]:
             out.append(np.nan_to_num(np.asarray(m.decision_function(F), dtype=float), nan=0.0))
@@ -200,9 +200,10 @@ class OutlierEnsemble:
         Z = self._prepare(X)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            raw = self._raw(Z)
+            tails = self._right_tails(Z)  # once: ECOD recomputes its tails over the whole fitted population per call
+            raw = self._raw(Z, tails)
             pcts = np.mean([cdf(r) for cdf, r in zip(self.cdfs_, raw)], axis=0)
-            U = np.maximum(self._right_tails(Z) - LOG2, 0.0)  # above the median only: the risky side
+            U = np.maximum(tails - LOG2, 0.0)  # above the median only: the risky side
         out = []
         for i in range(len(Z)):
             row = U[i]

@@ -67,8 +67,10 @@ class RoleFlows:
         self._by_type: dict[str, list[tuple[tuple[str, str, str, bool], list[int]]]] | None = None
 
     def _rows(self, type_: Sel, src: Sel, dst: Sel, related: bool | None) -> list[list[int]]:
-        t, s, d = _any_of(type_), _any_of(src), _any_of(dst)
-        if t is None:
+        """The rows that match; the selectors as tuples inline (this runs dozens of times per platform and window)."""
+        s = None if src is None else src if isinstance(src, tuple) else (src,)
+        d = None if dst is None else dst if isinstance(dst, tuple) else (dst,)
+        if type_ is None:
             items: Any = self.rows.items()
         else:
             by_type = self._by_type
@@ -76,17 +78,20 @@ class RoleFlows:
                 by_type = self._by_type = {}
                 for k, r in self.rows.items():
                     by_type.setdefault(k[0], []).append((k, r))
-            items = [kr for x in dict.fromkeys(t) for kr in by_type.get(x, ())]
+            if isinstance(type_, tuple):
+                items = [kr for x in dict.fromkeys(type_) for kr in by_type.get(x, ())]
+            else:
+                items = by_type.get(type_, ())
         return [r for k, r in items
                 if (s is None or k[1] in s) and (d is None or k[2] in d) and (related is None or k[3] == related)]
 
     def amount(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
                related: bool | None = None) -> int:
-        return sum(r[B_AMOUNT] for r in self._rows(type_, src, dst, related))
+        return sum([r[B_AMOUNT] for r in self._rows(type_, src, dst, related)])
 
     def count(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
               related: bool | None = None) -> int:
-        return sum(r[B_COUNT] for r in self._rows(type_, src, dst, related))
+        return sum([r[B_COUNT] for r in self._rows(type_, src, dst, related)])
 
     def origins(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
                 related: bool | None = None) -> list[int]:
@@ -98,11 +103,6 @@ class RoleFlows:
 
     def total(self) -> int:
         return sum(r[B_AMOUNT] for r in self.rows.values())
-
-
-def _any_of(sel: Sel) -> tuple[str, ...] | None:
-    """A selector as the tuple of values it accepts (None: any); `in` on a tuple compares as `==` does."""
-    return None if sel is None else sel if isinstance(sel, tuple) else (sel,)
 
 
 def role_flows(days: dict[int, dict[tuple[str, str, str, bool], list[int]]], *, window: Window,

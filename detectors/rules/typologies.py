@@ -6,6 +6,7 @@ that own accounts on several platforms.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from itertools import islice
 from typing import Any, Iterator
 
@@ -73,9 +74,9 @@ def fans(view: PlatformView) -> list[Finding]:
     fan_in: list[str] = []
     fan_out: list[str] = []
     start = view.window.start_ms or 0
-    for a, pred, succ in view.lifetime(_fan_candidates, lambda: _fan_candidates(view)):
-        ins = sum(1 for e in pred.values() if e.get("kind") == "flow" and e["last_ts"] >= start)
-        outs = sum(1 for e in succ.values() if e.get("kind") == "flow" and e["last_ts"] >= start)
+    for a, ins_last, outs_last in view.lifetime(_fan_candidates, lambda: _fan_candidates(view)):
+        ins = len(ins_last) - bisect_left(ins_last, start)  # flows whose last movement is inside the window
+        outs = len(outs_last) - bisect_left(outs_last, start)
         if ins >= FAN:
             fan_in.append(a)
         if outs >= FAN:
@@ -103,18 +104,20 @@ def fans(view: PlatformView) -> list[Finding]:
     return out
 
 
-def _fan_candidates(view: PlatformView) -> list[tuple[str, dict[Any, Any], dict[Any, Any]]]:
-    """Accounts that are not pools with FAN or more neighbours on one side, in role and account order, with their
-    predecessors and successors (networkx's storage, read-only): the only ones any window can find a fan at."""
+def _fan_candidates(view: PlatformView) -> list[tuple[str, list[int], list[int]]]:
+    """Accounts that are not pools with FAN or more neighbours on one side (the only ones any window can find a fan
+    at), in role and account order, with the last movement of each flow in and out, sorted: a window counts its
+    flows by bisection."""
     G = view.ledger.graph
     out = []
     for role, accts in view.accounts_by_role.items():
         if role in STRUCTURAL:
             continue
         for a in accts:
-            pred, succ = G._pred[a], G._succ[a]
+            pred, succ = G._pred[a], G._succ[a]  # networkx's storage, read-only
             if len(pred) >= FAN or len(succ) >= FAN:
-                out.append((a, pred, succ))
+                out.append((a, sorted(e["last_ts"] for e in pred.values() if e.get("kind") == "flow"),
+                            sorted(e["last_ts"] for e in succ.values() if e.get("kind") == "flow")))
     return out
 
 

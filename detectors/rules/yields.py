@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_left
 from typing import Any, Iterable
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
@@ -64,31 +65,28 @@ def peer_promised_yield(view: PlatformView) -> float | None:
     p = view.platform
     if p is None:
         return None
-    ys, where = view.at_moment(peer_promised_yield, lambda: _advertised_by_kind(view.ledger.platforms.values()))
-    data = ys.get(p.kind, [])
-    at = where.get(p.platform_id)
-    if at is not None and at[0] == p.kind:  # the platform itself is no peer of its own
-        data = data[:at[1]] + data[at[1] + 1:]
+    by_kind = view.at_moment(peer_promised_yield, lambda: _advertised_by_kind(view.ledger.platforms.values()))
+    data = by_kind.get(p.kind)
+    y = p.advertised_annual_yield
+    if data is None or (y is not None and (y == 0.0 or y != y)):  # NaN in the kind, or +-0.0, NaN: walk them all
+        data = [q.advertised_annual_yield for q in view.ledger.platforms.values()
+                if q.kind == p.kind and q.advertised_annual_yield is not None and q.platform_id != p.platform_id]
+    elif y is not None:  # the platform itself is no peer of its own: one element equal to its yield goes
+        i = bisect_left(data, y)
+        data = data[:i] + data[i + 1:]
     return statistics.median(data) if len(data) >= 5 else None
 
 
-def _advertised_by_kind(platforms: Iterable[Platform]) -> tuple[dict[str, list[float]], dict[str, tuple[str, int]]]:
-    """Advertised yields by kind, each list sorted stably (as `statistics.median` sorts), and where each platform's
-    own yield sits in it: the median without one platform is then a slice, not a walk over every platform (a walk
-    per platform made the pass quadratic in platforms). Dropping one element of a stably sorted list leaves the
-    stable sort of the rest, so the median is the one the walk gave, to the bit."""
-    rows: dict[str, list[tuple[float, str]]] = {}
+def _advertised_by_kind(platforms: Iterable[Platform]) -> dict[str, list[float] | None]:
+    """Advertised yields by kind, sorted (as `statistics.median` sorts them), once per pass: the median without one
+    platform is then a slice, not a walk over every platform (a walk per platform made the pass quadratic in
+    platforms). Floats equal to a nonzero number are the same number, so dropping any one of them leaves the list
+    the walk sorts, and the same median to the bit; a kind holding a NaN (no order) is left to the walk (None)."""
+    ys: dict[str, list[float]] = {}
     for q in platforms:
         if q.advertised_annual_yield is not None:
-            rows.setdefault(q.kind, []).append((q.advertised_annual_yield, q.platform_id))
-    ys: dict[str, list[float]] = {}
-    where: dict[str, tuple[str, int]] = {}
-    for kind, items in rows.items():
-        items.sort(key=lambda x: x[0])
-        ys[kind] = [y for y, _ in items]
-        for i, (_, pid) in enumerate(items):
-            where[pid] = (kind, i)
-    return ys, where
+            ys.setdefault(q.kind, []).append(q.advertised_annual_yield)
+    return {kind: None if any(y != y for y in v) else sorted(v) for kind, v in ys.items()}
 
 
 POOL_PAYERS = ("CUSTODY_POOL", "PLATFORM_OWN", "RISK_RESERVE")
