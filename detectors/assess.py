@@ -9,7 +9,8 @@ from typing import Any, Callable, Iterable, Protocol
 import numpy as np
 
 from detectors.base import SEVERITIES, DetectorParams, Finding, PlatformView, registered_detectors
-from detectors.features import DIRECTIONS, FEATURE_NAMES, population_features, segment
+from detectors.features import (DIRECTIONS, FEATURE_NAMES, feature_matrix, peer_disclosed_yields, population_features,
+                                safe_features, segment)
 from detectors.learning import Learned, OutcomeModel, blend, label_of
 from detectors.rules.registration import keywords_in
 from detectors.risk import disposition, lead_departments, risk_score, strongest_by_detector, tier_of
@@ -137,13 +138,17 @@ class Assessor:
         self.first_flagged_: dict[str, int] = {}
         self.episodes_: dict[tuple[str, str], _Episode] = {}  # (platform, detector) -> its current episode
 
-    def findings(self, ledger: Ledger, platform_id: str) -> list[Finding]:
-        """Every detector over every window; per detector, the strongest finding."""
+    def findings(self, ledger: Ledger, platform_id: str, *, shared: dict[Any, Any] | None = None,
+                 moment: dict[Any, Any] | None = None) -> list[Finding]:
+        """Every detector over every window; per detector, the strongest finding. `shared` and `moment` as
+        PlatformView's: pass one `moment` to every platform of a pass (population medians once, not per platform)."""
         found: list[Finding] = []
-        shared: dict[Any, Any] = {}  # what the windows' views compute alike (PlatformView.lifetime)
+        shared = {} if shared is None else shared  # what the windows' views compute alike (PlatformView.lifetime)
+        moment = {} if moment is None else moment
+        detectors = registered_detectors().values()
         for days in self.windows:
-            view = PlatformView(ledger, platform_id, Window(days, ledger.now_ms), self.params, shared)
-            for fn, _ in registered_detectors().values():
+            view = PlatformView(ledger, platform_id, Window(days, ledger.now_ms), self.params, shared, moment)
+            for fn, _ in detectors:
                 found.extend(fn(view))
         best = strongest_by_detector(found)
         order = {s: i for i, s in enumerate(SEVERITIES)}
@@ -203,7 +208,10 @@ class Assessor:
     def population_rows(self, ledger: Ledger, pids: list[str]) -> tuple[list[str], np.ndarray,
                                                                       list[tuple[int, float] | None]]:
         """What the population part needs of each platform: its segment, feature vector and outcome label."""
-        X = population_features(ledger, pids)
+        return self._population_rows(ledger, pids, population_features(ledger, pids))
+
+    def _population_rows(self, ledger: Ledger, pids: list[str], X: np.ndarray) -> tuple[
+            list[str], np.ndarray, list[tuple[int, float] | None]]:
         segments = [segment(ledger, pid) for pid in pids]
         labels = []
         for pid in pids:
@@ -217,20 +225,36 @@ class Assessor:
         models over `platforms`, or, with several workers, from `population`: the models the leader fitted on
         every worker's rows."""
         pids = sorted(ledger.platforms if platforms is None else (p for p in platforms if p in ledger.platforms))
-        segments, X, labels = self.population_rows(ledger, pids)
+        found, X = self._rules_and_features(ledger, pids)
+        segments, X, labels = self._population_rows(ledger, pids, X)
         if population is None:
             stats = self.statistics(pids, segments, X, labels, ledger.now_ms, refit)
         else:
             stats = population.statistics(ledger.now_ms, pids, segments, X, labels, refit, fit=self.statistics,
                                           registered=ledger.platforms.keys())
-        result = [self._assess_one(ledger, pid, stats.get(pid, NO_STATISTICS)) for pid in pids]
+        result = [self._assess_one(ledger, pid, stats.get(pid, NO_STATISTICS), found[pid]) for pid in pids]
         result.sort(key=lambda a: (-a.score, a.platform_id))
         return result
 
-    def _assess_one(self, ledger: Ledger, pid: str, st: "Statistical") -> Assessment:
-        """One platform: the rules over its windows, their evidence graphs, and the population part `st`."""
+    def _rules_and_features(self, ledger: Ledger, pids: list[str], features: bool = True) -> tuple[
+            dict[str, list[Finding]], np.ndarray]:
+        """Each platform's findings and feature vector, platform by platform: the features' 90-day view and the
+        rules' share what they read alike (flows, edges), and what is computed over the whole population (peers'
+        medians) is computed once for the pass. Neither writes, so the order against the statistics is free."""
+        moment: dict[Any, Any] = {}
+        peer = peer_disclosed_yields(ledger)
+        found: dict[str, list[Finding]] = {}
+        rows = []
+        for pid in pids:
+            shared: dict[Any, Any] = {}
+            found[pid] = self.findings(ledger, pid, shared=shared, moment=moment)
+            if features:
+                rows.append(safe_features(ledger, pid, peer, shared))
+        return found, feature_matrix(rows)
+
+    def _assess_one(self, ledger: Ledger, pid: str, st: "Statistical", fs: list[Finding]) -> Assessment:
+        """One platform: its findings (`findings`), their evidence graphs, and the population part `st`."""
         p = ledger.platforms[pid]
-        fs = self.findings(ledger, pid)
         return self._assessment(
             pid, p.name, p.kind, p.licence, p.jurisdiction, p.custodian_id, tuple(fs), ledger.now_ms, st,
             tuple(evidence_subgraph(ledger.graph, f.account_ids,
@@ -246,11 +270,12 @@ class Assessor:
         pids = sorted(p for p in pids if p in ledger.platforms)
         if not pids:
             return []
+        found, X = self._rules_and_features(ledger, pids, features=population is None)
         if population is not None:
             got = population.results()
             stats = {pid: got[pid][1] for pid in pids if pid in got}
         else:
-            segments, X, _ = self.population_rows(ledger, pids)
+            segments, X, _ = self._population_rows(ledger, pids, X)
             by_segment: dict[str, list[int]] = {}
             for i, seg in enumerate(segments):
                 by_segment.setdefault(seg, []).append(i)
@@ -265,7 +290,7 @@ class Assessor:
                 outlier = outliers.get(pid) or (OutlierResult(before.outlier_percentile, before.contributions)
                                                 if before is not None else NO_OUTLIER)
                 stats[pid] = Statistical(outlier, before.learned if before is not None else None)
-        return [self._assess_one(ledger, pid, stats.get(pid, NO_STATISTICS)) for pid in pids]
+        return [self._assess_one(ledger, pid, stats.get(pid, NO_STATISTICS), found[pid]) for pid in pids]
 
     def _assessment(self, pid: str, name: str, kind: str, licence: str, jurisdiction: str, custodian_id: str | None,
                     fs: tuple[Finding, ...], as_of: int, st: "Statistical", graphs: tuple[dict[str, Any], ...],

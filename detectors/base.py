@@ -66,16 +66,22 @@ class PlatformView:
     """One platform seen through one window of the ledger; read-only, cached per view.
 
     `shared`: a dict the views of one platform at one moment (one ledger state, several windows) share, for what
-    does not depend on the window (`lifetime`). Only valid while the ledger does not change: `Assessor.findings`
-    passes one per platform per call; a view made alone gets its own."""
+    does not depend on the window (`lifetime`) and for what a window keyed by itself computes (the features' 90-day
+    view and the rules' read the same flows). `moment`: a dict every view of one assessment pass shares (one ledger
+    state, every platform), for what is computed over the whole population (`at_moment`: peers' medians). Both are
+    only valid while the ledger does not change: `Assessor` passes one per platform and one per pass; a view made
+    alone gets its own."""
 
     def __init__(self, ledger: Ledger, platform_id: str, window: Window,
-                 params: DetectorParams | None = None, shared: dict[Any, Any] | None = None) -> None:
+                 params: DetectorParams | None = None, shared: dict[Any, Any] | None = None,
+                 moment: dict[Any, Any] | None = None) -> None:
         self.ledger = ledger
         self.platform_id = platform_id
         self.window = window
         self.params = params or DetectorParams()
         self.shared: dict[Any, Any] = {} if shared is None else shared
+        self.moment: dict[Any, Any] = {} if moment is None else moment
+        self._between: dict[tuple[tuple[Sel, Sel], ...], list[tuple[str, str, dict[str, Any], int]]] = {}
         sd = window.start_day
         self._start_ms = None if sd is None else sd * DAY_MS
         # every bucket of an edge whose first movement is inside the window is still kept (buckets are dropped
@@ -89,6 +95,15 @@ class PlatformView:
             return self.shared[key]
         except KeyError:
             out = self.shared[key] = compute()
+            return out
+
+    def at_moment(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """`compute()` once for every view sharing `moment`: only for what reads the whole ledger, not the window
+        nor this platform (a population median computed once per pass instead of once per platform)."""
+        try:
+            return self.moment[key]
+        except KeyError:
+            out = self.moment[key] = compute()
             return out
 
     def amount(self, e: dict[str, Any]) -> int:
@@ -122,8 +137,11 @@ class PlatformView:
 
     @cached_property
     def flows(self) -> RoleFlows:
-        return role_flows(self.ledger.platform_days.get(self.platform_id, {}), window=self.window,
-                          lifetime=self.ledger.platform_life.get(self.platform_id))
+        """The window's role flows, once per window for the views that share (rules and features alike)."""
+        out: RoleFlows = self.lifetime(("flows", self.window), lambda: role_flows(
+            self.ledger.platform_days.get(self.platform_id, {}), window=self.window,
+            lifetime=self.ledger.platform_life.get(self.platform_id)))
+        return out
 
     @property
     def life_flows(self) -> RoleFlows:
@@ -134,9 +152,16 @@ class PlatformView:
 
     @cached_property
     def accounts_by_role(self) -> dict[str, list[str]]:
+        """The platform's accounts by role, sorted; the same in every window, so once for the views that share
+        (callers only read it)."""
+        out: dict[str, list[str]] = self.lifetime("accounts_by_role", self._accounts_by_role)
+        return out
+
+    def _accounts_by_role(self) -> dict[str, list[str]]:
+        accounts = self.ledger.accounts
         out: dict[str, list[str]] = {}
         for a in sorted(self.ledger.platform_accounts.get(self.platform_id, ())):
-            out.setdefault(self.ledger.accounts[a].role, []).append(a)
+            out.setdefault(accounts[a].role, []).append(a)
         return out
 
     @cached_property
@@ -170,22 +195,67 @@ class PlatformView:
 
     @cached_property
     def window_edges(self) -> list[tuple[str, str, dict[str, Any], int]]:
-        """Flow edges out of this platform's accounts with money inside the window, largest first (once per view)."""
-        succ = self.ledger.graph._succ  # read-only, as the ledger's hot path does
-        amount = self.amount
+        """Flow edges out of this platform's accounts with money inside the window, largest first (once per view;
+        the walk over the graph once for the views that share, the window's amounts per view)."""
+        return self._in_window([x for group in self._flows_by_roles().values() for x in group])
+
+    def _in_window(self, flows: Iterable[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, dict[str, Any], int]]:
+        """(payer, payee, edge, amount in the window) of the flows with money in the window, largest first: `amount`
+        inlined, since it runs once per edge and window."""
+        start, whole, window = self._start_ms, self._whole, self.window
         out = []
+        for u, v, e in flows:
+            if start is None:
+                amt = int(e["amount"])
+            elif e["last_ts"] < start:
+                continue
+            elif whole and e["first_ts"] >= start:
+                amt = int(e["amount"])
+            else:
+                amt = edge_amount(e, window)
+            if amt > 0:
+                out.append((u, v, e, amt))
+        out.sort(key=_largest_first)  # (u, v) is unique: a total order, whatever the walk's
+        return out
+
+    def _flows_by_roles(self) -> dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]]:
+        """The platform's flow edges grouped by (payer role, payee role), in the graph's order; the same in every
+        window, so walked once for the views that share."""
+        out: dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]] = self.lifetime(
+            "flows_by_roles", self._walk_flows)
+        return out
+
+    def _walk_flows(self) -> dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]]:
+        succ = self.ledger.graph._succ  # read-only, as the ledger's hot path does
+        accounts = self.ledger.accounts
+        out: dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]] = {}
         for u in self.ledger.platform_accounts.get(self.platform_id, ()):
+            a = accounts.get(u)
+            ru = a.role if a else None
             for v, e in succ[u].items():
                 if e.get("kind") == "flow":
-                    amt = amount(e)
-                    if amt > 0:
-                        out.append((u, v, e, amt))
-        out.sort(key=lambda x: (-x[3], x[0], x[1]))
+                    b = accounts.get(v)
+                    out.setdefault((ru, b.role if b else None), []).append((u, v, e))
         return out
 
     def edges(self, pred: Callable[[str, str, dict[str, Any]], bool]) -> list[tuple[str, str, dict[str, Any], int]]:
         """Flow edges out of this platform's accounts that match and carry money inside the window."""
         return [x for x in self.window_edges if pred(x[0], x[1], x[2])]
+
+    def edges_between(self, *pairs: tuple[Sel, Sel]) -> list[tuple[str, str, dict[str, Any], int]]:
+        """`edges(lambda u, v, e: any(role(u) matches src and role(v) matches dst for src, dst in pairs))`: the same
+        edges in the same order (a role, a tuple of roles, or None for any), without a call per edge: only the
+        groups of matching roles are read. Once per view and query (callers only read the list)."""
+        memo = self._between
+        try:
+            out: list[tuple[str, str, dict[str, Any], int]] = memo[pairs]
+            return out
+        except KeyError:
+            pass
+        groups = [g for (ru, rv), g in self._flows_by_roles().items()
+                  if any(_is(ru, src) and _is(rv, dst) for src, dst in pairs)]
+        out = memo[pairs] = self._in_window([x for g in groups for x in g])
+        return out
 
     def evidence(self, edges: Iterable[tuple[str, str, dict[str, Any], int]], max_edges: int = 12) -> Evidence:
         tx: list[str] = []
@@ -205,6 +275,17 @@ class PlatformView:
                     accts.append(a)
             since = e["first_ts"] if since is None else min(since, e["first_ts"])
         return Evidence(tuple(dict.fromkeys(tx)), tuple(accts), amount, since, tuple(origins))
+
+
+Sel = str | tuple[str, ...] | None  # one role, any of several, or any
+
+
+def _is(role: str | None, sel: Sel) -> bool:
+    return sel is None or role == sel or (isinstance(sel, tuple) and role in sel)
+
+
+def _largest_first(x: tuple[str, str, dict[str, Any], int]) -> tuple[int, str, str]:
+    return -x[3], x[0], x[1]
 
 
 Detector = Callable[[PlatformView], list[Finding]]

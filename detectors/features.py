@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from typing import Callable
+from typing import Any, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ from graph.windows import Window
 from schemas.records import DAY_MS, Disclosure
 
 __all__ = ["FEATURES", "FEATURE_NAMES", "DIRECTIONS", "Feature", "platform_features", "population_features", "segment",
+           "feature_matrix", "peer_disclosed_yields", "safe_features",
            "disclosure_cadence_ms", "disclosure_clock"]  # the last two re-exported from the rule that owns them
 
 NAN = float("nan")
@@ -125,9 +126,11 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else NAN
 
 
-def platform_features(ledger: Ledger, platform_id: str, peer_yield: dict[str, float]) -> np.ndarray:
+def platform_features(ledger: Ledger, platform_id: str, peer_yield: dict[str, float],
+                      shared: dict[Any, Any] | None = None) -> np.ndarray:
+    """The vector of one platform; `shared` as PlatformView's (the rules' 90-day view reads the same flows)."""
     v = np.full(len(FEATURE_NAMES), NAN)
-    view = PlatformView(ledger, platform_id, Window(90, ledger.now_ms))
+    view = PlatformView(ledger, platform_id, Window(90, ledger.now_ms), shared=shared)
     p = ledger.platforms.get(platform_id)
     f = view.flows
     client_in = f.amount("DEPOSIT", "EXTERNAL", ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE", "CLIENT_RESERVE"))
@@ -247,25 +250,36 @@ def _first_seen(ledger: Ledger, platform_id: str, ds: list[Disclosure]) -> int |
     return min(seen) if seen else None
 
 
-def population_features(ledger: Ledger, platform_ids: list[str]) -> np.ndarray:
-    """Feature matrix, rows in the order given; peers' disclosed yields computed once."""
+def peer_disclosed_yields(ledger: Ledger) -> dict[str, float]:
+    """Median latest disclosed yield per platform kind (three at least): what `disclosed_yield_vs_peers` reads."""
     by_kind: dict[str, list[float]] = {}
     for pid, ds in ledger.disclosures.items():
         p = ledger.platforms.get(pid)
         if p is not None and ds and ds[-1].avg_annual_yield is not None:
             by_kind.setdefault(p.kind, []).append(ds[-1].avg_annual_yield)
-    peer = {k: statistics.median(v) for k, v in by_kind.items() if len(v) >= 3}
-    if not platform_ids:
+    return {k: statistics.median(v) for k, v in by_kind.items() if len(v) >= 3}
+
+
+def population_features(ledger: Ledger, platform_ids: list[str]) -> np.ndarray:
+    """Feature matrix, rows in the order given; peers' disclosed yields computed once."""
+    peer = peer_disclosed_yields(ledger)
+    return feature_matrix([safe_features(ledger, pid, peer) for pid in platform_ids])
+
+
+def feature_matrix(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows of `safe_features` as the matrix the scorer takes."""
+    if not rows:
         return np.empty((0, len(FEATURE_NAMES)))
-    X = np.vstack([_safe_features(ledger, pid, peer) for pid in platform_ids])
+    X = np.vstack(rows)
     X[~np.isfinite(X)] = NAN  # an infinite ratio is as unobservable as a missing one
     return X
 
 
-def _safe_features(ledger: Ledger, platform_id: str, peer_yield: dict[str, float]) -> np.ndarray:
+def safe_features(ledger: Ledger, platform_id: str, peer_yield: dict[str, float],
+                  shared: dict[Any, Any] | None = None) -> np.ndarray:
     """Defence in depth: a platform whose data the vector cannot describe is unobserved, never a crash."""
     try:
-        return platform_features(ledger, platform_id, peer_yield)
+        return platform_features(ledger, platform_id, peer_yield, shared)
     except (ArithmeticError, ValueError) as exc:
         log.warning("features of %s not computable: %s", platform_id, exc)
         return np.full(len(FEATURE_NAMES), NAN)

@@ -60,6 +60,21 @@ def signed(X: np.ndarray, directions: tuple[str, ...], centre: np.ndarray) -> np
     return Z
 
 
+# ndtr is exactly 1.0 from about 8.29 on and exactly 0.0 from about -37.7 down (double precision): the kernel's
+# tails, where most of a grid point's distances to a population with outliers fall
+_NDTR_ONE, _NDTR_ZERO = 9.0, -39.0
+
+
+def _ndtr(z: np.ndarray) -> np.ndarray:
+    """`scipy.special.ndtr(z)`, the same array to the bit, evaluated only where it is not saturated (the rest is
+    the exact 0.0 or 1.0 ndtr gives there); NaN is evaluated, as ndtr would."""
+    one = z >= _NDTR_ONE
+    out = one.astype(float)
+    mid = ~(one | (z <= _NDTR_ZERO))
+    out[mid] = ndtr(z[mid])
+    return out
+
+
 class SmoothCDF:
     """A Gaussian-kernel estimate of the CDF of a sample: strictly increasing, so it ranks without ties.
 
@@ -77,7 +92,7 @@ class SmoothCDF:
         self.grid = np.linspace(t[0] - 5 * self.h, t[-1] + 5 * self.h, self.GRID)
         self.values = np.empty(self.GRID)
         for i in range(0, self.GRID, 256):  # bounded memory: 256 grid points x n at a time
-            self.values[i:i + 256] = ndtr((self.grid[i:i + 256, None] - t[None, :]) / self.h).mean(axis=1)
+            self.values[i:i + 256] = _ndtr((self.grid[i:i + 256, None] - t[None, :]) / self.h).mean(axis=1)
 
     def __call__(self, s: np.ndarray) -> np.ndarray:
         s = np.asarray(s, dtype=float)
@@ -120,9 +135,9 @@ class OutlierEnsemble:
         U = np.asarray(ecod.U_r, dtype=float)[-len(Z):]
         return np.nan_to_num(U, nan=0.0, posinf=0.0, neginf=0.0)
 
-    def _raw(self, Z: np.ndarray) -> list[np.ndarray]:
-        """Each model's one-sided score for the rows of Z."""
-        out = [self._right_tails(Z).sum(axis=1)]
+    def _raw(self, Z: np.ndarray, tails: np.ndarray | None = None) -> list[np.ndarray]:
+        """Each model's one-sided score for the rows of Z (`tails`: `_right_tails(Z)`, when the caller has them)."""
+        out = [(self._right_tails(Z) if tails is None else tails).sum(axis=1)]
         F = self._folded(Z)
         for m in self.models_[1:]:
             out.append(np.nan_to_num(np.asarray(m.decision_function(F), dtype=float), nan=0.0))
@@ -185,9 +200,10 @@ class OutlierEnsemble:
         Z = self._prepare(X)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            raw = self._raw(Z)
+            tails = self._right_tails(Z)  # once: ECOD recomputes its tails over the whole fitted population per call
+            raw = self._raw(Z, tails)
             pcts = np.mean([cdf(r) for cdf, r in zip(self.cdfs_, raw)], axis=0)
-            U = np.maximum(self._right_tails(Z) - LOG2, 0.0)  # above the median only: the risky side
+            U = np.maximum(tails - LOG2, 0.0)  # above the median only: the risky side
         out = []
         for i in range(len(Z)):
             row = U[i]

@@ -14,12 +14,13 @@ __all__ = ["evidence_subgraph"]
 
 def evidence_subgraph(G: nx.DiGraph, nodes: Iterable[str] | None = None, *, window: Window) -> dict[str, Any]:
     """Accounts in `nodes`, their holders, and every flow among them (window and lifetime amounts, tx ids)."""
-    accounts = [n for n in (nodes or ()) if n in G and G.nodes[n].get("kind") == "account"]
+    node, succ = G._node, G._succ  # networkx's storage, read-only (G.nodes[n] and G.succ[u] build views)
+    accounts = [n for n in (nodes or ()) if n in node and node[n].get("kind") == "account"]
     keep = set(accounts)
     out_nodes: list[dict[str, Any]] = []
     holders: dict[str, list[str]] = {}
     for a in accounts:
-        d = G.nodes[a]
+        d = node[a]
         out_nodes.append({"id": a, "kind": "account", "role": d.get("role"), "holder": d.get("holder"),
                           "platform": d.get("platform"), "balance": d.get("balance")})
         holders.setdefault(d.get("holder"), []).append(a)
@@ -27,7 +28,11 @@ def evidence_subgraph(G: nx.DiGraph, nodes: Iterable[str] | None = None, *, wind
         out_nodes.append({"id": f"holder:{h}", "kind": "holder", "holds": sorted(accts)})
     edges = []
     for u in accounts:
-        for v, e in G.succ[u].items():
+        out = succ[u]
+        # a pool may pay thousands: look up the few evidence accounts in its payees rather than walk them all (the
+        # edges are sorted below by a total order, so the walk's order does not matter)
+        pairs = ((v, out[v]) for v in keep if v in out) if len(out) > len(keep) else out.items()
+        for v, e in pairs:
             if v not in keep or e.get("kind") != "flow":
                 continue
             origins = edge_origins(e, window)

@@ -57,38 +57,52 @@ def edge_origins(e: dict[str, Any], window: Window) -> list[int]:
 
 
 class RoleFlows:
-    """A platform's money in a window, summed by (type, payer role, payee role, payee declared related)."""
+    """A platform's money in a window, summed by (type, payer role, payee role, payee declared related).
+
+    Read-only once made. Rows are also indexed by type (made on the first query): nearly every query names its
+    types, so it reads a few rows, not all of them (sums of integers: the order rows are read in is immaterial)."""
 
     def __init__(self, rows: dict[tuple[str, str, str, bool], list[int]]) -> None:
         self.rows = rows
+        self._by_type: dict[str, list[tuple[tuple[str, str, str, bool], list[int]]]] | None = None
+
+    def _rows(self, type_: Sel, src: Sel, dst: Sel, related: bool | None) -> list[list[int]]:
+        """The rows that match; the selectors as tuples inline (this runs dozens of times per platform and window)."""
+        s = None if src is None else src if isinstance(src, tuple) else (src,)
+        d = None if dst is None else dst if isinstance(dst, tuple) else (dst,)
+        if type_ is None:
+            items: Any = self.rows.items()
+        else:
+            by_type = self._by_type
+            if by_type is None:
+                by_type = self._by_type = {}
+                for k, r in self.rows.items():
+                    by_type.setdefault(k[0], []).append((k, r))
+            if isinstance(type_, tuple):
+                items = [kr for x in dict.fromkeys(type_) for kr in by_type.get(x, ())]
+            else:
+                items = by_type.get(type_, ())
+        return [r for k, r in items
+                if (s is None or k[1] in s) and (d is None or k[2] in d) and (related is None or k[3] == related)]
 
     def amount(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
                related: bool | None = None) -> int:
-        return sum(r[B_AMOUNT] for k, r in self.rows.items() if _match(k, type_, src, dst, related))
+        return sum([r[B_AMOUNT] for r in self._rows(type_, src, dst, related)])
 
     def count(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
               related: bool | None = None) -> int:
-        return sum(r[B_COUNT] for k, r in self.rows.items() if _match(k, type_, src, dst, related))
+        return sum([r[B_COUNT] for r in self._rows(type_, src, dst, related)])
 
     def origins(self, type_: Sel = None, src: Sel = None, dst: Sel = None,
                 related: bool | None = None) -> list[int]:
         out = [0] * trace.N_ORIGINS
-        for k, r in self.rows.items():
-            if _match(k, type_, src, dst, related):
-                for i in range(trace.N_ORIGINS):
-                    out[i] += r[B_ORIGIN0 + i]
+        for r in self._rows(type_, src, dst, related):
+            for i in range(trace.N_ORIGINS):
+                out[i] += r[B_ORIGIN0 + i]
         return out
 
     def total(self) -> int:
         return sum(r[B_AMOUNT] for r in self.rows.values())
-
-
-def _match(k: tuple[str, str, str, bool], type_: Sel, src: Sel, dst: Sel,
-           related: bool | None) -> bool:
-    return ((type_ is None or k[0] == type_ or (isinstance(type_, tuple) and k[0] in type_))
-            and (src is None or k[1] == src or (isinstance(src, tuple) and k[1] in src))
-            and (dst is None or k[2] == dst or (isinstance(dst, tuple) and k[2] in dst))
-            and (related is None or k[3] == related))
 
 
 def role_flows(days: dict[int, dict[tuple[str, str, str, bool], list[int]]], *, window: Window,
@@ -103,9 +117,5 @@ def role_flows(days: dict[int, dict[tuple[str, str, str, bool], list[int]]], *, 
             continue
         for k, r in agg.items():
             row = acc.get(k)
-            if row is None:
-                acc[k] = list(r)
-            else:
-                for i in range(len(r)):
-                    row[i] += r[i]
+            acc[k] = list(r) if row is None else [x + y for x, y in zip(row, r)]  # rows are all one length
     return RoleFlows(acc)

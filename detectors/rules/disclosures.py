@@ -22,6 +22,12 @@ MISMATCH_LOOKBACK_MS = 183 * DAY_MS  # disclosures a maturity mismatch is looked
 
 
 def _peer_median_yield(view: PlatformView, kind: str) -> float | None:
+    """Median of the latest disclosed yields of the platforms of `kind` (five at least), once per pass and kind."""
+    out: float | None = view.at_moment((_peer_median_yield, kind), lambda: _median_disclosed_yield(view, kind))
+    return out
+
+
+def _median_disclosed_yield(view: PlatformView, kind: str) -> float | None:
     ys = []
     for pid, ds in view.ledger.disclosures.items():
         p = view.ledger.platforms.get(pid)
@@ -140,7 +146,12 @@ def _yield_raised(view: PlatformView, ds: list[Disclosure], kind: str) -> list[F
 
 
 def _peer_complaint_rate(view: PlatformView) -> float:
-    """Median complaints per investor per period across every platform's latest disclosure."""
+    """Median complaints per investor per period across every platform's latest disclosure (once per pass)."""
+    out: float = view.at_moment(_peer_complaint_rate, lambda: _median_complaint_rate(view))
+    return out
+
+
+def _median_complaint_rate(view: PlatformView) -> float:
     rates = [ds[-1].complaints / max(1, ds[-1].investors) for ds in view.ledger.disclosures.values()
              if ds and ds[-1].complaints is not None]
     return statistics.median(rates) if rates else 0.0
@@ -149,7 +160,12 @@ def _peer_complaint_rate(view: PlatformView) -> float:
 def peer_complaint_dispersion(view: PlatformView) -> float:
     """How much more complaints vary from period to period than a Poisson count would, across the population:
     1/k in var = mu + mu^2/k (method of moments, pooled over platforms with four or more periods; the variance
-    from successive differences, so that slow growth is not read as noise). 0 means Poisson."""
+    from successive differences, so that slow growth is not read as noise). 0 means Poisson. Once per pass."""
+    out: float = view.at_moment(peer_complaint_dispersion, lambda: _complaint_dispersion(view))
+    return out
+
+
+def _complaint_dispersion(view: PlatformView) -> float:
     excess = scale = 0.0
     for ds in view.ledger.disclosures.values():
         xs = [d.complaints for d in ds if d.complaints is not None]

@@ -54,9 +54,8 @@ def fund_pool(view: PlatformView) -> list[Finding]:
     share = min(1.0, pooled / max(client_in, product_money, 1))
     if pooled >= MATERIAL and share >= 0.15:
         pools = ("CUSTODY_POOL", "PLATFORM_OWN")
-        ev = view.evidence(view.edges(lambda u, v, e: (view.role(u) == "INVESTOR" and view.role(v) in pools)
-                                      or (view.role(u) in pools and view.role(v) == "BORROWER")))
-        payers = len({u for u, v, e, a in view.edges(lambda u, v, e: view.role(u) == "INVESTOR" and view.role(v) in pools)})
+        ev = view.evidence(view.edges_between(("INVESTOR", pools), (pools, "BORROWER")))
+        payers = len({u for u, v, e, a in view.edges_between(("INVESTOR", pools))})
         sev = "CRITICAL" if share >= 0.6 else "HIGH" if share >= 0.35 else "MEDIUM"
         parts = [(into_own, "直接投入平台自有账户", "straight into its own account"),
                  (unmatched, "产品资金未匹配同期限借款", "product money not matched to a same-term loan"),
@@ -85,8 +84,7 @@ def fund_pool(view: PlatformView) -> list[Finding]:
             if ratio <= 0.6:
                 strength = min(1.0, (1 - ratio) * (unmatched / product_money) * 1.5)
                 sev = "HIGH" if ratio <= 0.35 else "MEDIUM"
-                ev = view.evidence(view.edges(lambda u, v, e: view.role(u) == "INVESTOR"
-                                              and view.role(v) in ("CUSTODY_POOL", "PLATFORM_OWN")))
+                ev = view.evidence(view.edges_between(("INVESTOR", ("CUSTODY_POOL", "PLATFORM_OWN"))))
                 out.append(Finding(
                     "maturity_mismatch", sev, strength,
                     f"投资人持有产品的资金加权期限{p_term:.0f}天，所投借款的资金加权期限{l_term:.0f}天（{ratio:.2f}倍），"

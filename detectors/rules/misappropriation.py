@@ -27,16 +27,25 @@ LENDING_CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")
 NON_FEE = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
-def investor_fees(ledger: Ledger, platform_id: str) -> tuple[int, int, int]:
+def investor_fees(ledger: Ledger, platform_id: str, life: RoleFlows | None = None) -> tuple[int, int, int]:
     """(fees charged to lending clients' money that are not borrowers' fees, the disclosed level:
     INVESTOR_FEE_PERCENT of the interest investors received, the borrowers' fees the escrow paid), over the
     platform's life, in integer fen. Over its life because a fee is charged when interest is paid, months after
-    the loan started: no window of listings says what the fee may be."""
-    life = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {}))
+    the loan started: no window of listings says what the fee may be. `life`: the platform's lifetime flows, when
+    the caller has them (PlatformView.life_flows)."""
+    if life is None:
+        life = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {}))
     escrow = borrower_fees_from_escrow(life, reimbursed_escrow_fees(ledger, platform_id))
     fees = life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - escrow
     interest = sum(ledger.listings[lid].interest_paid for lid in ledger.platform_listings.get(platform_id, ()))
     return fees, interest * INVESTOR_FEE_PERCENT // 100, escrow
+
+
+def view_investor_fees(view: PlatformView) -> tuple[int, int, int]:
+    """`investor_fees` of the view's platform, once for the views that share (it reads no window)."""
+    out: tuple[int, int, int] = view.lifetime(investor_fees, lambda: investor_fees(
+        view.ledger, view.platform_id, view.life_flows))
+    return out
 
 
 def reimbursed_escrow_fees(ledger: Ledger, platform_id: str) -> int:
@@ -60,7 +69,7 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     f = view.flows
     client_in = f.amount("DEPOSIT", "EXTERNAL", LENDING_CLIENT_ROLES)
     non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN")
-    fees, allowed, _ = view.lifetime(investor_fees, lambda: investor_fees(view.ledger, view.platform_id))
+    fees, allowed, _ = view_investor_fees(view)
     # the window's fees that are beyond the disclosed level over the platform's life
     excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"), max(0, fees - allowed))
     taken = non_fee + excess_fees
@@ -81,9 +90,9 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     if taken < MATERIAL and not abusive:
         sev = "MEDIUM"  # under 1万元: a breach to stop, not yet a case
     ev = view.evidence(
-        view.edges(lambda u, v, e: view.role(u) in LENDING_CLIENT_ROLES and view.role(v) == "PLATFORM_OWN"
-                   and (excess_fees > 0 or any(x for i, x in enumerate(e["by_type"]) if i != TYPE_INDEX["FEE"])))
-        + view.edges(lambda u, v, e: view.role(u) == "PLATFORM_OWN" and view.holder(v) in view.related_holders))
+        [x for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN"))
+         if excess_fees > 0 or any(y for i, y in enumerate(x[2]["by_type"]) if i != TYPE_INDEX["FEE"])]
+        + [x for x in view.edges_between(("PLATFORM_OWN", None)) if view.holder(x[1]) in view.related_holders])
     return [Finding(
         "misappropriation", sev, strength,
         f"近{view.window_days}日客户资金{yuan_zh(taken)}流入平台自有账户（非披露费用），占同期客户资金流入{pct(share)}；"
@@ -135,14 +144,15 @@ def client_exits(ledger: Ledger, platform_id: str) -> tuple[list[str], Callable[
     return clients, lawful
 
 
-def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
+def reconcile(ledger: Ledger, platform_id: str, charged: tuple[int, int, int] | None = None) -> Reconciliation:
     """Owed: every fen that entered client accounts (investor, escrow pool, risk reserve, client
     reserve) less what left them to clients, borrowers and clients' own cards (and, from a payment
     institution's reserve, to the payees it settles with), less fees within disclosed levels. Held:
     those accounts' balances. Anything else that left a client account, to the platform, its related
     parties or any third party, is client money somewhere else: unless the platform put it back into
     that account (an escrow charge the platform reimburses is not missing, nor is a fee it waives;
-    taking back more than it put in is, by the difference)."""
+    taking back more than it put in is, by the difference). `charged`: `investor_fees` of the platform, when the
+    caller has them."""
     G = ledger.graph
     nodes, succ, pred = G._node, G._succ, G._pred  # read-only, as the ledger's hot path does
     clients, lawful = client_exits(ledger, platform_id)
@@ -181,7 +191,7 @@ def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
             reserve_fees += kept_fees
         else:
             lending_fees += kept_fees
-    _, allowed, escrow = investor_fees(ledger, platform_id)
+    _, allowed, escrow = investor_fees(ledger, platform_id) if charged is None else charged
     lawful_fees = reserve_fees + min(lending_fees, allowed + escrow)  # borrowers' fees from escrow among them
     return Reconciliation(inflow, inflow - returned - lawful_out - lawful_fees, held)
 
@@ -189,7 +199,7 @@ def reconcile(ledger: Ledger, platform_id: str) -> Reconciliation:
 @detector("custody_shortfall")
 def custody_shortfall(view: PlatformView) -> list[Finding]:
     """Reconcile, over the platform's life, what clients are owed against what custody holds (`reconcile`)."""
-    rec = view.lifetime(reconcile, lambda: reconcile(view.ledger, view.platform_id))
+    rec = view.lifetime(reconcile, lambda: reconcile(view.ledger, view.platform_id, view_investor_fees(view)))
     if rec.inflow <= 0:
         return []
     owed, held, gap = rec.owed, rec.held, rec.shortfall

@@ -30,8 +30,8 @@ def reserve_misuse(view: PlatformView) -> list[Finding]:
     if misused < MISUSE_FLOOR or share < 0.01:
         return []
     sev = "CRITICAL" if share >= 0.1 else "HIGH" if share >= 0.03 else "MEDIUM"
-    ev = view.evidence(view.edges(lambda u, v, e: view.role(u) == "CLIENT_RESERVE"
-                                  and (view.role(v) == "PLATFORM_OWN" or view.holder(v) in view.related_holders)))
+    ev = view.evidence([x for x in view.edges_between(("CLIENT_RESERVE", None))
+                        if view.role(x[1]) == "PLATFORM_OWN" or view.holder(x[1]) in view.related_holders])
     return [Finding(
         "reserve_misuse", sev, min(1.0, share * 4),
         f"近{view.window_days}日客户备付金{yuan_zh(misused)}（占同期收款{pct(share)}）流向机构自有账户或关联方："
@@ -65,7 +65,7 @@ def cross_bank_clearing(view: PlatformView) -> list[Finding]:
         return []
     p = view.platform
     home = p.custodian_id if p is not None else None
-    edges = view.edges(lambda u, v, e: view.role(u) == "CLIENT_RESERVE" and view.role(v) == "CLIENT_RESERVE")
+    edges = view.edges_between(("CLIENT_RESERVE", "CLIENT_RESERVE"))
     if not edges:
         return []
     other_way = sum(amt for u, v, e, amt in edges if _bank(view, v) != home or _bank(view, u) == home)

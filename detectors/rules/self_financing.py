@@ -36,12 +36,12 @@ def _related_borrowers(view: PlatformView) -> dict[str, str]:
         if h in view.related_holders:
             ties[b] = "declared"
             continue
-        for _, v, e in G.out_edges(b, data=True):
+        for v, e in G._succ[b].items():  # networkx's storage, read-only: out_edges' order, without its views
             if e.get("kind") == "flow" and view.holder(v) in view.related_holders:
                 ties[b] = "pays_related"
                 break
         else:
-            for u, _, e in G.in_edges(b, data=True):
+            for u, e in G._pred[b].items():
                 if e.get("kind") == "flow" and view.role(u) == "PLATFORM_OWN" and e["by_type"][TYPE_INDEX["TRANSFER"]] > 0:
                     ties[b] = "own_funds_in"
                     break
@@ -58,7 +58,7 @@ def self_financing(view: PlatformView) -> list[Finding]:
     if not ties:
         return []
     G = view.ledger.graph
-    lent = {b: sum(view.amount(e) for u, _, e in G.in_edges(b, data=True)
+    lent = {b: sum(view.amount(e) for u, e in G._pred[b].items()
                    if e.get("kind") == "flow" and view.role(u) in ("INVESTOR", "CUSTODY_POOL", "PLATFORM_OWN"))
             for b in ties}
     to_related = sum(lent.values())
@@ -79,15 +79,16 @@ def self_financing(view: PlatformView) -> list[Finding]:
     # pass-through: loan money leaving a borrower for a related party within hours of arriving
     fast = []
     for b in ties:
-        arrivals = [e for u, _, e in G.in_edges(b, data=True) if e.get("kind") == "flow" and e["by_type"][TYPE_INDEX["DISBURSE"]] + e["by_type"][TYPE_INDEX["INVEST"]] > 0]
-        for _, v, e in G.out_edges(b, data=True):
+        arrivals = [e for e in G._pred[b].values() if e.get("kind") == "flow" and e["by_type"][TYPE_INDEX["DISBURSE"]] + e["by_type"][TYPE_INDEX["INVEST"]] > 0]
+        for v, e in G._succ[b].items():
             if e.get("kind") != "flow" or view.holder(v) not in view.related_holders:
                 continue
             if any(abs(e["first_ts"] - a["first_ts"]) <= PASS_THROUGH_MS or abs(e["last_ts"] - a["last_ts"]) <= PASS_THROUGH_MS
                    for a in arrivals):
                 fast.append((b, v))
     if fast:
-        edges = view.edges(lambda u, v, e: (u, v) in set(fast))
+        pairs = set(fast)
+        edges = view.edges(lambda u, v, e: (u, v) in pairs)
         if edges:
             ev = view.evidence(edges)
             proceeds = ev.origins[trace.LOAN_PROCEEDS]
@@ -126,19 +127,27 @@ def _loan_days(view: PlatformView, b: str) -> tuple[dict[int, int], int]:
 
 
 def _window_loan_days(view: PlatformView, b: str) -> tuple[dict[int, int], int]:
-    G, sd = view.ledger.graph, view.window.start_day
+    sd = view.window.start_day
     days: dict[int, int] = {}
-    for u, e in G.pred[b].items():
+    for e, frac in view.lifetime((_loan_edges, b), lambda: _loan_edges(view, b)):
+        for d, bucket in e["buckets"].items():
+            if sd is None or d >= sd:
+                days[d] = days.get(d, 0) + int(bucket[B_AMOUNT] * frac)
+    return days, sum(days.values())
+
+
+def _loan_edges(view: PlatformView, b: str) -> list[tuple[dict[str, Any], float]]:
+    """The flows into a borrower account from custody accounts that carry loans, with the loan share of each:
+    the same in every window (the windows read their buckets)."""
+    out = []
+    for u, e in view.ledger.graph._pred[b].items():  # networkx's storage, read-only
         if e.get("kind") != "flow" or view.role(u) in (None, "EXTERNAL"):
             continue
         loan = e["by_type"][TYPE_INDEX["DISBURSE"]] + e["by_type"][TYPE_INDEX["INVEST"]]
         if loan <= 0:
             continue
-        frac = loan / e["amount"]
-        for d, bucket in e["buckets"].items():
-            if sd is None or d >= sd:
-                days[d] = days.get(d, 0) + int(bucket[B_AMOUNT] * frac)
-    return days, sum(days.values())
+        out.append((e, loan / e["amount"]))
+    return out
 
 
 def _soon_after(day: int, starts: Iterable[int], within: int = FORWARD_DAYS) -> bool:
@@ -177,7 +186,7 @@ def _handovers(view: PlatformView) -> tuple[dict[str, int], dict[str, _Payee], l
     payee holder -> what it got, edges straight back to the platform's own/pool/reserve accounts, amount back
     per borrower). Borrowers of declared related parties are left to `self_financing`; a borrower's own cards,
     fees and repayments are not hand-overs."""
-    G, sd = view.ledger.graph, view.window.start_day
+    sd = view.window.start_day
     side = view.lifetime(platform_side_holders, lambda: platform_side_holders(view.ledger, view.platform_id))
     loans: dict[str, int] = {}
     payees: dict[str, _Payee] = {}
@@ -191,15 +200,7 @@ def _handovers(view: PlatformView) -> tuple[dict[str, int], dict[str, _Payee], l
         if total <= 0:
             continue
         loans[b] = total
-        for v, e in G.succ[b].items():
-            if e.get("kind") != "flow":
-                continue
-            hv = G.nodes[v].get("holder")
-            if hv == hb or hv in view.related_holders:
-                continue
-            keep = 1.0 - sum(e["by_type"][i] for i in NOT_PROCEEDS) / e["amount"]
-            if keep <= 0:
-                continue
+        for v, e, hv, keep in view.lifetime((_passed_on, b), lambda: _passed_on(view, b, hb)):
             got = 0
             for d, bucket in e["buckets"].items():
                 p = int(bucket[B_ORIGIN0 + trace.LOAN_PROCEEDS] * keep)
@@ -219,6 +220,25 @@ def _handovers(view: PlatformView) -> tuple[dict[str, int], dict[str, _Payee], l
                 payee.by_borrower[b] = payee.by_borrower.get(b, 0) + got
                 payee.edges.append((b, v, e, got))
     return loans, payees, back_edges, back
+
+
+def _passed_on(view: PlatformView, b: str, hb: str | None) -> list[tuple[str, dict[str, Any], str | None, float]]:
+    """The flows out of borrower account `b` (holder `hb`) that may hand loan proceeds over: to another holder who is
+    no declared related party, with the share of each that is not a fee or a repayment (`keep`); the same in every
+    window (the windows read their buckets)."""
+    nodes, succ = view.ledger.graph._node, view.ledger.graph._succ  # networkx's storage, read-only
+    out = []
+    for v, e in succ[b].items():
+        if e.get("kind") != "flow":
+            continue
+        hv = nodes[v].get("holder")
+        if hv == hb or hv in view.related_holders:
+            continue
+        keep = 1.0 - sum(e["by_type"][i] for i in NOT_PROCEEDS) / e["amount"]
+        if keep <= 0:
+            continue
+        out.append((v, e, hv, keep))
+    return out
 
 
 def _returned_by(view: PlatformView, holder: str, payee: _Payee) -> tuple[int, list[tuple[str, str, dict[str, Any], int]]]:
@@ -258,37 +278,52 @@ def _payouts_after(view: PlatformView, edges: list[tuple[str, str, dict[str, Any
 def _insiders_elsewhere(view: PlatformView) -> tuple[dict[str, list[str]], set[str], dict[str, list[str]], set[str]]:
     """Borrowers here who are another platform's own holder or declared related party (platform -> borrower
     accounts, with loans in the window), the platforms where this platform's own people borrow, and the same
-    two for borrower accounts held whatever they borrowed (a standing tie, from the registry)."""
-    ledger, G = view.ledger, view.ledger.graph
-    pid = view.platform_id
+    two for borrower accounts held whatever they borrowed (a standing tie, from the registry). Only the first two
+    read the window: the ties are found once for the views that share (callers only read them)."""
+    ties, held, ours_held, ours_lent = view.lifetime(_insiders_elsewhere, lambda: _standing_ties(view))
     insiders: dict[str, list[str]] = {}
+    for b, qs in ties:
+        if _loan_days(view, b)[1] > 0:
+            for q in qs:
+                insiders.setdefault(q, []).append(b)
+    ours = set(ours_lent) if insiders else set()
+    return insiders, ours, held, ours_held
+
+
+def _standing_ties(view: PlatformView) -> tuple[list[tuple[str, set[str]]], dict[str, list[str]], set[str], set[str]]:
+    """(each borrower account here with the other platforms whose own holder or declared related party holds it,
+    platform -> those accounts, the platforms where this platform's own people hold borrower accounts, those of
+    them where such an account has borrowed over its life)."""
+    ledger, G = view.ledger, view.ledger.graph
+    nodes, succ = G._node, G._succ  # networkx's storage, read-only
+    pid = view.platform_id
+    ties: list[tuple[str, set[str]]] = []
     held: dict[str, list[str]] = {}
     for b in view.accounts_by_role.get("BORROWER", ()):
         hb = view.holder(b)
         if hb is None or hb in view.related_holders:
             continue
-        lending = _loan_days(view, b)[1] > 0
         qs = set(ledger.related_platforms(hb))  # platforms declaring this holder related (the ledger's index)
         qs.discard(pid)
-        for a in G.succ.get(("holder", hb), {}):
-            d = G.nodes[a]
+        for a in succ.get(("holder", hb), {}):
+            d = nodes[a]
             if d.get("role") in PLATFORM_SIDE and d.get("platform") != pid:
                 qs.add(d["platform"])
+        if qs:
+            ties.append((b, qs))
         for q in qs:
             held.setdefault(q, []).append(b)
-            if lending:
-                insiders.setdefault(q, []).append(b)
-    ours: set[str] = set()
+    ours_lent: set[str] = set()
     ours_held: set[str] = set()
     if held:
         for h in view.lifetime(platform_side_holders, lambda: platform_side_holders(ledger, pid)):
-            for a in G.succ.get(("holder", h), {}):
-                d = G.nodes[a]
+            for a in succ.get(("holder", h), {}):
+                d = nodes[a]
                 if d.get("role") == "BORROWER" and d.get("platform") != pid:
                     ours_held.add(d["platform"])
-                    if insiders and loans_in(G, a) > 0:
-                        ours.add(d["platform"])
-    return insiders, ours, held, ours_held
+                    if loans_in(G, a) > 0:
+                        ours_lent.add(d["platform"])
+    return ties, held, ours_held, ours_lent
 
 
 @detector("self_financing", "nominee_borrowing", "cross_platform_insider")

@@ -6,6 +6,7 @@ that own accounts on several platforms.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from itertools import islice
 from typing import Any, Iterator
 
@@ -24,7 +25,7 @@ def cycle(view: PlatformView) -> list[Finding]:
     """Money that returns to where it started through the platform's own account (3-4 hops among its inner accounts)."""
     # investors and cards are leaves of lawful money (deposit, invest, get repaid): leave them out
     inner = ("PLATFORM_OWN", "CUSTODY_POOL", "BORROWER", "RISK_RESERVE", "CLIENT_RESERVE")
-    edges = view.edges(lambda u, v, e: view.role(u) in inner and view.role(v) in inner)
+    edges = view.edges_between((inner, inner))
     if not edges:
         return []
     nbrs: dict[str, list[str]] = {}
@@ -69,24 +70,17 @@ def _short_cycles(nbrs: dict[str, list[str]], bound: int) -> Iterator[list[str]]
 
 @detector("fan_in", "fan_out", "gather_scatter")
 def fans(view: PlatformView) -> list[Finding]:
-    G = view.ledger.graph
     out: list[Finding] = []
     fan_in: list[str] = []
     fan_out: list[str] = []
-    for role, accts in view.accounts_by_role.items():
-        if role in STRUCTURAL:
-            continue
-        for a in accts:
-            start = view.window.start_ms or 0
-            pred, succ = G.pred[a], G.succ[a]
-            if len(pred) < FAN and len(succ) < FAN:
-                continue
-            ins = sum(1 for e in pred.values() if e.get("kind") == "flow" and e["last_ts"] >= start)
-            outs = sum(1 for e in succ.values() if e.get("kind") == "flow" and e["last_ts"] >= start)
-            if ins >= FAN:
-                fan_in.append(a)
-            if outs >= FAN:
-                fan_out.append(a)
+    start = view.window.start_ms or 0
+    for a, ins_last, outs_last in view.lifetime(_fan_candidates, lambda: _fan_candidates(view)):
+        ins = len(ins_last) - bisect_left(ins_last, start)  # flows whose last movement is inside the window
+        outs = len(outs_last) - bisect_left(outs_last, start)
+        if ins >= FAN:
+            fan_in.append(a)
+        if outs >= FAN:
+            fan_out.append(a)
     both = sorted(set(fan_in) & set(fan_out))
     for name, accts, zh, en in (("gather_scatter", both, "集中后分散", "gather-scatter"),
                                 ("fan_in", sorted(set(fan_in) - set(both)), "多对一汇集", "fan-in"),
@@ -107,6 +101,23 @@ def fans(view: PlatformView) -> list[Finding]:
             f"In the last {view.window_days} days {len(accts)} accounts that are not pools show a {en} pattern "
             f"(at least {FAN} counterparties), involving {yuan_en(ev.amount)}.",
             ev.tx_ids, ev.account_ids, ev.amount, view.window_days, ev.since_ms, (("accounts", float(len(accts))),)))
+    return out
+
+
+def _fan_candidates(view: PlatformView) -> list[tuple[str, list[int], list[int]]]:
+    """Accounts that are not pools with FAN or more neighbours on one side (the only ones any window can find a fan
+    at), in role and account order, with the last movement of each flow in and out, sorted: a window counts its
+    flows by bisection."""
+    G = view.ledger.graph
+    out = []
+    for role, accts in view.accounts_by_role.items():
+        if role in STRUCTURAL:
+            continue
+        for a in accts:
+            pred, succ = G._pred[a], G._succ[a]  # networkx's storage, read-only
+            if len(pred) >= FAN or len(succ) >= FAN:
+                out.append((a, sorted(e["last_ts"] for e in pred.values() if e.get("kind") == "flow"),
+                            sorted(e["last_ts"] for e in succ.values() if e.get("kind") == "flow")))
     return out
 
 
@@ -159,7 +170,7 @@ def cross_platform_cycle(view: PlatformView) -> list[Finding]:
     """Money leaving the platform's own holder (own, pool, reserve accounts) or its declared related
     parties and coming back to them through accounts on another platform: holders tie accounts across
     platforms (2-4 holder hops, at most MAX_EXPLORED holders visited)."""
-    G = view.ledger.graph
+    nodes = view.ledger.graph._node  # networkx's storage, read-only (G.nodes[x] builds a view each time)
     starts = sorted({h for r in OWN_ROLES for a in view.accounts_by_role.get(r, ()) if (h := view.holder(a))}
                     | set(view.related_holders))
     explored = 0
@@ -174,11 +185,11 @@ def cross_platform_cycle(view: PlatformView) -> list[Finding]:
                     continue
                 step = path + [(a, b, e, amt)]
                 if nh == s and len(step) >= 2:
-                    touched = {G.nodes[x].get("platform") for x, _, _, _ in step} | {G.nodes[y].get("platform")
-                                                                                    for _, y, _, _ in step}
+                    touched = {nodes[x].get("platform") for x, _, _, _ in step} | {nodes[y].get("platform")
+                                                                                  for _, y, _, _ in step}
                     if len(touched - {None}) >= 2:
                         found.append(step)
-                elif len(step) < 4 and nh not in {G.nodes[x].get("holder") for x, _, _, _ in step}:
+                elif len(step) < 4 and nh not in {nodes[x].get("holder") for x, _, _, _ in step}:
                     stack.append((nh, step))
     if not found:
         return []
@@ -186,7 +197,7 @@ def cross_platform_cycle(view: PlatformView) -> list[Finding]:
     ev = view.evidence(sorted(edges.values(), key=lambda x: (-x[3], x[0], x[1])))
     if ev.amount < MATERIAL:
         return []
-    plats = sorted({G.nodes[x]["platform"] for x in ev.account_ids if G.nodes[x].get("platform")})
+    plats = sorted({nodes[x]["platform"] for x in ev.account_ids if nodes[x].get("platform")})
     return [Finding(
         "cycle", "MEDIUM", min(1.0, 0.4 + len(found) / 10),
         f"近{view.window_days}日资金经共同持有人在{len(plats)}个平台（{'、'.join(plats)}）之间形成{len(found)}条闭环，"

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from bisect import bisect_left
+from typing import Any, Iterable
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
 from graph.ledger import B_COUNT, TYPE_INDEX
+from schemas.records import Platform
 
 MATERIAL = 1_000_000
 MARGIN = 0.02
@@ -43,8 +45,7 @@ def excess_yield(view: PlatformView) -> list[Finding]:
     sev = "HIGH" if above_ceiling and above_projects else "MEDIUM"
     if above_projects and (gap >= 0.08 or above_peers):
         sev = "HIGH"
-    ev = view.evidence(view.edges(lambda u, v, e: view.role(u) == "INVESTOR" and view.role(v) in
-                                  ("CUSTODY_POOL", "PLATFORM_OWN")))
+    ev = view.evidence(view.edges_between(("INVESTOR", ("CUSTODY_POOL", "PLATFORM_OWN"))))
     proj = f"{pct(project)}" if project is not None else "n/a"
     peer_s = pct(peer) if peer is not None else "n/a"
     return [Finding(
@@ -64,9 +65,28 @@ def peer_promised_yield(view: PlatformView) -> float | None:
     p = view.platform
     if p is None:
         return None
-    ys = [q.advertised_annual_yield for q in view.ledger.platforms.values()
-          if q.kind == p.kind and q.advertised_annual_yield is not None and q.platform_id != p.platform_id]
-    return statistics.median(ys) if len(ys) >= 5 else None
+    by_kind = view.at_moment(peer_promised_yield, lambda: _advertised_by_kind(view.ledger.platforms.values()))
+    data = by_kind.get(p.kind)
+    y = p.advertised_annual_yield
+    if data is None or (y is not None and (y == 0.0 or y != y)):  # NaN in the kind, or +-0.0, NaN: walk them all
+        data = [q.advertised_annual_yield for q in view.ledger.platforms.values()
+                if q.kind == p.kind and q.advertised_annual_yield is not None and q.platform_id != p.platform_id]
+    elif y is not None:  # the platform itself is no peer of its own: one element equal to its yield goes
+        i = bisect_left(data, y)
+        data = data[:i] + data[i + 1:]
+    return statistics.median(data) if len(data) >= 5 else None
+
+
+def _advertised_by_kind(platforms: Iterable[Platform]) -> dict[str, list[float] | None]:
+    """Advertised yields by kind, sorted (as `statistics.median` sorts them), once per pass: the median without one
+    platform is then a slice, not a walk over every platform (a walk per platform made the pass quadratic in
+    platforms). Floats equal to a nonzero number are the same number, so dropping any one of them leaves the list
+    the walk sorts, and the same median to the bit; a kind holding a NaN (no order) is left to the walk (None)."""
+    ys: dict[str, list[float]] = {}
+    for q in platforms:
+        if q.advertised_annual_yield is not None:
+            ys.setdefault(q.kind, []).append(q.advertised_annual_yield)
+    return {kind: None if any(y != y for y in v) else sorted(v) for kind, v in ys.items()}
 
 
 POOL_PAYERS = ("CUSTODY_POOL", "PLATFORM_OWN", "RISK_RESERVE")
@@ -117,7 +137,7 @@ def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str,
         n = min(traced, max(0, p - r))
         new += n
         if n > 0:
-            evidence.extend(x for x in view.window_edges if view.role(x[0]) == role and view.role(x[1]) == "INVESTOR")
+            evidence.extend(view.edges_between((role, "INVESTOR")))
     evidence.sort(key=lambda x: (-x[3], x[0], x[1]))
     return paid, new, received, evidence
 
@@ -185,7 +205,7 @@ def subsidy_returns(view: PlatformView) -> tuple[int, int, list[int], list[tuple
     origins = [0] * trace.N_ORIGINS
     edges = []
     start = view.window.start_day
-    for u, v, e, total in view.edges(lambda u, v, e: view.role(u) in SUBSIDY_PAYERS and view.role(v) == "INVESTOR"):
+    for u, v, e, total in view.edges_between((SUBSIDY_PAYERS, "INVESTOR")):
         paid_life = sum(e["by_type"][TYPE_INDEX[t]] for t in PAYOUT_TYPES)
         if paid_life <= 0:
             continue
