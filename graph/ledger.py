@@ -63,6 +63,10 @@ class ApplyResult:
     reason: str = ""
 
 
+_APPLIED = ApplyResult(True)  # frozen: the hot path hands out these two rather than make one per transaction
+_DUPLICATE = ApplyResult(False, "duplicate tx_id")
+
+
 def tx_digest(tx: Transaction) -> int:
     """A compact, process-independent digest of everything a transaction says (CRC-32: a re-send with other
     content passes as an exact duplicate with probability 2^-32). Python's hash() is salted per process,
@@ -295,7 +299,10 @@ class Ledger:
         day, so memory stays bounded. The horizon follows the newest transaction day remembered, not the
         stream's event time, so no registry record or disclosure can empty the memory by moving time."""
         self._dedup_ids[tx_id] = digest
-        self._dedup.setdefault(day, []).append(tx_id)
+        ids = self._dedup.get(day)
+        if ids is None:
+            ids = self._dedup[day] = []
+        ids.append(tx_id)
         if len(self._dedup) > self.dedup_days + 1:
             horizon = max(self._dedup) - self.dedup_days
             for d in [d for d in self._dedup if d < horizon]:
@@ -319,10 +326,10 @@ class Ledger:
         seen = self._dedup_ids.get(tx.tx_id)
         if seen is not None:
             if seen == digest or seen < 1 << 20:  # same content; or a day number from a format-2 checkpoint
-                return ApplyResult(False, "duplicate tx_id")
+                return _DUPLICATE
             return ApplyResult(False, f"conflict: tx_id {tx.tx_id} was applied with different content")
         self._remember(tx.tx_id, day, digest)
-        G = self.graph
+        G = self.graph_ if self.graph_ is not None else self.graph
         folds = self._folds
         # networkx's documented dict-of-dicts storage, read and written directly on this hot path (views cost
         # ~1 us each, add_edge ~5 us); a new edge is stored the way add_edge stores it, and the graph's cache
@@ -333,6 +340,8 @@ class Ledger:
         src_role, dst_role = src["role"], dst["role"]
         # trace: pro rata through balances
         parts = trace.take(src["comp"], src["balance"], amount)
+        # the origins this movement carries (most carry one): every sum below adds only these
+        carried = [(i, x) for i, x in enumerate(parts) if x]
         src["balance"] -= amount
         origin = trace.entry_origin(tx.type, src_role, dst_role, tx.listing_id is not None)
         dst["balance"] += amount
@@ -340,9 +349,8 @@ class Ledger:
         if origin is not None:
             comp[origin] += amount
         else:
-            for i, x in enumerate(parts):
-                if x:
-                    comp[i] += x
+            for i, x in carried:
+                comp[i] += x
         # aggregate the flow; a new edge, bucket or row starts as [amount, count, *origins] of this movement
         out = succ[fa]
         e = out.get(ta)
@@ -370,7 +378,9 @@ class Ledger:
             e["by_type"][TYPE_INDEX[tx.type]] += amount
             e["interest"] += tx.interest or 0
             e["recent"].append(tx.tx_id)
-            trace.add(e["origin"], parts)
+            lifetime = e["origin"]
+            for i, x in carried:
+                lifetime[i] += x
             buckets = e["buckets"]
             b = buckets.get(day)
             if b is None:
@@ -384,9 +394,8 @@ class Ledger:
             else:
                 b[B_AMOUNT] += amount
                 b[B_COUNT] += 1
-                for i, x in enumerate(parts, B_ORIGIN0):
-                    if x:
-                        b[i] += x
+                for i, x in carried:
+                    b[B_ORIGIN0 + i] += x
         # per-platform daily aggregates by (type, roles, related payee): what the detectors window over
         pid = tx.platform_id
         days = self.platform_days.get(pid)
@@ -416,14 +425,14 @@ class Ledger:
             else:
                 row[B_AMOUNT] += amount
                 row[B_COUNT] += 1
-                for i, x in enumerate(parts, B_ORIGIN0):
-                    if x:
-                        row[i] += x
+                for i, x in carried:
+                    row[B_ORIGIN0 + i] += x
         if tx.listing_id is not None:
             self._book(tx, src_role, dst_role)
         self.tx_count += 1
-        self._tick(tx.ts)
-        return ApplyResult(True)
+        if ts > self.now_ms:
+            self._tick(ts)
+        return _APPLIED
 
     def _book(self, tx: Transaction, src_role: str, dst_role: str) -> None:
         lid = tx.listing_id or ""

@@ -170,3 +170,41 @@ def test_the_indexed_fold_drops_what_a_walk_over_every_edge_drops():
         {d: (agg is _FOLDED, agg) for d, agg in B.platform_days["P1"].items()}
     assert list(A.platform_days["P1"]) == list(B.platform_days["P1"])  # same days, same order
     assert "_folds" not in A.__getstate__()
+
+
+def test_take_splits_as_the_two_pass_rule_did():
+    """`trace.take` visits only the origins a balance holds; what it takes must be what the rule's first form took
+    (every origin, two passes), rounding included, for any composition, balance and amount."""
+    import random
+
+    def two_pass(comp, balance, amount):
+        out = [0] * trace.N_ORIGINS
+        traced = min(max(balance, 0), amount)
+        if traced > 0:
+            left, last = traced, -1
+            for i in range(trace.N_ORIGINS):
+                if comp[i] > 0:
+                    last = i
+            for i in range(trace.N_ORIGINS):
+                if comp[i] <= 0:
+                    continue
+                part = left if i == last else min(comp[i], comp[i] * traced // balance)
+                part = min(part, comp[i], left)
+                out[i], comp[i], left = part, comp[i] - part, left - part
+            if left > 0:
+                for i in sorted(range(trace.N_ORIGINS), key=lambda j: -comp[j]):
+                    part = min(comp[i], left)
+                    out[i], comp[i], left = out[i] + part, comp[i] - part, left - part
+                    if left == 0:
+                        break
+            out[trace.UNKNOWN] += left
+        out[trace.UNKNOWN] += amount - traced
+        return out
+
+    rng = random.Random(7)
+    for _ in range(20_000):
+        comp = [rng.choice((0, 0, rng.randrange(1, 50), rng.randrange(1, 10**9))) for _ in range(trace.N_ORIGINS)]
+        balance = rng.choice((sum(comp), sum(comp) + rng.randrange(-20, 20), 0, -rng.randrange(1, 100)))
+        amount = rng.choice((rng.randrange(1, 100), rng.randrange(1, 10**9), max(1, balance)))
+        a, b = list(comp), list(comp)
+        assert trace.take(a, balance, amount) == two_pass(b, balance, amount) and a == b
