@@ -8,12 +8,14 @@ idle, so a replay and a live run over the same records reach the same scores.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import gc
 import heapq
 import logging
 import math
+import operator
 import threading
 import time
 from collections import deque
@@ -28,7 +30,7 @@ from ingest.decode import DecodeError, Envelope, RawMessage, TransientError, dec
 from ingest.sources import Source
 from ingest.validate import Gate, Limits, event_time
 from schemas import INPUT_RECORDS
-from schemas.records import DAY_MS, Account, Outcome, Platform, Tip, Transaction
+from schemas.records import DAY_MS, RECORD_TYPES, Account, Outcome, Platform, Tip, Transaction
 from schemas.wire import Framing, SingleObjectFraming
 
 __all__ = ["Pipeline", "Output", "RunStats", "fewer_collections"]
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 INF = math.inf
 LIVE_LAG_RECORDS = 5_000  # within this of the partitions' ends, a worker keeps up with the feed
 _PRIORITY = {n: i for i, n in enumerate(INPUT_RECORDS)}  # registry before money at equal times, as a replay
+_ORDER = {RECORD_TYPES[n]: i for n, i in _PRIORITY.items()}  # the same, by record class
+_TIME = operator.itemgetter(0)
 GC_YOUNG = 20_000  # container allocations between the collector's young passes while the loop runs (Python: 700)
 
 
@@ -128,7 +132,9 @@ class Pipeline:
         self._done: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset fully handled
         self._next_assess_ms: int | None = None
         self._dirty = False
-        self._buffer: list[tuple[int, int, int, Envelope]] = []  # (event time, record order, arrival, record)
+        # (event time, record order, arrival, record), sorted at each release (`_release_due`); appended to meanwhile
+        self._buffer: list[tuple[int, int, int, Envelope]] = []
+        self._unsorted = False
         self._held = _Held()  # offsets of the records in the buffer or waiting, per partition: the commit points
         self._seq = 0
         self._arrived: dict[tuple[str, int], float] = {}  # partition -> when it last delivered (monotonic)
@@ -329,7 +335,8 @@ class Pipeline:
             t = rec.received_at if isinstance(rec, Tip) else rec.decided_at if isinstance(rec, Outcome) \
                 else self.ledger.now_ms
         self._seq += 1
-        heapq.heappush(self._buffer, (t, _PRIORITY.get(type(rec).__name__, 9), self._seq, env))
+        self._buffer.append((t, _ORDER.get(type(rec), 9), self._seq, env))
+        self._unsorted = True
         self._held.hold(env.source)
         self._arrived[(env.source.topic, env.source.partition)] = time.monotonic()
 
@@ -373,25 +380,38 @@ class Pipeline:
     def _release_due(self, watermark: float) -> None:
         """Apply what the watermark has passed, oldest first; before the first record past an assessment
         boundary, assess as of the boundary. The moments and the states assessed therefore depend on the
-        records alone, not on how they were batched, interleaved or interrupted."""
+        records alone, not on how they were batched, interleaved or interrupted.
+
+        The buffer is a list sorted here, once per turn (the new records are nearly in order: Timsort merges
+        them in about linear time), and the records due are its prefix: a heap paid a push and a pop, each
+        a Python-level sift, per record. The order is the heap's: (time, record order, arrival)."""
         buf = self._buffer
-        while buf and (buf[0][0] < watermark or watermark == INF):
-            t = buf[0][0]
-            if self._next_assess_ms is None:
-                self._next_assess_ms = (t // DAY_MS + 1) * DAY_MS + self.assess_every_ms - DAY_MS
-            elif t >= self._next_assess_ms:
-                boundary = self._next_assess_ms
-                while boundary + self.assess_every_ms <= t:
-                    boundary += self.assess_every_ms
-                # as of the instant before the boundary, not of the last record before it: the moment then
-                # depends on the boundary alone, the same for every worker of a group and for a replay (a
-                # label or a tip moves no clock: it is assessed where the ledger stands)
-                if event_time(buf[0][3].record) is not None:
-                    self.ledger.advance(boundary - 1)
-                    self._dirty = True  # time moved: windows and silences moved with it, nothing applied or not
-                self._assess(final=False)                                # detect, score, publish
-                self._next_assess_ms = boundary + self.assess_every_ms
-            self._apply(heapq.heappop(buf)[3])                          # graph.apply
+        if self._unsorted:
+            buf.sort()
+            self._unsorted = False
+        due = len(buf) if watermark == INF else bisect.bisect_left(buf, watermark, key=_TIME)
+        i = 0
+        try:
+            while i < due:
+                t, _, _, env = buf[i]
+                if self._next_assess_ms is None:
+                    self._next_assess_ms = (t // DAY_MS + 1) * DAY_MS + self.assess_every_ms - DAY_MS
+                elif t >= self._next_assess_ms:
+                    boundary = self._next_assess_ms
+                    while boundary + self.assess_every_ms <= t:
+                        boundary += self.assess_every_ms
+                    # as of the instant before the boundary, not of the last record before it: the moment then
+                    # depends on the boundary alone, the same for every worker of a group and for a replay (a
+                    # label or a tip moves no clock: it is assessed where the ledger stands)
+                    if event_time(env.record) is not None:
+                        self.ledger.advance(boundary - 1)
+                        self._dirty = True  # time moved: windows and silences moved with it, nothing applied or not
+                    self._assess(final=False)                            # detect, score, publish
+                    self._next_assess_ms = boundary + self.assess_every_ms
+                i += 1
+                self._apply(env)                                         # graph.apply
+        finally:
+            del buf[:i]  # applied (or refused: a dead-letter cap raised from there), never again
 
     # ---- apply, with transactions waiting for their accounts ---------------------------------------
     def _apply(self, env: Envelope) -> None:
@@ -419,8 +439,10 @@ class Pipeline:
         """Apply one transaction; False when it has to wait for a registry record."""
         tx = env.record
         assert isinstance(tx, Transaction)
-        missing = self.ledger.missing_accounts(tx)
-        if missing or tx.platform_id not in self.ledger.platforms:
+        ledger = self.ledger
+        if tx.from_account not in ledger.accounts or tx.to_account not in ledger.accounts or \
+                tx.platform_id not in ledger.platforms:
+            missing = ledger.missing_accounts(tx)
             if allow_wait:
                 self._pending.setdefault(tx.platform_id, deque()).append(env)
                 self.stats.pending += 1
@@ -574,7 +596,7 @@ class Pipeline:
         except Exception as exc:
             log.warning("flush before the rebuild failed: %s: %s", type(exc).__name__, exc)
         self.ledger, self.assessor = copy.deepcopy(self._pristine[0]), copy.deepcopy(self._pristine[1])
-        self._pending, self._done, self._buffer, self._seq = {}, {}, [], 0
+        self._pending, self._done, self._buffer, self._seq, self._unsorted = {}, {}, [], 0, False
         self._held = _Held()
         self._next_assess_ms, self._dirty, self.caught_up = None, False, False
         self._live, self._touched, self._keeping_up = False, set(), 0
@@ -639,8 +661,8 @@ class Pipeline:
         self._pending = cp.pending
         self._done = dict(cp.positions)
         ex = cp.extra
-        self._buffer = [tuple(b) for b in ex.get("buffer", [])]
-        heapq.heapify(self._buffer)
+        self._buffer = sorted(tuple(b) for b in ex.get("buffer", []))  # a heap's order (format 4 and before) or any
+        self._unsorted = False
         self._held = _Held()
         for env in [*(b[3] for b in self._buffer), *(e for q in self._pending.values() for e in q)]:
             self._held.hold(env.source)
