@@ -83,6 +83,14 @@ _FOLDED: dict[tuple[str, str, str, bool], list[int]] = {}
 _FoldIndex = dict[int, tuple[list[dict[int, list[int]]], list[dict[int, dict[tuple[str, str, str, bool], list[int]]]]]]
 
 
+def _day_of(folds: _FoldIndex, day: int) -> tuple[list[Any], list[Any]]:
+    """The fold index's entry for `day`, made when first needed (setdefault would make one on every call)."""
+    entry = folds.get(day)
+    if entry is None:
+        entry = folds[day] = ([], [])
+    return entry
+
+
 class Ledger:
     """Owns the networkx graph; `apply` takes any input record and is idempotent by tx_id."""
 
@@ -367,7 +375,7 @@ class Ledger:
                 "interest": tx.interest or 0}
             nx._clear_cache(G)
             if folds is not None:
-                folds.setdefault(day, ([], []))[0].append(buckets)
+                _day_of(folds, day)[0].append(buckets)
         else:
             e["amount"] += amount
             e["count"] += 1
@@ -386,7 +394,7 @@ class Ledger:
             if b is None:
                 buckets[day] = [amount, 1, *parts]
                 if folds is not None:
-                    folds.setdefault(day, ([], []))[0].append(buckets)
+                    _day_of(folds, day)[0].append(buckets)
                 if len(buckets) > self.retention_days:
                     horizon = day - self.retention_days
                     for d in [d for d in buckets if d <= horizon]:
@@ -405,7 +413,7 @@ class Ledger:
         if agg is None:
             agg = days[day] = {}
             if folds is not None:
-                folds.setdefault(day, ([], []))[1].append(days)
+                _day_of(folds, day)[1].append(days)
             if len(days) > self.retention_days:
                 horizon = day - self.retention_days
                 for d in [d for d in days if d <= horizon]:
@@ -413,7 +421,7 @@ class Ledger:
         elif agg is _FOLDED:  # a late movement on a day already folded: outside every window, kept apart
             agg = days[day] = {}
             if folds is not None:
-                folds.setdefault(day, ([], []))[1].append(days)
+                _day_of(folds, day)[1].append(days)
         key = (tx.type, src_role, dst_role, dst["holder"] in self.related.get(pid, ()))
         life = self.platform_life.get(pid)
         if life is None:
