@@ -77,6 +77,11 @@ def money_partitions(prefix: str) -> list[tuple[str, int]]:
     return [(names[r], p) for r in INPUTS if r not in REGISTRY_RECORDS for p in range(TOPIC_LAYOUT[r][0])]
 
 
+def input_partitions(prefix: str) -> list[tuple[str, int]]:
+    names = topic_names(prefix)
+    return [(names[r], p) for r in INPUTS for p in range(TOPIC_LAYOUT[r][0])]
+
+
 def end_offsets(bootstrap: str, parts: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
     from kafka import KafkaConsumer, TopicPartition
 

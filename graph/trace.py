@@ -25,6 +25,7 @@ __all__ = ["ORIGINS", "N_ORIGINS", "INVESTOR_FUNDS", "LOAN_PROCEEDS", "BORROWER_
 ORIGINS = ("INVESTOR_FUNDS", "LOAN_PROCEEDS", "BORROWER_FUNDS", "RESERVE_FUNDS", "OWN_FUNDS", "UNKNOWN")
 N_ORIGINS = len(ORIGINS)
 INVESTOR_FUNDS, LOAN_PROCEEDS, BORROWER_FUNDS, RESERVE_FUNDS, OWN_FUNDS, UNKNOWN = range(N_ORIGINS)
+_ORIGIN_RANGE = range(N_ORIGINS)
 
 _EXTERNAL_ENTRY = {
     "INVESTOR": INVESTOR_FUNDS, "BORROWER": BORROWER_FUNDS, "CLIENT_RESERVE": RESERVE_FUNDS,
@@ -44,33 +45,35 @@ def entry_origin(tx_type: str, src_role: str, dst_role: str, has_listing: bool) 
 
 
 def take(comp: list[int], balance: int, amount: int) -> list[int]:
-    """Remove `amount` pro rata from a composition summing to `balance`; returns what left (sums to amount)."""
+    """Remove `amount` pro rata from a composition summing to `balance`; returns what left (sums to amount).
+
+    Once per transaction: money from outside custody (no traced balance) returns at once, and only the
+    origins the balance holds are visited."""
+    traced = min(balance, amount) if balance > 0 else min(0, amount)
+    if traced <= 0:
+        out = [0] * N_ORIGINS
+        out[UNKNOWN] = amount - traced
+        return out
     out = [0] * N_ORIGINS
-    traced = min(max(balance, 0), amount)
-    if traced > 0:
-        left = traced
-        last = -1
-        for i in range(N_ORIGINS):
-            if comp[i] > 0:
-                last = i
-        for i in range(N_ORIGINS):
-            if comp[i] <= 0:
-                continue
-            part = left if i == last else min(comp[i], comp[i] * traced // balance)
-            part = min(part, comp[i], left)
+    held = [i for i in _ORIGIN_RANGE if comp[i] > 0]
+    left = traced
+    if held:
+        last = held[-1]
+        for i in held:
+            c = comp[i]
+            part = min(left, c) if i == last else min(c * traced // balance, c, left)
             out[i] = part
+            comp[i] = c - part
+            left -= part
+    if left > 0:  # rounding: take what is left from the largest holdings
+        for i in sorted(_ORIGIN_RANGE, key=lambda j: -comp[j]):
+            part = min(comp[i], left)
+            out[i] += part
             comp[i] -= part
             left -= part
-        if left > 0:  # rounding: take what is left from the largest holdings
-            for i in sorted(range(N_ORIGINS), key=lambda j: -comp[j]):
-                part = min(comp[i], left)
-                out[i] += part
-                comp[i] -= part
-                left -= part
-                if left == 0:
-                    break
-        out[UNKNOWN] += left
-    out[UNKNOWN] += amount - traced
+            if left == 0:
+                break
+    out[UNKNOWN] += left + amount - traced
     return out
 
 

@@ -183,7 +183,7 @@ def _enc(o: Any, allowed: dict[type, str], blobs: list[bytes] | None = None) -> 
     if dataclasses.is_dataclass(o):
         state = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
     else:
-        state = dict(vars(o))
+        state = dict(o.__getstate__())  # Ledger leaves its derived indexes out (they are rebuilt)
     return {"$o": name, "d": _enc(state, allowed, blobs)}
 
 

@@ -8,8 +8,9 @@ the same message again rather than dead-lettering valid data.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from schemas.records import RECORD_TYPES, Record
 from schemas.wire import Framing, FramingError, SchemaSourceUnavailable, decode_body
@@ -61,9 +62,36 @@ class TransientError(Exception):
 
 
 def to_record(name: str, row: dict[str, Any]) -> Record:
-    cls = RECORD_TYPES[name]
-    rec: Record = cls(**row)
+    build = _BUILDERS.get(name)
+    if build is None:
+        build = _BUILDERS[name] = _builder(RECORD_TYPES[name])
+    rec: Record = build(row)
     return rec
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {}  # record name -> its builder, made on first use
+
+
+def _builder(cls: type) -> Callable[[dict[str, Any]], Any]:
+    """`cls(**row)` for one of the frozen, slotted record classes, about twice as fast for the rows decoding
+    yields (every field, nothing else: each slot set through its descriptor, as the generated `__init__`
+    does through `object.__setattr__`, minus the keyword-argument call). Any other row goes through
+    `cls(**row)`, which fills defaults or raises as it always did."""
+    fields = [(f.name, getattr(cls, f.name).__set__) for f in dataclasses.fields(cls)]
+    n, new = len(fields), object.__new__
+
+    def build(row: dict[str, Any]) -> Any:
+        if len(row) == n:
+            try:
+                obj: Any = new(cls)
+                for name, put in fields:
+                    put(obj, row[name])
+                return obj
+            except KeyError:
+                pass
+        return cls(**row)
+
+    return build
 
 
 def decode(msg: RawMessage, framing: Framing) -> Envelope | DecodeError:

@@ -8,15 +8,19 @@ idle, so a replay and a live run over the same records reach the same scores.
 """
 from __future__ import annotations
 
+import bisect
+import contextlib
 import copy
+import gc
 import heapq
 import logging
 import math
+import operator
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from detectors.assess import Assessment, Assessor, Population, Statistical
 from graph.ledger import Ledger
@@ -26,15 +30,34 @@ from ingest.decode import DecodeError, Envelope, RawMessage, TransientError, dec
 from ingest.sources import Source
 from ingest.validate import Gate, Limits, event_time
 from schemas import INPUT_RECORDS
-from schemas.records import DAY_MS, Account, Outcome, Platform, Tip, Transaction
+from schemas.records import DAY_MS, RECORD_TYPES, Account, Outcome, Platform, Tip, Transaction
 from schemas.wire import Framing, SingleObjectFraming
 
-__all__ = ["Pipeline", "Output", "RunStats"]
+__all__ = ["Pipeline", "Output", "RunStats", "fewer_collections"]
 
 log = logging.getLogger(__name__)
 INF = math.inf
 LIVE_LAG_RECORDS = 5_000  # within this of the partitions' ends, a worker keeps up with the feed
 _PRIORITY = {n: i for i, n in enumerate(INPUT_RECORDS)}  # registry before money at equal times, as a replay
+_ORDER = {RECORD_TYPES[n]: i for n, i in _PRIORITY.items()}  # the same, by record class
+_TIME = operator.itemgetter(0)
+GC_YOUNG = 20_000  # container allocations between the collector's young passes while the loop runs (Python: 700)
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Raise the collector's young threshold while the loop runs, and restore it after.
+
+    Each record allocates a dozen small containers that die young (freed by reference counting, not by the
+    collector). At Python's default threshold the collector runs every ~60 records, moves what is alive on,
+    and soon walks the whole state (the graph's millions of containers) in full passes: a third of the
+    per-record path (benchmarks/throughput.py). Cyclic garbage is still collected, in rarer passes."""
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], GC_YOUNG), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 class GroupPopulation(Population, Protocol):
@@ -109,7 +132,10 @@ class Pipeline:
         self._done: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset fully handled
         self._next_assess_ms: int | None = None
         self._dirty = False
-        self._buffer: list[tuple[int, int, int, Envelope]] = []  # (event time, record order, arrival, record)
+        # (event time, record order, arrival, record), sorted at each release (`_release_due`); appended to meanwhile
+        self._buffer: list[tuple[int, int, int, Envelope]] = []
+        self._unsorted = False
+        self._held = _Held()  # offsets of the records in the buffer or waiting, per partition: the commit points
         self._seq = 0
         self._arrived: dict[tuple[str, int], float] = {}  # partition -> when it last delivered (monotonic)
         self._started = time.monotonic()
@@ -134,6 +160,11 @@ class Pipeline:
     def run(self, *, stop: threading.Event | None = None, until_caught_up: bool = False,
             max_idle_s: float | None = None, max_inputs: int | None = None) -> RunStats:
         """Run until the source is exhausted (files), caught up (tests), stopped, idle too long, or `max_inputs` read."""
+        with fewer_collections():
+            return self._run(stop=stop, until_caught_up=until_caught_up, max_idle_s=max_idle_s, max_inputs=max_inputs)
+
+    def _run(self, *, stop: threading.Event | None, until_caught_up: bool, max_idle_s: float | None,
+             max_inputs: int | None) -> RunStats:
         idle_since: float | None = None
         interrupted = False
         try:
@@ -304,7 +335,9 @@ class Pipeline:
             t = rec.received_at if isinstance(rec, Tip) else rec.decided_at if isinstance(rec, Outcome) \
                 else self.ledger.now_ms
         self._seq += 1
-        heapq.heappush(self._buffer, (t, _PRIORITY.get(type(rec).__name__, 9), self._seq, env))
+        self._buffer.append((t, _ORDER.get(type(rec), 9), self._seq, env))
+        self._unsorted = True
+        self._held.hold(env.source)
         self._arrived[(env.source.topic, env.source.partition)] = time.monotonic()
 
     def _watermark(self) -> float:
@@ -347,25 +380,38 @@ class Pipeline:
     def _release_due(self, watermark: float) -> None:
         """Apply what the watermark has passed, oldest first; before the first record past an assessment
         boundary, assess as of the boundary. The moments and the states assessed therefore depend on the
-        records alone, not on how they were batched, interleaved or interrupted."""
+        records alone, not on how they were batched, interleaved or interrupted.
+
+        The buffer is a list sorted here, once per turn (the new records are nearly in order: Timsort merges
+        them in about linear time), and the records due are its prefix: a heap paid a push and a pop, each
+        a Python-level sift, per record. The order is the heap's: (time, record order, arrival)."""
         buf = self._buffer
-        while buf and (buf[0][0] < watermark or watermark == INF):
-            t = buf[0][0]
-            if self._next_assess_ms is None:
-                self._next_assess_ms = (t // DAY_MS + 1) * DAY_MS + self.assess_every_ms - DAY_MS
-            elif t >= self._next_assess_ms:
-                boundary = self._next_assess_ms
-                while boundary + self.assess_every_ms <= t:
-                    boundary += self.assess_every_ms
-                # as of the instant before the boundary, not of the last record before it: the moment then
-                # depends on the boundary alone, the same for every worker of a group and for a replay (a
-                # label or a tip moves no clock: it is assessed where the ledger stands)
-                if event_time(buf[0][3].record) is not None:
-                    self.ledger.advance(boundary - 1)
-                    self._dirty = True  # time moved: windows and silences moved with it, nothing applied or not
-                self._assess(final=False)                                # detect, score, publish
-                self._next_assess_ms = boundary + self.assess_every_ms
-            self._apply(heapq.heappop(buf)[3])                          # graph.apply
+        if self._unsorted:
+            buf.sort()
+            self._unsorted = False
+        due = len(buf) if watermark == INF else bisect.bisect_left(buf, watermark, key=_TIME)
+        i = 0
+        try:
+            while i < due:
+                t, _, _, env = buf[i]
+                if self._next_assess_ms is None:
+                    self._next_assess_ms = (t // DAY_MS + 1) * DAY_MS + self.assess_every_ms - DAY_MS
+                elif t >= self._next_assess_ms:
+                    boundary = self._next_assess_ms
+                    while boundary + self.assess_every_ms <= t:
+                        boundary += self.assess_every_ms
+                    # as of the instant before the boundary, not of the last record before it: the moment then
+                    # depends on the boundary alone, the same for every worker of a group and for a replay (a
+                    # label or a tip moves no clock: it is assessed where the ledger stands)
+                    if event_time(env.record) is not None:
+                        self.ledger.advance(boundary - 1)
+                        self._dirty = True  # time moved: windows and silences moved with it, nothing applied or not
+                    self._assess(final=False)                            # detect, score, publish
+                    self._next_assess_ms = boundary + self.assess_every_ms
+                i += 1
+                self._apply(env)                                         # graph.apply
+        finally:
+            del buf[:i]  # applied (or refused: a dead-letter cap raised from there), never again
 
     # ---- apply, with transactions waiting for their accounts ---------------------------------------
     def _apply(self, env: Envelope) -> None:
@@ -378,6 +424,7 @@ class Pipeline:
                 return
             self._apply_tx(env, allow_wait=True)
             return
+        self._held.let_go(env.source)
         if isinstance(rec, Outcome) and rec.platform_id not in self.ledger.platforms:
             # a label for nobody we know: kept, it would let any producer grow the state without bound
             self._dead(DecodeError(env.source, f"outcome for unregistered platform {rec.platform_id[:64]!r}", "validate"))
@@ -392,15 +439,19 @@ class Pipeline:
         """Apply one transaction; False when it has to wait for a registry record."""
         tx = env.record
         assert isinstance(tx, Transaction)
-        missing = self.ledger.missing_accounts(tx)
-        if missing or tx.platform_id not in self.ledger.platforms:
+        ledger = self.ledger
+        if tx.from_account not in ledger.accounts or tx.to_account not in ledger.accounts or \
+                tx.platform_id not in ledger.platforms:
+            missing = ledger.missing_accounts(tx)
             if allow_wait:
                 self._pending.setdefault(tx.platform_id, deque()).append(env)
                 self.stats.pending += 1
                 return False
             what = f"unregistered account {', '.join(missing)}" if missing else f"unregistered platform {tx.platform_id}"
+            self._held.let_go(env.source)
             self._dead(DecodeError(env.source, f"transaction {tx.tx_id}: {what}", "validate"))
             return True
+        self._held.let_go(env.source)
         res = self.ledger.apply_transaction(tx, checked=True)
         if res.applied:
             self.stats.applied += 1
@@ -545,7 +596,8 @@ class Pipeline:
         except Exception as exc:
             log.warning("flush before the rebuild failed: %s: %s", type(exc).__name__, exc)
         self.ledger, self.assessor = copy.deepcopy(self._pristine[0]), copy.deepcopy(self._pristine[1])
-        self._pending, self._done, self._buffer, self._seq = {}, {}, [], 0
+        self._pending, self._done, self._buffer, self._seq, self._unsorted = {}, {}, [], 0, False
+        self._held = _Held()
         self._next_assess_ms, self._dirty, self.caught_up = None, False, False
         self._live, self._touched, self._keeping_up = False, set(), 0
         self.gate.partitions, self.gate.stream_ms = {}, 0
@@ -609,8 +661,11 @@ class Pipeline:
         self._pending = cp.pending
         self._done = dict(cp.positions)
         ex = cp.extra
-        self._buffer = [tuple(b) for b in ex.get("buffer", [])]
-        heapq.heapify(self._buffer)
+        self._buffer = sorted(tuple(b) for b in ex.get("buffer", []))  # a heap's order (format 4 and before) or any
+        self._unsorted = False
+        self._held = _Held()
+        for env in [*(b[3] for b in self._buffer), *(e for q in self._pending.values() for e in q)]:
+            self._held.hold(env.source)
         self._seq = ex.get("seq", 0)
         self._next_assess_ms = ex.get("next_assess_ms")
         self.gate.partitions = dict(ex.get("gate_partitions", {}))
@@ -640,10 +695,52 @@ class Pipeline:
         self._done[(topic, partition)] = offset + 1
 
     def _commit_points(self) -> dict[tuple[str, int], int]:
-        points = dict(self._done)
-        waiting = [e for q in self._pending.values() for e in q] + [b[3] for b in self._buffer]
-        for env in waiting:
-            key = (env.source.topic, env.source.partition)
-            if key in points:
-                points[key] = min(points[key], env.source.offset)
-        return {k: v for k, v in points.items() if k[1] >= 0}
+        """Each partition's next offset fully handled, held back to its oldest record still in the buffer or
+        waiting for its account (`_Held`: kept as records come and go, not found by walking the waiting
+        records every turn, which a full buffer made a few percent of a catch-up)."""
+        points = {k: v for k, v in self._done.items() if k[1] >= 0}
+        for key, oldest in self._held.oldest():
+            if key in points and oldest < points[key]:
+                points[key] = oldest
+        return points
+
+
+class _Held:
+    """The offsets of the input records in the pipeline's buffer or waiting room, per partition: a min-heap per
+    partition and the offsets let go since, removed from the heap's top as they surface (lazy deletion). Files
+    (partition -1) commit nothing and are not tracked."""
+
+    def __init__(self) -> None:
+        self.heaps: dict[tuple[str, int], list[int]] = {}
+        self.gone: dict[tuple[str, int], dict[int, int]] = {}  # partition -> offset -> times let go (re-reads)
+
+    def hold(self, src: RawMessage) -> None:
+        if src.partition >= 0:
+            key = (src.topic, src.partition)
+            heap = self.heaps.get(key)
+            if heap is None:
+                heap = self.heaps[key] = []
+                self.gone[key] = {}
+            heapq.heappush(heap, src.offset)
+
+    def let_go(self, src: RawMessage) -> None:
+        if src.partition >= 0:
+            gone = self.gone[(src.topic, src.partition)]
+            gone[src.offset] = gone.get(src.offset, 0) + 1
+
+    def oldest(self) -> Iterable[tuple[tuple[str, int], int]]:
+        """(partition, its oldest offset still held), for the partitions holding any."""
+        for key, heap in self.heaps.items():
+            gone = self.gone[key]
+            while heap and gone:
+                top = heap[0]
+                n = gone.get(top)
+                if n is None:
+                    break
+                heapq.heappop(heap)
+                if n == 1:
+                    del gone[top]
+                else:
+                    gone[top] = n - 1
+            if heap:
+                yield key, heap[0]

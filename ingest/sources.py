@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # platform discloses monthly. The money topics, keyed by platform, are shared out by the group.
 REGISTRY_RECORDS = ("Platform", "Account", "Disclosure")
 REGISTRY_POLL_MS = 50  # the registry is polled first, briefly: a new account usually precedes its money
+REGISTRY_CATCH_UP_POLL_MS = 5  # ... more briefly while the money comes in full batches (a catch-up)
 COMMIT_RETRY_S = 5.0  # with the broker not answering, a commit is tried at most this often (the loop keeps turning)
 BROKER_CALL_TIMEOUT_MS = 3_000  # a broker that is gone makes a call fail (and be retried), never hang a shutdown
 
@@ -226,6 +227,8 @@ class KafkaSource:
         if self.registry_topics == set(topics):  # a registry alone (a tool reading accounts): the group reads it
             self.registry_topics = set()
         self._registry: Any = None
+        self._offsets: Any = None  # asks end offsets only (`offsets_client`)
+        self._full = False  # the last poll of the money came back (half) full: catching up
         self._money_partitions: int | None = None
         self._partition_of: dict[str, int] = {}
         self.session_timeout_ms = session_timeout_ms
@@ -432,8 +435,12 @@ class KafkaSource:
                 # the registry once the group has handed out the money: a fresh start rebuilds at its first
                 # assignment, and what was read before it would be read again
                 registry = self.registry if self._consumer is not None and self._consumer.assignment() else None
-                first = dict(registry.poll(timeout_ms=REGISTRY_POLL_MS)) if registry is not None else {}
+                # a registry read to its end makes its poll wait out the timeout: every turn of a catch-up
+                # waited 50 ms there, a tenth of it; the money waits behind it anyway then
+                wait = REGISTRY_CATCH_UP_POLL_MS if self._full else REGISTRY_POLL_MS
+                first = dict(registry.poll(timeout_ms=wait)) if registry is not None else {}
                 batches = self.consumer.poll(timeout_ms=0 if first else self.poll_timeout_ms)
+                self._full = sum(map(len, batches.values())) >= self.max_poll_records // 2
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -528,14 +535,29 @@ class KafkaSource:
         answer never came: that is the broker not answering, retried like a timeout, not a crash."""
         from kafka.errors import KafkaTimeoutError
 
-        ends: dict[Any, int] = {}
         with self.calls.call():
-            for c in {id(c): c for c, _ in assigned}.values():
-                try:
-                    ends.update(c.end_offsets([tp for o, tp in assigned if o is c], timeout_ms=BROKER_CALL_TIMEOUT_MS))
-                except KeyError as exc:
-                    raise KafkaTimeoutError(f"no end offset came back for {exc}") from exc
+            try:
+                ends: dict[Any, int] = self.offsets_client.end_offsets([tp for _, tp in assigned],
+                                                                       timeout_ms=BROKER_CALL_TIMEOUT_MS)
+            except KeyError as exc:
+                raise KafkaTimeoutError(f"no end offset came back for {exc}") from exc
         return ends
+
+    @property
+    def offsets_client(self) -> Any:
+        """A consumer of its own (no group, nothing assigned) that only asks the broker for end offsets. On the
+        reading consumers' connections the question waited behind their fetch, which the broker holds up to
+        `fetch_max_wait_ms` (500 ms) while a partition has nothing new: a broker processes one request at a
+        time per connection. The watermark asks every turn, so that wait was a third of a catch-up."""
+        if self._offsets is not None:
+            return self._offsets
+        with self._making:
+            if self._offsets is None:
+                from kafka import KafkaConsumer
+
+                self._offsets = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                              client_id=self.client_id + "-offsets", enable_auto_commit=False)
+        return self._offsets
 
     def behind(self) -> set[tuple[str, int]] | None:
         """Partitions read with records still to read (None: no assignment yet). End offsets are asked
@@ -593,7 +615,7 @@ class KafkaSource:
             return None
 
     def close(self) -> None:
-        for name in ("_consumer", "_registry"):
+        for name in ("_consumer", "_registry", "_offsets"):
             c = getattr(self, name)
             if c is not None:
                 try:

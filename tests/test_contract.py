@@ -63,3 +63,35 @@ def test_detector_handles_empty_windows_and_unknown_platforms(name, entry):
     late = Window(30, b.ledger.now_ms + 10_000 * 86_400_000)  # a window with no money in it
     found = fn(PlatformView(busy_book().ledger, "P1", late))
     assert all(f.detector in ("unlicensed_finance", "custody_shortfall", "no_custody") for f in found)
+
+
+def test_decoding_builds_the_records_their_constructors_build():
+    """`to_record` sets a decoded row's fields straight into the record's slots; what it builds must equal what
+    the class's own constructor builds, and a row that is not exactly the record's fields must fail (or fill
+    defaults) as the constructor does."""
+    import dataclasses
+
+    import pytest
+
+    from ingest.decode import to_record
+    from ingest.simulator import simulate
+    from schemas.records import RECORD_TYPES
+
+    w = simulate(3, 10, 2)
+    rows = {"Platform": w.platforms, "Account": w.accounts, "Listing": w.listings, "Transaction": w.transactions,
+            "Disclosure": w.disclosures}
+    for name, items in rows.items():
+        cls = RECORD_TYPES[name]
+        for row in items[:200]:
+            built = to_record(name, dict(row))
+            assert type(built) is cls and built == cls(**row)
+            assert [getattr(built, f.name) for f in dataclasses.fields(cls)] == [row[f.name] for f in dataclasses.fields(cls)]
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                built.platform_id = "other"  # type: ignore[misc]
+    tx = dict(w.transactions[0])
+    assert to_record("Transaction", {k: v for k, v in tx.items() if k != "memo"}).memo is None  # a default
+    renamed = {("note" if k == "memo" else k): v for k, v in tx.items()}
+    with pytest.raises(TypeError, match="unexpected keyword argument 'note'"):
+        to_record("Transaction", renamed)
+    with pytest.raises(TypeError):
+        to_record("Transaction", {**tx, "extra": 1})

@@ -114,3 +114,97 @@ def test_quiet_edges_and_platforms_drop_buckets_past_the_retention():
     assert L.platform_life["P2"][("DEPOSIT", "EXTERNAL", "INVESTOR", False)][:2] == [140, 20]
     assert all(agg for d, agg in L.platform_days["P1"].items() if d > L.now_ms // DAY_MS - 30)
     assert L.stats()["day_buckets"] <= 30
+
+
+def test_the_indexed_fold_drops_what_a_walk_over_every_edge_drops():
+    """`fold` visits only the buckets its day index names; the state it leaves must be the one a walk over every
+    edge and platform leaves (the index is derived: a copy or a restored checkpoint rebuilds it), late movements
+    on folded days and buckets pruned by a busy edge included."""
+    import copy
+    import random
+
+    from graph.ledger import _FOLDED
+
+    class Walk(Ledger):
+        def fold(self, now_ms: int) -> None:  # the fold before the index: every edge, every platform day
+            horizon = now_ms // DAY_MS - self.retention_days
+            if horizon <= self.folded_through:
+                return
+            self.folded_through = horizon
+            for nbrs in self.graph._succ.values():
+                for e in nbrs.values():
+                    if e.get("kind") == "flow":
+                        for d in [d for d in e["buckets"] if d <= horizon]:
+                            del e["buckets"][d]
+            for days in self.platform_days.values():
+                for d, agg in days.items():
+                    if d <= horizon and agg is not _FOLDED:
+                        days[d] = _FOLDED
+
+    rng = random.Random(3)
+    books = {}
+    for cls in (Ledger, Walk):
+        b = Book()
+        b.ledger = cls(retention_days=10)
+        b.ledger.apply(Book().ledger.platforms["P1"])
+        for i in range(8):
+            b.account(f"X{i}", "EXTERNAL")
+            b.account(f"I{i}", "INVESTOR")
+        books[cls] = b
+    moves = []
+    for day in range(60):
+        for _ in range(rng.randrange(0, 6)):
+            late = rng.random() < 0.1
+            moves.append((max(0, day - rng.randrange(10, 14)) if late else day + rng.random() * 0.9,
+                          rng.randrange(8), rng.randrange(8)))
+    for k, (day, x, i) in enumerate(moves):
+        for b in books.values():
+            b.tx(day, "DEPOSIT", f"X{x}", f"I{i}", 100 + k)
+        if k in (40, 120):  # a copy (as a checkpoint restores) goes on without the index and rebuilds it
+            books[Ledger].ledger = copy.deepcopy(books[Ledger].ledger)
+    A, B = books[Ledger].ledger, books[Walk].ledger
+    assert A._folds is not None and A.folded_through == B.folded_through
+    flows = [(u, v, d["buckets"]) for u, v, d in A.graph.edges(data=True) if d.get("kind") == "flow"]
+    assert flows == [(u, v, d["buckets"]) for u, v, d in B.graph.edges(data=True) if d.get("kind") == "flow"]
+    assert {d: (agg is _FOLDED, agg) for d, agg in A.platform_days["P1"].items()} == \
+        {d: (agg is _FOLDED, agg) for d, agg in B.platform_days["P1"].items()}
+    assert list(A.platform_days["P1"]) == list(B.platform_days["P1"])  # same days, same order
+    assert "_folds" not in A.__getstate__()
+
+
+def test_take_splits_as_the_two_pass_rule_did():
+    """`trace.take` visits only the origins a balance holds; what it takes must be what the rule's first form took
+    (every origin, two passes), rounding included, for any composition, balance and amount."""
+    import random
+
+    def two_pass(comp, balance, amount):
+        out = [0] * trace.N_ORIGINS
+        traced = min(max(balance, 0), amount)
+        if traced > 0:
+            left, last = traced, -1
+            for i in range(trace.N_ORIGINS):
+                if comp[i] > 0:
+                    last = i
+            for i in range(trace.N_ORIGINS):
+                if comp[i] <= 0:
+                    continue
+                part = left if i == last else min(comp[i], comp[i] * traced // balance)
+                part = min(part, comp[i], left)
+                out[i], comp[i], left = part, comp[i] - part, left - part
+            if left > 0:
+                for i in sorted(range(trace.N_ORIGINS), key=lambda j: -comp[j]):
+                    part = min(comp[i], left)
+                    out[i], comp[i], left = out[i] + part, comp[i] - part, left - part
+                    if left == 0:
+                        break
+            out[trace.UNKNOWN] += left
+        out[trace.UNKNOWN] += amount - traced
+        return out
+
+    rng = random.Random(7)
+    for _ in range(20_000):
+        comp = [rng.choice((0, 0, rng.randrange(1, 50), rng.randrange(1, 10**9))) for _ in range(trace.N_ORIGINS)]
+        balance = rng.choice((sum(comp), sum(comp) + rng.randrange(-20, 20), 0, -rng.randrange(1, 100)))
+        amount = rng.choice((rng.randrange(1, 100), rng.randrange(1, 10**9), max(1, balance)))
+        a, b = list(comp), list(comp)
+        assert trace.take(a, balance, amount) == two_pass(b, balance, amount) and a == b
