@@ -113,7 +113,13 @@ def _top_yield(ds: list[Disclosure]) -> float | None:
 
 
 def _peer_top_yield(view: PlatformView, kind: str) -> float | None:
-    """Median over the same kind of the highest yield each offers in its last two disclosures (five or more)."""
+    """Median over the same kind of the highest yield each offers in its last two disclosures (five or more),
+    once per pass and kind."""
+    out: float | None = view.at_moment((_peer_top_yield, kind), lambda: _median_top_yield(view, kind))
+    return out
+
+
+def _median_top_yield(view: PlatformView, kind: str) -> float | None:
     ys = []
     for pid, ds in view.ledger.disclosures.items():
         q = view.ledger.platforms.get(pid)
