@@ -103,6 +103,26 @@ class SmoothCDF:
         return out
 
 
+def _hbos() -> Any:
+    """pyod's HBOS with its numba kernel compiled once per machine, not once per process: pyod jits
+    `_calculate_outlier_scores` without numba's cache, so every worker paid 5-10 s on its first fit (at start, after
+    each restart and rebalance). The same Python function, compiled with `cache=True` (kept next to pyod's
+    bytecode, or in NUMBA_CACHE_DIR): outputs unchanged."""
+    import pyod.models.hbos as hbos
+
+    kernel = hbos._calculate_outlier_scores
+    if not getattr(kernel, "_fundwatch_cached", False) and hasattr(kernel, "py_func"):
+        import numba
+
+        try:
+            cached = numba.njit(cache=True)(kernel.py_func)
+            cached._fundwatch_cached = True
+            hbos._calculate_outlier_scores = cached
+        except Exception as exc:  # an unwritable cache costs the compile, nothing else
+            log.warning("numba cache for HBOS not available: %s", exc)
+    return hbos.HBOS
+
+
 class OutlierEnsemble:
     """One-sided ECOD + IForest + HBOS, no torch. Settings in the constructor, state in fit (attributes end in _)."""
 
@@ -145,7 +165,7 @@ class OutlierEnsemble:
 
     def fit(self, X: np.ndarray) -> "OutlierEnsemble":
         from pyod.models.ecod import ECOD
-        from pyod.models.hbos import HBOS
+        HBOS = _hbos()
         from pyod.models.iforest import IForest
 
         X = sanitize(X)

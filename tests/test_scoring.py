@@ -327,3 +327,26 @@ def test_the_readme_documents_every_feature_with_its_direction():
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     for name, f in FEATURES.items():
         assert f"| `{name}` | {f.what} | {f.direction} | {f.why} |" in text, name
+
+
+def test_hbos_kernel_is_compiled_with_numbas_cache_and_scores_as_pyods_own():
+    """Issue 10: numba compiled pyod's HBOS kernel for 5-10 s in every worker process (no cache=True in pyod)."""
+    import pyod.models.hbos as hbos
+
+    from detectors.scoring import _hbos
+
+    original = getattr(hbos._calculate_outlier_scores, "py_func", None)
+    H = _hbos()
+    kernel = hbos._calculate_outlier_scores
+    assert getattr(kernel, "_fundwatch_cached", False) and kernel._cache.__class__.__name__ == "FunctionCache"
+    assert kernel.py_func is original or original is None
+    X = np.random.RandomState(3).rand(120, 6)
+    got = H().fit(X).decision_function(X)
+    import numba
+    plain = numba.njit(kernel.py_func)  # the same kernel without the cache
+    hbos._calculate_outlier_scores = plain
+    try:
+        want = hbos.HBOS().fit(X).decision_function(X)
+    finally:
+        hbos._calculate_outlier_scores = kernel
+    assert np.array_equal(got, want)
