@@ -116,7 +116,7 @@ def _hbos() -> Any:
 
         try:
             cached = numba.njit(cache=True)(kernel.py_func)
-            cached._fundwatch_cached = True
+            setattr(cached, "_fundwatch_cached", True)
             hbos._calculate_outlier_scores = cached
         except Exception as exc:  # an unwritable cache costs the compile, nothing else
             log.warning("numba cache for HBOS not available: %s", exc)
