@@ -8,7 +8,8 @@ KEYWORDS = ("交易所", "交易中心", "金融", "资产管理", "理财", "�
 
 
 def keywords_in(text: str) -> list[str]:
-    return [k for k in KEYWORDS if k.lower() in text.lower()]
+    low = text.lower()  # once, not once per keyword
+    return [k for k in KEYWORDS if k.lower() in low]
 
 
 @detector("unlicensed_finance")
