@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import Callable
 
 from scipy.stats import nbinom, poisson
 
@@ -21,19 +22,26 @@ RECENT = 2  # ... in the last this many disclosures
 MISMATCH_LOOKBACK_MS = 183 * DAY_MS  # disclosures a maturity mismatch is looked for in
 
 
+def _latest_yield(ds: list[Disclosure]) -> float | None:
+    return ds[-1].avg_annual_yield
+
+
 def _peer_median_yield(view: PlatformView, kind: str) -> float | None:
     """Median of the latest disclosed yields of the platforms of `kind` (five at least), once per pass and kind."""
-    out: float | None = view.at_moment((_peer_median_yield, kind), lambda: _median_disclosed_yield(view, kind))
+    return _kind_median(view, kind, _latest_yield)
+
+
+def _kind_median(view: PlatformView, kind: str, value: Callable[[list[Disclosure]], float | None]) -> float | None:
+    """Median over the platforms of `kind` of `value(their disclosures)` (five at least), once per pass."""
+    def compute() -> float | None:
+        ys = []
+        for pid, ds in view.ledger.disclosures.items():
+            p = view.ledger.platforms.get(pid)
+            if p is not None and p.kind == kind and ds and (y := value(ds)) is not None:
+                ys.append(y)
+        return statistics.median(ys) if len(ys) >= 5 else None
+    out: float | None = view.at_moment((_kind_median, kind, value), compute)
     return out
-
-
-def _median_disclosed_yield(view: PlatformView, kind: str) -> float | None:
-    ys = []
-    for pid, ds in view.ledger.disclosures.items():
-        p = view.ledger.platforms.get(pid)
-        if p is not None and p.kind == kind and ds and ds[-1].avg_annual_yield is not None:
-            ys.append(ds[-1].avg_annual_yield)
-    return statistics.median(ys) if len(ys) >= 5 else None
 
 
 @detector("excess_yield", "maturity_mismatch", "self_financing", "ponzi_payout")
@@ -112,20 +120,13 @@ def _top_yield(ds: list[Disclosure]) -> float | None:
     return max(ys) if ys else None
 
 
+def _recent_top_yield(ds: list[Disclosure]) -> float | None:
+    return _top_yield(ds[-RECENT:])
+
+
 def _peer_top_yield(view: PlatformView, kind: str) -> float | None:
-    """Median over the same kind of the highest yield each offers in its last two disclosures (five or more),
-    once per pass and kind."""
-    out: float | None = view.at_moment((_peer_top_yield, kind), lambda: _median_top_yield(view, kind))
-    return out
-
-
-def _median_top_yield(view: PlatformView, kind: str) -> float | None:
-    ys = []
-    for pid, ds in view.ledger.disclosures.items():
-        q = view.ledger.platforms.get(pid)
-        if q is not None and q.kind == kind and ds and (top := _top_yield(ds[-RECENT:])) is not None:
-            ys.append(top)
-    return statistics.median(ys) if len(ys) >= 5 else None
+    """Median over the same kind of the highest yield each offers in its last two disclosures (five or more)."""
+    return _kind_median(view, kind, _recent_top_yield)
 
 
 def _yield_raised(view: PlatformView, ds: list[Disclosure], kind: str) -> list[Finding]:
