@@ -117,7 +117,7 @@ start() {
     if [[ ! -f $state/data/meta.properties ]]; then
       rm -rf "$state/data"
       local cluster_id
-      cluster_id=$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+      cluster_id=$(python3 "$here/cluster_id.py")
       java -cp "$cp" -Dlog4j2.configurationFile="$state/log4j2.properties" kafka.tools.StorageTool \
         format -t "$cluster_id" -c "$state/server.properties" >"$state/format.log" 2>&1 \
         || { cat "$state/format.log" >&2; die "storage format failed"; }
