@@ -5,9 +5,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from service.settings import Settings
 from service.store import Store
 
-__all__ = ["get_store", "StoreDep", "get_delivery", "get_settings"]
+__all__ = ["get_store", "StoreDep", "get_delivery", "get_settings", "SettingsDep"]
 
 
 def get_store(request: Request) -> Store:
@@ -19,8 +20,10 @@ def get_delivery(request: Request) -> Any:
     return request.app.state.delivery
 
 
-def get_settings(request: Request) -> Any:
-    return request.app.state.settings
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

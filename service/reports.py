@@ -13,12 +13,12 @@ import io
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from detectors.risk import DEPARTMENTS, DISPOSITIONS, TIERS
 from service.api import Kind, Limit, Offset, Tier, _not_found, _refusals, read_finding
 from service.auth import Principal, PrincipalDep
-from service.deps import StoreDep
+from service.deps import SettingsDep, StoreDep
 from service.figures import flow_graph_svg, history_svg
 from service.scope import Scope
 
@@ -163,9 +163,16 @@ def inventory_report(store: StoreDep, principal: PrincipalDep) -> dict[str, Any]
     return answer
 
 
-@reports_router.post("/v1/reports/inventory", status_code=201, tags=["reports"], responses=_refusals(401))
-def keep_inventory_report(store: StoreDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Make the inventory briefing and keep it: the next one is compared with this one."""
+@reports_router.post("/v1/reports/inventory", status_code=201, tags=["reports"], responses=_refusals(401, 429))
+def keep_inventory_report(store: StoreDep, principal: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
+    """Make the inventory briefing and keep it: the next one is compared with this one. Kept reports are never
+    deleted, so a key may keep `reports_kept_per_hour` of them an hour (a script looping on it would otherwise
+    fill the store)."""
+    hour_ago = store.clock() - 3_600_000
+    if store.reports_kept_by(principal.actor, "inventory", since_ms=hour_ago) >= settings.reports_kept_per_hour:
+        raise HTTPException(429, f"at most {settings.reports_kept_per_hour} kept briefings an hour per key; "
+                                 f"the GET route answers the same briefing without keeping it",
+                            headers={"Retry-After": "3600"})
     body, answer = _inventory_answer(store, principal)
     rid = store.keep_report("inventory", scope_key(principal.scope), principal.actor, body)
     kept = store.kept_reports("inventory", scope_key(principal.scope), limit=1)[0]

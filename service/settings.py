@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     trust_proxy_headers: bool = False  # X-Forwarded-For names the client only behind a proxy you run
     tip_max_bytes: int = 8_192
     tip_rate_per_hour: int = 10  # tip-offs accepted per client address and hour
+    reports_kept_per_hour: int = 20  # kept briefings per key and hour: each is stored for good (a briefing is weekly)
     max_request_bytes: int = 1_048_576
     outbox_retention_days: float = 30.0  # alert events kept for SSE resumption and webhook redelivery
 

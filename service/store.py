@@ -783,6 +783,13 @@ class Store:
             self._audit(c, actor, f"report.{kind}.keep", f"report:{rid}", {"scope": scope_key})
         return int(rid)
 
+    def reports_kept_by(self, actor: str, kind: str, *, since_ms: int) -> int:
+        """How many reports of `kind` `actor` has kept since `since_ms` (the keeping limit is counted here, in the
+        shared store, so that several API processes enforce one limit)."""
+        rows = self._rows("select count(*) as n from report where actor = ? and kind = ? and created_at >= ?",
+                          (actor, kind, since_ms))
+        return int(rows[0]["n"])
+
     def kept_reports(self, kind: str, scope_key: str, *, limit: int = 50, with_body: bool = False
                      ) -> list[dict[str, Any]]:
         """Kept reports of one kind and scope, newest first."""

@@ -186,6 +186,31 @@ def test_inventory_keeps_reports_per_scope_and_says_what_changed(app, world):
     assert world["store"].audit_entries(action="report.inventory.keep", obj=f"report:{rid}")
 
 
+def test_keeping_briefings_is_limited_per_key_and_hour(module_db, tmp_path):
+    """Kept briefings are never deleted: a key looping on POST filled the store without bound. Counted in the
+    store (several API processes share one limit); the GET answer stays open; another key keeps its own count."""
+    from service.store import wall_ms
+
+    now = [wall_ms()]
+    store = Store(module_db, clock=lambda: now[0])
+    k1 = create_key(store, name="limit one", role="pboc")[0]
+    k2 = create_key(store, name="limit two", role="pboc")[0]
+    app = create_app(Settings(db_path=str(tmp_path / "unused.db"), secret_key_file=str(tmp_path / "secret.key"),
+                              reports_kept_per_hour=2))
+    app.dependency_overrides[get_store] = lambda: store
+    h1, h2 = {"Authorization": f"Bearer {k1}"}, {"Authorization": f"Bearer {k2}"}
+    with TestClient(app) as c:
+        assert [c.post("/v1/reports/inventory", headers=h1).status_code for _ in range(2)] == [201, 201]
+        refused = c.post("/v1/reports/inventory", headers=h1)
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "3600"
+        assert c.get("/v1/reports/inventory", headers=h1).status_code == 200
+        assert c.post("/v1/reports/inventory", headers=h2).status_code == 201
+        kept = c.get("/v1/reports/inventory/kept", headers=h1).json()["items"]
+        assert sum(1 for k in kept if k["created_at"] >= now[0]) == 3  # the refused one was not kept
+        now[0] += 3_600_001  # an hour on: the first key may keep again
+        assert c.post("/v1/reports/inventory", headers=h1).status_code == 201
+
+
 def test_inventory_change_names_who_moved():
     a = {"platform_id": "A", "name": "a", "kind": "P2P_LENDING", "licence": "LICENSED", "jurisdiction": "320706",
          "tier": "LOW", "custodian_id": "CB1", "as_of": 1}

@@ -441,7 +441,8 @@ async function pageReports() {
   const inv = h("div", { id: "inventory" }), kt = h("div", { id: "key-targets" }), msg = h("p", { id: "report-msg", class: "muted" });
   main().replaceChildren(h("h1", {}, t("reports")),
     h("h2", {}, t("inventory")), h("p", {}, h("button", { id: "keep-report", class: "primary", type: "button", onclick: async () => {
-      const r = await post("/v1/reports/inventory"); msg.textContent = t("kept", { id: r.report_id }); draw(r);
+      try { const r = await post("/v1/reports/inventory"); msg.textContent = t("kept", { id: r.report_id }); draw(r); }
+      catch (e) { if (e instanceof Unauthorised) throw e; msg.textContent = e.message; }  /* e.g. 429: kept too often */
     } }, t("keep"))), msg, inv,
     h("h2", {}, t("problems")), h("p", {}, h("button", { id: "download-csv", type: "button", onclick: () => download("/v1/reports/problem-platforms.csv", "problem-platforms.csv") }, t("download"))),
     h("div", { id: "problem-preview" }),
