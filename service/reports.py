@@ -190,12 +190,24 @@ PROBLEM_COLUMNS = ("platform_id", "name", "jurisdiction", "kind", "licence", "cu
                    "disposition", "disposition_zh", "lead_departments", "detectors", "first_flagged_at")
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula (OWASP)
+
+
+def _cell(value: Any) -> Any:
+    """Text a producer chose (a platform's name, its ids) opened in a spreadsheet must stay text: a name like
+    `=HYPERLINK(...)` would run as a formula on the officer's machine (CSV injection). A leading apostrophe is
+    what spreadsheets show as text; numbers are left alone."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv_response(rows: list[dict[str, Any]], columns: tuple[str, ...], filename: str) -> Response:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\r\n")
     w.writeheader()
     for r in rows:
-        w.writerow(r)
+        w.writerow({k: _cell(v) for k, v in r.items()})
     # a byte-order mark: spreadsheet programs in Chinese offices then read UTF-8 correctly
     return Response(("\ufeff" + buf.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -226,6 +226,32 @@ def test_inventory_change_names_who_moved():
     assert inventory_change(now, None) is None
 
 
+def test_csv_cells_a_producer_names_never_run_as_formulas(tmp_path):
+    """A platform's name comes from the registry feed: named `=HYPERLINK(...)` it ran as a formula in the
+    officer's spreadsheet (CSV injection). Every such cell starts with an apostrophe; the JSON keeps the name."""
+    from ingest.simulator import simulate, write_world
+
+    world = simulate(25, 75, seed=11)
+    for i, p in enumerate(world.platforms):
+        p["name"] = ("=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)")[i % 4] + p["name"]
+    write_world(world, tmp_path / "w")
+    store = Store(str(tmp_path / "csv.db"))
+    Pipeline(FileSource(tmp_path / "w"), Ledger(), Assessor(), [store], MemoryDeadLetters()).run()
+    key = create_key(store, name="csv", role="pboc")[0]
+    app = create_app(Settings(db_path=str(tmp_path / "unused.db"), secret_key_file=str(tmp_path / "secret.key")))
+    app.dependency_overrides[get_store] = lambda: store
+    h = {"Authorization": f"Bearer {key}"}
+    with TestClient(app) as c:
+        api = {p["platform_id"]: p["name"] for p in c.get("/v1/platforms", params={"limit": 1000}, headers=h).json()["items"]}
+        rows = []
+        for path in ("/v1/reports/problem-platforms.csv?min_tier=ELEVATED", "/v1/reports/key-targets.csv"):
+            r = c.get(path, headers=h)
+            assert r.status_code == 200
+            rows += list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert rows and all(x["name"] == "'" + api[x["platform_id"]] for x in rows)
+    assert all(api[x["platform_id"]][0] in "=+-@" for x in rows)
+
+
 @pytest.mark.parametrize("who", ["pboc", "banking", "district"])
 def test_problem_csv_is_the_api_high_and_critical(app, world, who):
     h = as_(world, who)
