@@ -46,3 +46,19 @@ def test_lead_departments_by_domain():
     assert lead_departments("P2P_LENDING", []) == ["BANKING_REGULATOR", "FINANCIAL_OFFICE"]
     assert lead_departments("THIRD_PARTY_PAYMENT", []) == ["PBOC_BRANCH"]
     assert lead_departments("PRIVATE_FINANCE", ["excess_yield"]) == ["STABILITY_OFFICE", "MARKET_REGULATOR"]
+
+
+def test_a_platform_nobody_sees_never_ranks_below_one_seen_clean():
+    """No custody: the money cannot be shown clean, so the same statistics score higher than a clean ledger in
+    custody; the registry fact alone stays below ELEVATED."""
+    from dataclasses import replace
+
+    from detectors.rules.registration import no_custody
+    from tests.test_detectors import Book, view
+
+    b = Book()
+    b.ledger.apply(replace(b.ledger.platforms["P1"], custodian_id=None, updated_at=b.ledger.platforms["P1"].updated_at + 1))
+    found = no_custody(view(b))
+    for p in (0.0, 0.3, 0.6, 0.9):
+        assert risk_score(found, p) >= risk_score([], p) + 0.15 * (100 - risk_score([], p)) - 1e-6
+    assert tier_of(risk_score(found, 0.0)) == "LOW" and risk_score(found, 0.0) == pytest.approx(15.0)

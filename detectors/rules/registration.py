@@ -35,12 +35,17 @@ def unlicensed_finance(view: PlatformView) -> list[Finding]:
 def no_custody(view: PlatformView) -> list[Finding]:
     """No custodian bank in the registry: the rectification requires every internet finance business to keep client
     money in third-party custody (seed 000 §二 for P2P and equity crowdfunding, §四(二) for all), so nobody
-    independent sees this platform's money and only its own disclosures speak for it. A registry fact, LOW."""
+    independent sees this platform's money and only its own disclosures speak for it. A registry fact, LOW.
+
+    Full strength (15 points of the rules' part, below ELEVATED on its own): a platform whose money nobody sees
+    cannot be shown clean, so it must not rank below one whose ledger was seen and found clean. At the least
+    weight (9 points) a disclosure-only scheme nothing revealed ranked under the clean lawful platforms in custody
+    (10 points by median on tuning seeds 3-5): the score read "no evidence" as "evidence of none"."""
     p = view.platform
     if p is None or p.custodian_id is not None:
         return []
     return [Finding(
-        "no_custody", "LOW", 0.0,  # the least a finding weighs: every platform outside custody carries it
+        "no_custody", "LOW", 1.0,
         "未落实客户资金第三方存管（登记无存管银行）：平台资金无独立机构监督，仅有其自行披露的数据。",
         "No third-party custody of client money (no custodian bank in the registry): nobody independent sees the "
         "platform's money; only its own disclosures speak for it.",
