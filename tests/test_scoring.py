@@ -350,3 +350,37 @@ def test_hbos_kernel_is_compiled_with_numbas_cache_and_scores_as_pyods_own():
     finally:
         hbos._calculate_outlier_scores = kernel
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_ecod_tails_and_forest_scores_are_pyods_to_the_bit(seed: int) -> None:
+    """The live rescore's model calls without pyod's re-sort and joblib's dispatch: the same numbers, for one row,
+    a batch and the whole fitted population (ties, repeated rows, negative zero and constant columns included)."""
+    from pyod.models.ecod import ECOD
+    from pyod.models.iforest import IForest
+
+    from detectors.scoring import ecod_right_tails, forest_scores
+
+    rng = np.random.default_rng(seed)
+    X = np.round(rng.standard_t(3, size=(400, 6)), 1)  # rounded: many ties
+    X[:, 2] = 0.0
+    X[::7, 2] = -0.0
+    X[50:60] = X[0]  # repeated rows
+    ecod = ECOD().fit(X)
+    forest = IForest(n_estimators=50, random_state=seed).fit(X)
+    neg_sorted = np.sort(-X, axis=0)
+    for Z in (X[:1], X[3:4] + 0.05, np.round(rng.standard_t(3, size=(17, 6)), 1), X):
+        ecod.decision_function(Z)
+        assert np.array_equal(ecod_right_tails(ecod, Z, neg_sorted), np.asarray(ecod.U_r)[-len(Z):])
+        assert np.array_equal(forest_scores(forest, Z), forest.decision_function(Z))
+
+
+def test_fast_forest_scores_follow_feature_subsampling() -> None:
+    from pyod.models.iforest import IForest
+
+    from detectors.scoring import forest_scores
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 8))
+    forest = IForest(n_estimators=30, max_features=0.5, random_state=1).fit(X)
+    assert np.array_equal(forest_scores(forest, X[:9]), forest.decision_function(X[:9]))
