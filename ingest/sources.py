@@ -106,6 +106,19 @@ class FileSource:
                         ", ".join(ignored), ", ".join(FILES.values()))
         return out
 
+    def unreadable(self) -> list[str]:
+        """Files here whose Avro header cannot be read (not a container file, or a schema naming types it never
+        defines), each with the reason: said before a replay starts, not as a traceback halfway through it."""
+        out = []
+        for paths in self.files().values():
+            for path in paths:
+                try:
+                    with open(path, "rb") as fh:
+                        fastavro.reader(fh)
+                except Exception as exc:  # fastavro raises ValueError, SchemaParseException, UnknownType...
+                    out.append(f"{path}: not a readable Avro container file ({type(exc).__name__}: {exc})")
+        return out
+
     @staticmethod
     def reader_schema(name: str, path: Path) -> Any:
         """None when the file's writer schema is fundwatch's own (read as is, the fast path); else fundwatch's

@@ -115,6 +115,11 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     if not FileSource(args.dir).files():
         print(f"fundwatch: no container files in {args.dir}", file=sys.stderr)
         return 2
+    unreadable = FileSource(args.dir).unreadable()
+    for problem in unreadable:
+        print(f"fundwatch: {problem}", file=sys.stderr)
+    if unreadable:
+        return 2
     report = ReportOutput()
     outputs: list[Any] = [report]
     if args.db or args.db_dsn:
