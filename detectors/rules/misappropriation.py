@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from detectors.base import CLIENT_ROLES, Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
@@ -72,7 +72,8 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     fees, allowed, _ = view_investor_fees(view)
     # the window's fees that are beyond the disclosed level over the platform's life
     excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"), max(0, fees - allowed))
-    taken = non_fee + excess_fees
+    direct, direct_edges = direct_to_related(view)
+    taken = non_fee + excess_fees + direct
     onward = f.amount(None, "PLATFORM_OWN", None, related=True)
     onward_client = f.origins(None, "PLATFORM_OWN", None, related=True)[trace.INVESTOR_FUNDS]
     share = taken / client_in if client_in > 0 else 1.0  # a window without client deposits: money already there
@@ -81,33 +82,62 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     # a transfer out of a client account to the platform is never lawful; fees get a 1 % tolerance unless abusive
     # (held-out seed 382's P0097 moved 8,405 yuan of investors' money to its own account as 'management fees' by
     # transfer, under 1万元, and nothing was found)
-    if non_fee < SMALL_TAKING and ((taken < MATERIAL and not (abusive and excess_fees > 0))
-                                   or (non_fee < MATERIAL and share < 0.01 and not abusive)):
+    plain = non_fee + direct  # taken by a movement no fee schedule explains
+    if plain < SMALL_TAKING and ((taken < MATERIAL and not (abusive and excess_fees > 0))
+                                 or (plain < MATERIAL and share < 0.01 and not abusive)):
         return []
-    strength = min(1.0, share * 4 + (0.3 if onward_client > 0 else 0.0) + (0.3 if abusive else 0.0))
-    sev = "CRITICAL" if share >= 0.1 and onward_client > 0 else \
-        "HIGH" if share >= 0.03 or onward_client > 0 or abusive else "MEDIUM"
+    # client money paid straight to the controller or an affiliate has reached the related party already: what
+    # money through the own account shows only when it moves on (onward_client)
+    reached = onward_client > 0 or direct >= MATERIAL
+    strength = min(1.0, share * 4 + (0.3 if reached else 0.0) + (0.3 if abusive else 0.0))
+    sev = "CRITICAL" if share >= 0.1 and reached else \
+        "HIGH" if share >= 0.03 or reached or abusive else "MEDIUM"
     if taken < MATERIAL and not abusive:
         sev = "MEDIUM"  # under 1万元: a breach to stop, not yet a case
     ev = view.evidence(
         [x for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN"))
          if excess_fees > 0 or any(y for i, y in enumerate(x[2]["by_type"]) if i != TYPE_INDEX["FEE"])]
+        + direct_edges
         + [x for x in view.edges_between(("PLATFORM_OWN", None)) if view.holder(x[1]) in view.related_holders])
     return [Finding(
         "misappropriation", sev, strength,
-        f"近{view.window_days}日客户资金{yuan_zh(taken)}流入平台自有账户（非披露费用），占同期客户资金流入{pct(share)}；"
+        f"近{view.window_days}日客户资金{yuan_zh(taken)}流入平台自有账户（非披露费用）或直接转给关联方（{yuan_zh(direct)}），"
+        f"占同期客户资金流入{pct(share)}；"
         f"自有账户再转出至关联方{yuan_zh(onward)}，其中可追溯为投资人资金{yuan_zh(onward_client)}。"
         + (f"累计向投资人收取费用{yuan_zh(fees)}，为披露水平（所获利息的{INVESTOR_FEE_PERCENT}%）的{fees / allowed:.1f}倍。"
            if abusive else ""),
         f"In the last {view.window_days} days {yuan_en(taken)} of client money reached the platform's own account "
-        f"beyond disclosed fees, {pct(share)} of client inflows; the own account then paid {yuan_en(onward)} to related "
+        f"beyond disclosed fees or went straight to related parties ({yuan_en(direct)}), {pct(share)} of client "
+        f"inflows; the own account then paid {yuan_en(onward)} to related "
         f"parties, {yuan_en(onward_client)} of it traced to investors' money."
         + (f" Over its life it charged investors {yuan_en(fees)} in fees, {fees / allowed:.1f} times the disclosed "
            f"level ({INVESTOR_FEE_PERCENT} % of the interest they received)." if abusive else ""),
         ev.tx_ids, ev.account_ids, taken, view.window_days, ev.since_ms,
         (("taken_fen", float(taken)), ("taken_share", share), ("excess_fees_fen", float(excess_fees)),
          ("life_fees_to_disclosed_level", fees / allowed if allowed > 0 else 0.0),
-         ("onward_related_fen", float(onward)), ("onward_client_fen", float(onward_client))))]
+         ("onward_related_fen", float(onward)), ("onward_client_fen", float(onward_client)),
+         ("direct_to_related_fen", float(direct))))]
+
+
+# a related party may be the platform's client like anyone: an investor paid back, a borrower lent to (that is
+# self-financing's business); the risk reserve's own rule is reserve_misuse
+DIRECT_FROM = ("INVESTOR", "CUSTODY_POOL")
+CLIENT_PAYEES = ("INVESTOR", "BORROWER", "CUSTODY_POOL", "RISK_RESERVE", "PLATFORM_OWN")
+
+
+def direct_to_related(view: PlatformView) -> tuple[int, list[tuple[str, str, dict[str, Any], int]]]:
+    """Client money paid from investors' accounts or the custody pool straight to an account of a declared related
+    party that is not a client account here (the controller's bank card, an affiliate's account), in the window:
+    the 2016 rules forbid client money reaching the platform's shareholders, controller or affiliates by any route,
+    not only through the platform's own account. A related party's withdrawal of its own investment to its own
+    card is its money (the same holder on both sides): not counted."""
+    if view.flows.amount(None, DIRECT_FROM, None, related=True) <= 0:
+        return 0, []
+    related = view.related_holders
+    edges = [x for x in view.edges_between((DIRECT_FROM, None))
+             if view.role(x[1]) not in CLIENT_PAYEES and (h := view.holder(x[1])) in related
+             and h != view.holder(x[0])]
+    return sum(x[3] for x in edges), edges
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ def reserve_misuse(view: PlatformView) -> list[Finding]:
     f = view.flows
     received = f.amount("DEPOSIT", "EXTERNAL", "CLIENT_RESERVE")
     if received <= 0:
-        return []
+        return risk_reserve_misuse(view)
     settled = f.amount("TRANSFER", "CLIENT_RESERVE", "EXTERNAL", related=False)
     to_own = f.amount(("TRANSFER", "WITHDRAWAL", "PAYOUT", "REFUND", "INVEST", "DISBURSE", "REPAY"),
                       "CLIENT_RESERVE", "PLATFORM_OWN")
@@ -86,3 +86,38 @@ def cross_bank_clearing(view: PlatformView) -> list[Finding]:
         f"({', '.join(banks)}) moved {yuan_en(ev.amount)} among themselves ({pct(share)} of receipts): clearing across banks.",
         ev.tx_ids, ev.account_ids, ev.amount, view.window_days, ev.since_ms,
         (("interbank_fen", float(ev.amount)), ("banks", float(len(banks))), ("share_of_receipts", share)))]
+
+
+RESERVE_PAYEES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")  # where a lending platform's risk reserve may pay
+
+
+def risk_reserve_misuse(view: PlatformView) -> list[Finding]:
+    """A lending platform's risk reserve (风险备付金) is the investors' cover for defaulted loans: it pays investors
+    or back into the custody pool. Any of it moved to the platform's own account or to a declared related party is
+    misuse, stated once it is MISUSE_FLOOR or more and 1 % of what the reserve has received over its life (HIGH
+    from 3 %, CRITICAL from 10 %). Paid to a related party's investor account it is a payout like any other."""
+    f = view.flows
+    to_own = f.amount(None, "RISK_RESERVE", "PLATFORM_OWN")
+    to_related = f.amount(None, "RISK_RESERVE", None, related=True) - f.amount(
+        None, "RISK_RESERVE", (*RESERVE_PAYEES, "PLATFORM_OWN"), related=True)
+    misused = to_own + to_related
+    if misused < MISUSE_FLOOR:
+        return []
+    received = view.life_flows.amount(None, None, "RISK_RESERVE")
+    share = misused / received if received > 0 else 1.0
+    if share < 0.01:
+        return []
+    sev = "CRITICAL" if share >= 0.1 else "HIGH" if share >= 0.03 else "MEDIUM"
+    ev = view.evidence([x for x in view.edges_between(("RISK_RESERVE", None))
+                        if view.role(x[1]) == "PLATFORM_OWN"
+                        or (view.holder(x[1]) in view.related_holders and view.role(x[1]) not in RESERVE_PAYEES)])
+    return [Finding(
+        "reserve_misuse", sev, min(1.0, share * 4),
+        f"近{view.window_days}日风险备付金{yuan_zh(misused)}（占其累计收入{pct(share)}）流向平台自有账户或关联方："
+        f"调入自有账户{yuan_zh(to_own)}、直接转给关联方{yuan_zh(to_related)}；风险备付金只能用于弥补投资人的逾期损失。",
+        f"In the last {view.window_days} days {yuan_en(misused)} of the risk reserve ({pct(share)} of all it has "
+        f"received) went to the platform's own account ({yuan_en(to_own)}) or straight to related parties "
+        f"({yuan_en(to_related)}); a risk reserve may only cover investors' losses on defaulted loans.",
+        ev.tx_ids, ev.account_ids, misused, view.window_days, ev.since_ms,
+        (("misused_fen", float(misused)), ("misused_share", share), ("to_own_fen", float(to_own)),
+         ("to_related_fen", float(to_related))))]
