@@ -295,3 +295,79 @@ def test_a_small_transfer_of_investors_money_to_the_platform_is_stated_and_a_fee
     assert m.severity == "MEDIUM" and dict(m.metrics)["taken_fen"] == 8_405 * 100 and m.tx_ids
     assert misappropriation(view(book("TRANSFER", 500 * 100))) == []
     assert misappropriation(view(book("FEE", 8_405 * 100))) == []  # a fee, within the tolerance
+
+
+def test_client_money_paid_straight_to_the_controllers_card_is_misappropriation():
+    # the independent world's blatant schemes sent a third of the escrow to the controller's own bank card, by
+    # transfer, never through the platform's account: only the lifetime reconciliation saw it, diluted
+    b, invs = escrow_book()
+    escrow_loan(b, "L1", invs[:2], 10 * WAN, 0, at_source=False)
+    for inv in invs[2:]:
+        b.tx(1.2, "INVEST", inv, "POOL", 10 * WAN)
+    b.account("CARD", "EXTERNAL", "CTRL")  # the declared controller's card, at another bank
+    b.tx(2, "TRANSFER", "POOL", "CARD", 5 * WAN)
+    (m,) = misappropriation(view(b))
+    assert dict(m.metrics)["direct_to_related_fen"] == 5 * WAN
+    assert m.severity == "CRITICAL"  # an eighth of the clients' deposits, and it has reached the controller
+    assert "CARD" in m.account_ids
+
+
+def test_a_related_investor_withdrawing_its_own_money_is_not_misappropriation():
+    # near-miss: the controller invests on its own platform like anyone, is repaid and withdraws to its own card
+    b, invs = escrow_book()
+    b.account("CARD", "EXTERNAL", "CTRL")
+    b.account("CINV", "INVESTOR", "CTRL")
+    b.tx(0.5, "DEPOSIT", "CARD", "CINV", 20 * WAN)
+    escrow_loan(b, "L1", invs[:2] + ["CINV"], 10 * WAN, 0, at_source=False)
+    b.tx(20, "REPAY", "B1", "POOL", 31 * WAN, listing="L1")
+    for inv in invs[:2] + ["CINV"]:
+        b.tx(20.1, "PAYOUT", "POOL", inv, 10 * WAN + WAN // 3, listing="L1")
+    b.tx(21, "WITHDRAWAL", "CINV", "CARD", 20 * WAN)
+    assert misappropriation(view(b)) == []
+
+
+def test_a_lending_risk_reserve_moved_to_the_controller_is_reserve_misuse_while_default_cover_is_not():
+    from detectors.rules.payments import reserve_misuse
+
+    b, invs = escrow_book()
+    b.account("RES", "RISK_RESERVE")
+    escrow_loan(b, "L1", invs, 10 * WAN, 0, at_source=False)
+    b.tx(1.2, "FEE", "B1", "RES", 4 * WAN, listing="L1")  # the borrowers' reserve contribution
+    b.tx(40, "PAYOUT", "RES", invs[0], 2 * WAN, listing="L1")  # cover for a defaulted loan: what it is for
+    assert reserve_misuse(view(b)) == []
+    b.account("CARD", "EXTERNAL", "CTRL")
+    b.tx(41, "TRANSFER", "RES", "CARD", WAN)
+    (r,) = reserve_misuse(view(b))
+    assert r.severity == "CRITICAL" and dict(r.metrics)["to_related_fen"] == WAN
+    c, invs = escrow_book()  # and into the platform's own account
+    c.account("RES", "RISK_RESERVE")
+    escrow_loan(c, "L1", invs, 10 * WAN, 0, at_source=False)
+    c.tx(1.2, "FEE", "B1", "RES", 40 * WAN, listing="L1")
+    c.tx(41, "TRANSFER", "RES", "OWN", 2 * WAN)  # 5 % of what it received
+    (r,) = reserve_misuse(view(c))
+    assert r.severity == "HIGH" and dict(r.metrics)["to_own_fen"] == 2 * WAN
+
+
+def test_a_borrower_funded_directly_by_many_investors_and_repaying_them_is_no_fan():
+    # near-miss: on a direct-lending platform the loan contract itself is a gather (25 investors fund one borrower)
+    # and a scatter (the borrower repays each); the independent world's lawful platforms were full of them
+    from detectors.rules.typologies import fans
+
+    b = Book()
+    b.account("B1", "BORROWER", "H-B1")
+    b.account("XB1", "EXTERNAL", "H-B1")
+    invs = investors(b, 25, 10 * WAN)
+    b.listing("L1", "LOAN", 25 * 5 * WAN, 0.10, 30, day=1, borrower="B1")
+    for inv in invs:
+        b.tx(1, "INVEST", inv, "B1", 5 * WAN, listing="L1")
+    b.tx(2, "WITHDRAWAL", "B1", "XB1", 125 * WAN)
+    b.tx(30, "DEPOSIT", "XB1", "B1", 127 * WAN)
+    for inv in invs:
+        b.tx(30.1, "REPAY", "B1", inv, 5 * WAN + 500, listing="L1")
+    assert fans(view(b)) == []
+    # the same borrower passing the money on to 25 outside accounts is a fan-out
+    for i in range(25):
+        b.account(f"Z{i}", "EXTERNAL", f"H-Z{i}")
+        b.tx(31 + i / 100, "TRANSFER", "B1", f"Z{i}", WAN)
+    (f,) = fans(view(b))
+    assert f.detector == "fan_out" and "B1" in f.account_ids

@@ -18,6 +18,17 @@ FAN = 20  # distinct counterparties that make a fan
 MAX_CYCLES = 50
 MATERIAL = 1_000_000
 STRUCTURAL = ("CUSTODY_POOL", "CLIENT_RESERVE", "PLATFORM_OWN", "INVESTOR")  # fans by design
+# a borrower funded directly by many investors and repaying each of them is the loan contract's shape, not a fan
+# (the independent world's lawful direct-lending platforms each had a dozen borrowers "gathering and scattering"):
+# per role, the movement types that make a flow in or out contractual; a flow carrying anything else counts
+CONTRACT_IN: dict[str, frozenset[int]] = {"BORROWER": frozenset({TYPE_INDEX["INVEST"], TYPE_INDEX["DISBURSE"]})}
+CONTRACT_OUT: dict[str, frozenset[int]] = {"BORROWER": frozenset({TYPE_INDEX["REPAY"], TYPE_INDEX["FEE"]})}
+_NONE: frozenset[int] = frozenset()
+
+
+def _beyond(e: dict[str, Any], contract: frozenset[int]) -> bool:
+    """Whether a flow carries money of a type outside `contract` (over its life)."""
+    return any(x for i, x in enumerate(e["by_type"]) if x and i not in contract)
 
 
 @detector("cycle")
@@ -90,7 +101,8 @@ def fans(view: PlatformView) -> list[Finding]:
         members = set(accts)
 
         def touches(u: str, v: str, e: dict[str, Any], members: set[str] = members) -> bool:
-            return u in members or v in members
+            return (u in members and _beyond(e, CONTRACT_OUT.get(view.role(u) or "", _NONE))) or (
+                v in members and _beyond(e, CONTRACT_IN.get(view.role(v) or "", _NONE)))
 
         ev = view.evidence(view.edges(touches))
         if ev.amount < MATERIAL:
@@ -113,11 +125,14 @@ def _fan_candidates(view: PlatformView) -> list[tuple[str, list[int], list[int]]
     for role, accts in view.accounts_by_role.items():
         if role in STRUCTURAL:
             continue
+        c_in, c_out = CONTRACT_IN.get(role, _NONE), CONTRACT_OUT.get(role, _NONE)
         for a in accts:
             pred, succ = G._pred[a], G._succ[a]  # networkx's storage, read-only
             if len(pred) >= FAN or len(succ) >= FAN:
-                out.append((a, sorted(e["last_ts"] for e in pred.values() if e.get("kind") == "flow"),
-                            sorted(e["last_ts"] for e in succ.values() if e.get("kind") == "flow")))
+                out.append((a, sorted(e["last_ts"] for e in pred.values()
+                                      if e.get("kind") == "flow" and _beyond(e, c_in)),
+                            sorted(e["last_ts"] for e in succ.values()
+                                   if e.get("kind") == "flow" and _beyond(e, c_out))))
     return out
 
 
