@@ -15,10 +15,19 @@ def reserve_misuse(view: PlatformView) -> list[Finding]:
     """Client reserves (备付金) are the clients' money, for their payments only: any of it moved to the
     institution's own account other than its fee, fees above MAX_FEE_RATE of what was settled, or any of it sent
     to a declared related party is misuse, stated once it is 1 % of the receipts and MISUSE_FLOOR or more."""
+    return _client_reserve_misuse(view) + risk_reserve_misuse(view)  # the strongest of both is kept
+
+
+def _misuse_severity(share: float) -> str:
+    """Reserve money is never the institution's: 10 % of what it received CRITICAL, 3 % HIGH, else MEDIUM."""
+    return "CRITICAL" if share >= 0.1 else "HIGH" if share >= 0.03 else "MEDIUM"
+
+
+def _client_reserve_misuse(view: PlatformView) -> list[Finding]:
     f = view.flows
     received = f.amount("DEPOSIT", "EXTERNAL", "CLIENT_RESERVE")
     if received <= 0:
-        return risk_reserve_misuse(view)
+        return []
     settled = f.amount("TRANSFER", "CLIENT_RESERVE", "EXTERNAL", related=False)
     to_own = f.amount(("TRANSFER", "WITHDRAWAL", "PAYOUT", "REFUND", "INVEST", "DISBURSE", "REPAY"),
                       "CLIENT_RESERVE", "PLATFORM_OWN")
@@ -29,7 +38,7 @@ def reserve_misuse(view: PlatformView) -> list[Finding]:
     share = misused / received
     if misused < MISUSE_FLOOR or share < 0.01:
         return []
-    sev = "CRITICAL" if share >= 0.1 else "HIGH" if share >= 0.03 else "MEDIUM"
+    sev = _misuse_severity(share)
     ev = view.evidence([x for x in view.edges_between(("CLIENT_RESERVE", None))
                         if view.role(x[1]) == "PLATFORM_OWN" or view.holder(x[1]) in view.related_holders])
     return [Finding(
@@ -107,7 +116,7 @@ def risk_reserve_misuse(view: PlatformView) -> list[Finding]:
     share = misused / received if received > 0 else 1.0
     if share < 0.01:
         return []
-    sev = "CRITICAL" if share >= 0.1 else "HIGH" if share >= 0.03 else "MEDIUM"
+    sev = _misuse_severity(share)
     ev = view.evidence([x for x in view.edges_between(("RISK_RESERVE", None))
                         if view.role(x[1]) == "PLATFORM_OWN"
                         or (view.holder(x[1]) in view.related_holders and view.role(x[1]) not in RESERVE_PAYEES)])
