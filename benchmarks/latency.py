@@ -15,7 +15,8 @@ timeout and is reported as such (not as a latency). Baseline in the same run: th
 round trip, produce to a bare consumer on the same topic (p50, p99), so latency ratios can be quoted.
 
 What this measures: once caught up, the pipeline rescores the platforms new transactions touch at the next
-turn of its loop (at least 0.2 s apart, at most a third of the loop's time) and publishes their RiskScores.
+turn of its loop (at least 0.2 s apart; while its reading is behind the feed, at most a third of the loop's
+time) and publishes their RiskScores.
 It counts as caught up only after it has read to the ends and been idle for its idle_assess_s, so the feed
 starts only once /healthz says caught_up (started earlier, the feed keeps it from going live until it stops).
 """

@@ -524,7 +524,8 @@ class Pipeline:
     def _rescore_touched(self) -> None:
         """Caught up, records trickling in: rescore only the platforms they touched (rules afresh, the population
         part as last fitted), so a transaction reaches its score within a fraction of a second; full
-        assessments and fits keep their event-time cadence. Throttled to a third of the loop's time at most."""
+        assessments and fits keep their event-time cadence. While the reading is behind, throttled to a third
+        of the loop's time at most."""
         started = time.monotonic()
         owned = getattr(self.source, "owned", None)
         pids = list(self._touched) if owned is None else owned(self._touched)
@@ -540,7 +541,11 @@ class Pipeline:
                 self.latest = sorted(previous.values(), key=lambda a: (-a.score, a.platform_id))
             self.stats.alerts += sum(1 for al in alerts if al["change"] != "seen")
         took = time.monotonic() - started
-        self._rescore_due = time.monotonic() + max(self.live_rescore_s, 2 * took)
+        # keeping up with the feed (the last poll came back short of a full batch), freshness may have the loop's
+        # spare time: the next rescore as soon as `live_rescore_s` allows; behind it, at most a third of the
+        # loop's time, so rescoring never starves the reading that would catch up
+        spacing = 2 * took if getattr(self.source, "behind_feed", False) else 0.0
+        self._rescore_due = time.monotonic() + max(self.live_rescore_s, spacing)
 
     # ---- several workers ----------------------------------------------------------------------------
     def _join_group_clock(self) -> None:

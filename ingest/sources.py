@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 # topics are read whole by each worker, outside the group (Kafka Streams' global table). They are small: a
 # platform discloses monthly. The money topics, keyed by platform, are shared out by the group.
 REGISTRY_RECORDS = ("Platform", "Account", "Disclosure")
-REGISTRY_POLL_MS = 50  # the registry is polled first, briefly: a new account usually precedes its money
+REGISTRY_POLL_MS = 10  # the registry is polled first, briefly: a new account usually precedes its money (one
+# broker round trip; a transaction whose account comes a turn later waits for it, it is not refused)
 REGISTRY_CATCH_UP_POLL_MS = 5  # ... more briefly while the money comes in full batches (a catch-up)
 COMMIT_RETRY_S = 5.0  # with the broker not answering, a commit is tried at most this often (the loop keeps turning)
 BROKER_CALL_TIMEOUT_MS = 3_000  # a broker that is gone makes a call fail (and be retried), never hang a shutdown
@@ -510,6 +511,11 @@ class KafkaSource:
     @property
     def failing_since(self) -> float | None:
         return self.calls.failing_since
+
+    @property
+    def behind_feed(self) -> bool:
+        """The last poll of the money came back (half) full: there is more waiting than one turn reads."""
+        return self._full
 
     def failing_for(self) -> float | None:
         """Seconds the broker has not answered (None: it answers); see BrokerCalls."""
