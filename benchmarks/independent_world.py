@@ -270,7 +270,8 @@ class Plat:
         if ln.get("nominee") and self.scheme == "self_financing":
             dest = self.ctrl_card if self.intensity in ("blatant", "medium") else self.shell_card
         lag = self.r.randint(0, 2) * DAY + 3600_000
-        self.pending.append((d + lag // DAY, "WITHDRAWAL", b["acct"], dest, None))
+        # not before the loan is there: a same-day draw at `ts` (before 21:00) would precede the closing (after it)
+        self.pending.append((d + lag // DAY, "WITHDRAWAL", b["acct"], dest, None, t + lag))
         if self.r.random() < 0.3 and self.variant not in ("high_default",) and not ln["fictitious"]:
             ln["early_at"] = d + self.r.randint(30, ln["term"])
         if not ln["fictitious"] and self.r.random() < self.default_p:
@@ -359,9 +360,10 @@ class Plat:
         keep = []
         for item in self.pending:
             if item[0] <= d:
-                _, typ, frm, to, amt = item
+                _, typ, frm, to, amt = item[:5]
+                not_before = item[5] if len(item) > 5 else 0
                 amt = self.bal[frm] if amt is None else min(amt, self.bal[frm])
-                self.tx(self.ts(d), typ, frm, to, amt)
+                self.tx(max(self.ts(d), not_before), typ, frm, to, amt)
             else:
                 keep.append(item)
         self.pending = keep

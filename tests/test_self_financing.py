@@ -181,6 +181,49 @@ def test_three_borrowers_each_keeping_a_cut_for_one_collector_is_medium_and_abov
     assert names(undeclared_self_financing(view(whole)))["nominee_borrowing"].severity == "LOW"
 
 
+def repays(b: Book, day: float, payer: str, borrower: str, amount: int) -> None:
+    """`payer` funds the borrower account, which repays its investor (the listing's INVEST edge reversed)."""
+    tx(b, day, "DEPOSIT", payer, borrower, amount)
+    inv = next(u for u, e in b.ledger.graph.pred[borrower].items() if e.get("kind") == "flow"
+               and b.ledger.accounts[u].role == "INVESTOR")
+    tx(b, day + 0.1, "REPAY", borrower, inv, amount, interest=amount // 20)
+
+
+def test_a_collector_who_also_repays_the_loans_it_took_is_their_debtor():
+    """Independent world: an undeclared shell took the whole loans of two to five nominee borrowers and paid their
+    repayments; whole loans passed on read as entrusted payment (LOW), and one nominee in a window as nothing. The
+    one who took a loan and also repays it is the debtor: one such borrower LOW, two or more MEDIUM. Near misses:
+    an entrusted payment to a supplier with the borrower repaying from its own card stays what it was (nothing
+    for one, LOW for two); a guarantor repaying a loan whose proceeds it never had is no collector."""
+    b = Book()
+    nominees(b, 2, 15 * WAN, share=1.0, collector="SHELL")
+    for i in range(2):
+        repays(b, 30 + i, "SHELL", f"N{i}", 2 * WAN)
+    f = names(undeclared_self_financing(view(b)))["nominee_borrowing"]
+    assert f.severity == "MEDIUM" and dict(f.metrics)["serviced_accounts"] == 2 and "real debtor" in f.summary_en
+    one = Book()
+    nominees(one, 1, 15 * WAN, share=1.0, collector="SHELL")
+    repays(one, 30, "SHELL", "N0", 2 * WAN)
+    g = names(undeclared_self_financing(view(one)))["nominee_borrowing"]
+    assert g.severity == "LOW" and dict(g.metrics)["serviced_accounts"] == 1 and "实际借款人" in g.summary_zh
+    for n, expected in ((1, set()), (2, {"LOW"})):  # the supplier took the loans; the borrowers repay themselves
+        c = Book()
+        nominees(c, n, 15 * WAN, share=1.0, collector="SUP")
+        for i in range(n):
+            acct(c, f"OWN{i}", "EXTERNAL", f"H-N{i}")
+            repays(c, 30 + i, f"OWN{i}", f"N{i}", 2 * WAN)
+        assert {x.severity for x in undeclared_self_financing(view(c)) if x.detector == "nominee_borrowing"} == expected
+    guarantor = Book()
+    acct(guarantor, "GUAR", "EXTERNAL", "H-GUARANTEE-CO", LEGAL)
+    for i in range(2):
+        acct(guarantor, f"B{i}", "BORROWER", f"H-B{i}", NATURAL)
+        acct(guarantor, f"C{i}", "EXTERNAL", f"H-B{i}")
+        lend(guarantor, 1 + i, f"B{i}", 15 * WAN)
+        tx(guarantor, 1.2 + i, "WITHDRAWAL", f"B{i}", f"C{i}", 15 * WAN)  # to the borrower's own card
+        repays(guarantor, 40 + i, "GUAR", f"B{i}", 15 * WAN)
+    assert undeclared_self_financing(view(guarantor)) == []
+
+
 def test_a_part_of_a_loan_or_a_late_payment_to_a_common_payee_is_no_collector():
     part, late = Book(), Book()
     nominees(part, 3, 15 * WAN, share=0.3)  # a supplier paid a part

@@ -116,6 +116,7 @@ NOT_PROCEEDS = (TYPE_INDEX["FEE"], TYPE_INDEX["REPAY"])  # a disclosed fee or a 
 MAX_GROUPS = 10  # collectors or platforms named in one finding
 COLLECTED_MANY = 3  # a collector of this many borrowers' loans is no coincidence of a shared supplier ...
 ENTRUSTED = 0.95  # ... unless each of them paid the whole loan on (entrusted payment, 受托支付: lawful, LOW)
+SERVICED_MANY = 2  # a collector paying the repayments of this many of the borrowers whose loans it took is their debtor
 SEVERITY_UP = {"LOW": "MEDIUM", "MEDIUM": "HIGH", "HIGH": "HIGH"}
 
 
@@ -261,6 +262,20 @@ def _returned_by(view: PlatformView, holder: str, payee: _Payee) -> tuple[int, l
     return min(paid, sum(payee.by_borrower.values())), edges
 
 
+def _serviced(view: PlatformView, holder: str, members: Iterable[str]) -> list[str]:
+    """The borrower accounts among `members` that `holder`'s accounts paid money into in the window: the one who took
+    a loan's proceeds also funding its repayment is the real debtor, and the borrower of record its front (a
+    supplier paid by entrusted payment takes the loan, it does not repay it)."""
+    G = view.ledger.graph
+    mine = set(members)
+    out = set()
+    for a in G.succ.get(("holder", holder), {}):
+        for b, e in G.succ[a].items():
+            if b in mine and e.get("kind") == "flow" and view.amount(e) > 0:
+                out.add(b)
+    return sorted(out)
+
+
 def _payouts_after(view: PlatformView, edges: list[tuple[str, str, dict[str, Any], int]]) -> int:
     """What the receiving platform accounts paid investors within FORWARD_DAYS of the proceeds arriving."""
     G, sd = view.ledger.graph, view.window.start_day
@@ -338,8 +353,10 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
       FORWARD_DAYS, the holder not a merchant: nominee_borrowing, LOW; MEDIUM when the loans, counted as the
       collector's own, are above art. 17's caps (the split evades them), or when COLLECTED_MANY or more borrowers
       each handed over most but not the whole of a loan (a nominee keeps a cut; an entrusted payment to a
-      supplier pays the whole loan); HIGH when both; one step up when some of it comes back (MATERIAL or more,
-      less than RETURN_SHARE of the loans); with RETURN_SHARE or more coming back it is the above;
+      supplier pays the whole loan), or when the collector also pays the repayments of SERVICED_MANY or more of
+      them (it is their debtor: a supplier takes a loan, it does not repay it); HIGH when both; one step up when
+      some of it comes back (MATERIAL or more, less than RETURN_SHARE of the loans); with RETURN_SHARE or more
+      coming back it is the above. One borrower account whose loan the collector both took and repays: LOW;
     - another platform's own holder or declared related party borrowing here, one way: cross_platform_insider, LOW.
     Several borrower accounts of one holder, within the caps and repaying, are nothing by themselves.
     """
@@ -363,7 +380,7 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
         return out
     ledger, G = view.ledger, view.ledger.graph
     # collectors, and what comes back through them
-    collectors: list[tuple[str, list[str], int, list[tuple[str, str, dict[str, Any], int]]]] = []
+    collectors: list[tuple[str, list[str], int, list[tuple[str, str, dict[str, Any], int]], list[str]]] = []
     for hv, payee in sorted(payees.items()):
         if not payee.by_borrower:
             continue
@@ -377,8 +394,9 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
             for b, x in payee.by_borrower.items():
                 back[b] = back.get(b, 0) + int(returned * x / sum(payee.by_borrower.values()))
             back_edges.extend(payee.edges + ret_edges)
-        if len(members) >= 2:
-            collectors.append((hv, members, returned, payee.edges))
+        serviced = _serviced(view, hv, members) if members else []
+        if len(members) >= 2 or serviced:
+            collectors.append((hv, members, returned, payee.edges, serviced))
     returned_total = sum(back.values())
     returners = sorted(back)
     lent_to_returners = sum(loans[b] for b in returners)
@@ -442,7 +460,7 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
     if quiet:
         worst = None
         rows = []
-        for hv, members, _, edges in quiet:
+        for hv, members, _, edges, _ in quiet:
             kind, basis = holder_kind(ledger, hv)
             one, every = CAPS[kind]
             here = sum(outstanding(G, b) for b in members)
@@ -454,7 +472,8 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
         ratio, hv, members, _, kind, basis, here = rows[0]
         # per collector, the borrowers who passed on most of a loan but kept a cut (no entrusted payment)
         kept_cut = max(sum(1 for b in r[2] if payees[r[1]].by_borrower[b] < ENTRUSTED * loans[b]) for r in rows)
-        many = kept_cut >= COLLECTED_MANY
+        serviced = max(len(c[4]) for c in quiet)
+        many = kept_cut >= COLLECTED_MANY or serviced >= SERVICED_MANY
         handed = sum(x for r in rows for b, x in payees[r[1]].by_borrower.items() if b in r[2])
         back_here = sum(c[2] for c in quiet)
         if handed >= MATERIAL:
@@ -472,18 +491,21 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
                       f"the split evades them" if ratio > 1.0 else f"together they owe {yuan_en(here)}, within art. 17's caps")
             out.append(Finding(
                 "nominee_borrowing", sev, min(1.0, max(0.2, ratio - 1.0) if ratio > 1.0 else ratio),
-                f"近{view.window_days}日{len(rows)}个账户持有人各自收取多个借款账户的借款（到账{FORWARD_DAYS}日内转出，"
+                f"近{view.window_days}日{len(rows)}个账户持有人各自收取他人借款账户的借款（到账{FORWARD_DAYS}日内转出，"
                 f"占其借款一半以上），共{yuan_zh(handed)}；如{hv}收取{len(members)}个借款账户的借款，{cap_zh}。"
                 f"收款方不是众多客户付款的商户"
-                f"{f'；{kept_cut}个借款账户各自转出借款的大部分而非全部（不是受托支付）' if many else ''}。"
+                f"{f'；{kept_cut}个借款账户各自转出借款的大部分而非全部（不是受托支付）' if kept_cut >= COLLECTED_MANY else ''}"
+                f"{f'；收款方还为其中{serviced}个借款账户偿还借款，是实际借款人' if serviced else ''}。"
                 f"疑为借名借款，{back_zh}。",
-                f"In the last {view.window_days} days {len(rows)} holders each collected the loans of several borrower "
-                f"accounts (more than half of each loan, within {FORWARD_DAYS} days of it), {yuan_en(handed)} in all; "
+                f"In the last {view.window_days} days {len(rows)} holders each collected the loans of other holders' "
+                f"borrower accounts (more than half of each loan, within {FORWARD_DAYS} days of it), {yuan_en(handed)} in all; "
                 f"{hv} collected from {len(members)} accounts and {cap_en}. The collector is not a merchant many pay"
-                f"{f'; {kept_cut} borrower accounts each passed on most, not all, of a loan (no entrusted payment)' if many else ''}. "
+                f"{f'; {kept_cut} borrower accounts each passed on most, not all, of a loan (no entrusted payment)' if kept_cut >= COLLECTED_MANY else ''}"
+                f"{f'; the collector also paid the repayments of {serviced} of them: it is the real debtor' if serviced else ''}. "
                 f"Suspected nominee borrowing; {back_en}.",
                 ev.tx_ids, ev.account_ids, handed, view.window_days, ev.since_ms,
                 (("collectors", float(len(rows))), ("handed_over_fen", float(handed)),
                  ("collector_cap_ratio", ratio), ("collected_accounts", float(len(members))),
-                 ("kept_a_cut_accounts", float(kept_cut)), ("returned_fen", float(back_here)))))
+                 ("kept_a_cut_accounts", float(kept_cut)), ("serviced_accounts", float(serviced)),
+                 ("returned_fen", float(back_here)))))
     return out
