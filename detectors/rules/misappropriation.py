@@ -35,7 +35,7 @@ def investor_fees(ledger: Ledger, platform_id: str, life: RoleFlows | None = Non
     the caller has them (PlatformView.life_flows)."""
     if life is None:
         life = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {}))
-    escrow = borrower_fees_from_escrow(life, reimbursed_escrow_fees(ledger, platform_id))
+    escrow = borrower_fees_from_escrow(ledger, platform_id)
     fees = life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - escrow
     interest = sum(ledger.listings[lid].interest_paid for lid in ledger.platform_listings.get(platform_id, ()))
     return fees, interest * INVESTOR_FEE_PERCENT // 100, escrow
@@ -48,20 +48,26 @@ def view_investor_fees(view: PlatformView) -> tuple[int, int, int]:
     return out
 
 
-def reimbursed_escrow_fees(ledger: Ledger, platform_id: str) -> int:
-    """Escrow fees the borrower of the same listing paid back into the escrow: the borrower's own fee, advanced."""
+def borrower_fees_from_escrow(ledger: Ledger, platform_id: str) -> int:
+    """Fees the escrow pool paid the platform that are the borrowers': a borrower's fee is for a loan, so only a
+    fee naming a listing, and of it what that listing's borrower paid back into the escrow (the fee advanced) and,
+    of the rest, what the loan the escrow disbursed for it carries (BORROWER_FEE_PERCENT of the loan: disbursed
+    plus what a fee deducted at source kept back, up to the listed amount). A
+    fee from the pool naming no listing, or beyond its listing's loan, is charged to the investors' money there:
+    an investors' fee, held to their disclosed level. An advanced fee may be for a loan the investors funded
+    directly, so the reimbursed part is not capped by disbursements."""
     books = ledger.listings
-    return sum(min(b.escrow_fees, b.fees_reimbursed) for lid in ledger.platform_listings.get(platform_id, ())
-               if (b := books[lid]).escrow_fees)
-
-
-def borrower_fees_from_escrow(f: RoleFlows, reimbursed: int = 0) -> int:
-    """Fees the escrow pool paid the platform that are the borrowers': those a borrower reimbursed (`reimbursed`),
-    and of the rest what the pool's disbursements to borrowers carry (BORROWER_FEE_PERCENT): a fee deducted at
-    source. An advanced fee may be for a loan the investors funded directly, so it is not capped by disbursements."""
-    paid = f.amount("FEE", "CUSTODY_POOL", "PLATFORM_OWN")
-    reimbursed = min(paid, reimbursed)
-    return reimbursed + min(paid - reimbursed, f.amount("DISBURSE", "CUSTODY_POOL", "BORROWER") * BORROWER_FEE_PERCENT // 100)
+    total = 0
+    for lid in ledger.platform_listings.get(platform_id, ()):
+        b = books[lid]
+        if b.escrow_fees:
+            reimbursed = min(b.escrow_fees, b.fees_reimbursed)
+            rest = b.escrow_fees - reimbursed
+            loan = b.disbursed
+            if loan > 0 and b.listing is not None:  # a fee deducted at source is the part of the loan not disbursed
+                loan += min(rest, max(0, b.listing.amount - b.disbursed))
+            total += reimbursed + min(rest, loan * BORROWER_FEE_PERCENT // 100)
+    return total
 
 
 @detector("misappropriation")
