@@ -394,9 +394,9 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
             for b, x in payee.by_borrower.items():
                 back[b] = back.get(b, 0) + int(returned * x / sum(payee.by_borrower.values()))
             back_edges.extend(payee.edges + ret_edges)
-        serviced = _serviced(view, hv, members) if members else []
-        if len(members) >= 2 or serviced:
-            collectors.append((hv, members, returned, payee.edges, serviced))
+        fronts = _serviced(view, hv, members) if members else []
+        if len(members) >= 2 or fronts:
+            collectors.append((hv, members, returned, payee.edges, fronts))
     returned_total = sum(back.values())
     returners = sorted(back)
     lent_to_returners = sum(loans[b] for b in returners)
