@@ -81,6 +81,28 @@ def test_escrow_skimmed_beyond_any_borrower_fee_still_trips():
     assert dict(m.metrics)["taken_fen"] == 2 * WAN
 
 
+def test_a_fee_out_of_the_escrow_naming_no_loan_is_taken_and_the_same_fee_naming_its_loan_is_not():
+    """Independent world: a 'technical service fee' of 4 % of the pool every 25 days, naming no listing, hid under
+    the allowance for borrowers' fees (10 % of everything the escrow had disbursed) and the investors' fee level.
+    A borrower's fee is for a loan and an investor's is charged on the interest that investor received: one out
+    of the escrow naming neither is client money taken. Near miss: the same fee naming the loan the escrow
+    disbursed, within 10 % of it, is the borrower's."""
+    named, invs = escrow_book()
+    escrow_loan(named, "L1", invs[:2], 10 * WAN, 0, at_source=False)
+    for inv in invs[2:]:
+        named.tx(1.2, "INVEST", inv, "POOL", 10 * WAN)
+    named.tx(1.3, "FEE", "POOL", "OWN", 3000 * 100, listing="L1")  # 1.5 % of the 20万 loan
+    assert misappropriation(view(named)) == [] and custody_shortfall(view(named)) == []
+    unnamed, invs = escrow_book()
+    escrow_loan(unnamed, "L1", invs[:2], 10 * WAN, 0, at_source=False)
+    for inv in invs[2:]:
+        unnamed.tx(1.2, "INVEST", inv, "POOL", 10 * WAN)
+    unnamed.tx(1.3, "FEE", "POOL", "OWN", 3000 * 100)  # the same amount, naming no loan
+    (m,) = misappropriation(view(unnamed))
+    assert m.severity == "MEDIUM" and dict(m.metrics)["unnamed_escrow_fees_fen"] == 3000 * 100
+    assert dict(m.metrics)["taken_fen"] == 3000 * 100
+
+
 def test_matched_plan_with_the_fee_deducted_at_source_is_still_matched():
     # used to trip: the loan received the product's money less the borrower's fee, so the 1 % match failed and the
     # whole product read as pooled (CRITICAL)

@@ -433,11 +433,10 @@ class Mutant(Custody):
     def fees_slack(self) -> int:
         """How much more fees may be before they pass the disclosed levels: 10 % of the interest investors
         received (fees the platform waived, given back to whom paid them, are not fees). The program's borrowers
-        pay their own fees, so the escrow pays none that names a loan: a fee out of the escrow naming no listing is
-        charged to the investors' money there, and held to the same level."""
+        pay their own fees, so the escrow pays none that names a loan; one naming none is no fee at all."""
         interest = sum(m[5] for m in self.moves if m[1] in ("REPAY", "PAYOUT") and m[3] in self.investors)
         fees = 0
-        for a in (*self.investors, self.pool):
+        for a in self.investors:
             paid = sum(m[4] for m in self.moves if m[1] == "FEE" and m[2] == a and m[3] == self.own)
             kept = max(0, paid - sum(m[4] for m in self.moves if m[1] == "REFUND" and m[2] == self.own and m[3] == a))
             fees += kept
@@ -465,7 +464,7 @@ class Mutant(Custody):
         x = base + base * extra // 100
         inv = self.investors[who % len(self.investors)]
         if kind in ("pool_to_own", "pool_pays_vendor", "pool_to_related", "escrow_fee_to_own"):
-            slack = max(0, self.fees_slack()) if kind == "escrow_fee_to_own" else 0
+            slack = 0  # a fee out of the escrow naming no loan has no disclosed level to hide under
             if self.bal[self.pool] < x + slack:
                 self._escrow_money(x + slack - self.bal[self.pool], who)
             to = {"pool_to_own": self.own, "pool_pays_vendor": self.vendor, "escrow_fee_to_own": self.own,
@@ -808,7 +807,7 @@ def test_taking_client_money_trips_its_rule_and_the_reconciliation_to_the_fen(
     lost = 0 if kind.startswith("ponzi") else taking.amount
     assert MUTATIONS[kind] <= {f.detector for f in after.findings}, (day_of(after), after.findings)
     assert after.recon.shortfall == lost, (after.recon, taking)
-    if kind in ("investor_fee_above_disclosed", "escrow_fee_to_own"):
+    if kind == "investor_fee_above_disclosed":
         lost = max(0, -c.fees_slack())
     assert reconcile(ledger, PID).shortfall == lost
     assert reconcile(ledger, PID).held == c.client_money()

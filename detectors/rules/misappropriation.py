@@ -27,57 +27,65 @@ LENDING_CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")
 NON_FEE = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
-def investor_fees(ledger: Ledger, platform_id: str, life: RoleFlows | None = None) -> tuple[int, int, int]:
+def investor_fees(ledger: Ledger, platform_id: str, life: RoleFlows | None = None) -> tuple[int, int, int, int]:
     """(fees charged to lending clients' money that are not borrowers' fees, the disclosed level:
-    INVESTOR_FEE_PERCENT of the interest investors received, the borrowers' fees the escrow paid), over the
-    platform's life, in integer fen. Over its life because a fee is charged when interest is paid, months after
+    INVESTOR_FEE_PERCENT of the interest investors received, the borrowers' fees the escrow paid, the fees the
+    escrow paid naming no listing), over the platform's life, in integer fen. A fee out of the escrow naming no
+    listing is no borrower's (a borrower's fee is for a loan) nor an investor's (one is charged on the interest
+    an investor received, from that investor's money): client money taken, like a transfer. Over its life because a fee is charged when interest is paid, months after
     the loan started: no window of listings says what the fee may be. `life`: the platform's lifetime flows, when
     the caller has them (PlatformView.life_flows)."""
     if life is None:
         life = role_flows({}, window=Window(None, ledger.now_ms), lifetime=ledger.platform_life.get(platform_id, {}))
-    escrow = borrower_fees_from_escrow(ledger, platform_id)
-    fees = life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - escrow
+    escrow, named = borrower_fees_from_escrow(ledger, platform_id)
+    unnamed = max(0, life.amount("FEE", "CUSTODY_POOL", "PLATFORM_OWN") - named)
+    fees = life.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - escrow - unnamed
     interest = sum(ledger.listings[lid].interest_paid for lid in ledger.platform_listings.get(platform_id, ()))
-    return fees, interest * INVESTOR_FEE_PERCENT // 100, escrow
+    return fees, interest * INVESTOR_FEE_PERCENT // 100, escrow, unnamed
 
 
-def view_investor_fees(view: PlatformView) -> tuple[int, int, int]:
+def view_investor_fees(view: PlatformView) -> tuple[int, int, int, int]:
     """`investor_fees` of the view's platform, once for the views that share (it reads no window)."""
-    out: tuple[int, int, int] = view.lifetime(investor_fees, lambda: investor_fees(
+    out: tuple[int, int, int, int] = view.lifetime(investor_fees, lambda: investor_fees(
         view.ledger, view.platform_id, view.life_flows))
     return out
 
 
-def borrower_fees_from_escrow(ledger: Ledger, platform_id: str) -> int:
+def borrower_fees_from_escrow(ledger: Ledger, platform_id: str) -> tuple[int, int]:
     """Fees the escrow pool paid the platform that are the borrowers': a borrower's fee is for a loan, so only a
     fee naming a listing, and of it what that listing's borrower paid back into the escrow (the fee advanced) and,
     of the rest, what the loan the escrow disbursed for it carries (BORROWER_FEE_PERCENT of the loan: disbursed
     plus what a fee deducted at source kept back, up to the listed amount). A
     fee from the pool naming no listing, or beyond its listing's loan, is charged to the investors' money there:
     an investors' fee, held to their disclosed level. An advanced fee may be for a loan the investors funded
-    directly, so the reimbursed part is not capped by disbursements."""
+    directly, so the reimbursed part is not capped by disbursements. Returns (the borrowers' part, every escrow
+    fee naming a listing)."""
     books = ledger.listings
-    total = 0
+    total = named = 0
     for lid in ledger.platform_listings.get(platform_id, ()):
         b = books[lid]
         if b.escrow_fees:
+            named += b.escrow_fees
             reimbursed = min(b.escrow_fees, b.fees_reimbursed)
             rest = b.escrow_fees - reimbursed
             loan = b.disbursed
             if loan > 0 and b.listing is not None:  # a fee deducted at source is the part of the loan not disbursed
                 loan += min(rest, max(0, b.listing.amount - b.disbursed))
             total += reimbursed + min(rest, loan * BORROWER_FEE_PERCENT // 100)
-    return total
+    return total, named
 
 
 @detector("misappropriation")
 def misappropriation(view: PlatformView) -> list[Finding]:
     f = view.flows
     client_in = f.amount("DEPOSIT", "EXTERNAL", LENDING_CLIENT_ROLES)
-    non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN")
-    fees, allowed, _ = view_investor_fees(view)
+    fees, allowed, _, unnamed = view_investor_fees(view)
+    # escrow fees naming no loan are taken like transfers: the window's, as far as the platform's life has them
+    unnamed_here = min(f.amount("FEE", "CUSTODY_POOL", "PLATFORM_OWN"), unnamed)
+    non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN") \
+        + unnamed_here
     # the window's fees that are beyond the disclosed level over the platform's life
-    excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN"), max(0, fees - allowed))
+    excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - unnamed_here, max(0, fees - allowed))
     direct, direct_edges = direct_to_related(view)
     taken = non_fee + excess_fees + direct
     onward = f.amount(None, "PLATFORM_OWN", None, related=True)
@@ -102,7 +110,8 @@ def misappropriation(view: PlatformView) -> list[Finding]:
         sev = "MEDIUM"  # under 1万元: a breach to stop, not yet a case
     ev = view.evidence(
         [x for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN"))
-         if excess_fees > 0 or any(y for i, y in enumerate(x[2]["by_type"]) if i != TYPE_INDEX["FEE"])]
+         if excess_fees > 0 or any(y for i, y in enumerate(x[2]["by_type"]) if i != TYPE_INDEX["FEE"])
+         or (unnamed_here > 0 and view.role(x[0]) == "CUSTODY_POOL")]
         + direct_edges
         + [x for x in view.edges_between(("PLATFORM_OWN", None)) if view.holder(x[1]) in view.related_holders])
     return [Finding(
@@ -122,7 +131,7 @@ def misappropriation(view: PlatformView) -> list[Finding]:
         (("taken_fen", float(taken)), ("taken_share", share), ("excess_fees_fen", float(excess_fees)),
          ("life_fees_to_disclosed_level", fees / allowed if allowed > 0 else 0.0),
          ("onward_related_fen", float(onward)), ("onward_client_fen", float(onward_client)),
-         ("direct_to_related_fen", float(direct))))]
+         ("direct_to_related_fen", float(direct)), ("unnamed_escrow_fees_fen", float(unnamed_here))))]
 
 
 # a related party may be the platform's client like anyone: an investor paid back, a borrower lent to (that is
@@ -180,7 +189,7 @@ def client_exits(ledger: Ledger, platform_id: str) -> tuple[list[str], Callable[
     return clients, lawful
 
 
-def reconcile(ledger: Ledger, platform_id: str, charged: tuple[int, int, int] | None = None) -> Reconciliation:
+def reconcile(ledger: Ledger, platform_id: str, charged: tuple[int, int, int, int] | None = None) -> Reconciliation:
     """Owed: every fen that entered client accounts (investor, escrow pool, risk reserve, client
     reserve) less what left them to clients, borrowers and clients' own cards (and, from a payment
     institution's reserve, to the payees it settles with), less fees within disclosed levels. Held:
@@ -194,10 +203,11 @@ def reconcile(ledger: Ledger, platform_id: str, charged: tuple[int, int, int] | 
     clients, lawful = client_exits(ledger, platform_id)
     client_set = set(clients)
     fee, refund = TYPE_INDEX["FEE"], TYPE_INDEX["REFUND"]
-    inflow = held = lawful_out = returned = reserve_fees = lending_fees = 0
+    inflow = held = lawful_out = returned = reserve_fees = lending_fees = pool_fees = pool_kept = 0
     for a in clients:
         held += nodes[a]["balance"]
         reserve = nodes[a]["role"] == "CLIENT_RESERVE"
+        pool = nodes[a]["role"] == "CUSTODY_POOL"
         out = fees = 0  # what left it for the platform, its related parties or third parties; of it FEE to the platform
         for v, e in succ[a].items():
             if e.get("kind") != "flow" or v in client_set:
@@ -223,12 +233,17 @@ def reconcile(ledger: Ledger, platform_id: str, charged: tuple[int, int, int] | 
         fees_back += min(fees - fees_back, back - fees_back - other_back)
         returned += fees_back + other_back
         kept_fees = fees - fees_back
+        if pool:
+            pool_fees += fees
+            pool_kept += kept_fees
         if reserve:
             reserve_fees += kept_fees
         else:
             lending_fees += kept_fees
-    _, allowed, escrow = investor_fees(ledger, platform_id) if charged is None else charged
-    lawful_fees = reserve_fees + min(lending_fees, allowed + escrow)  # borrowers' fees from escrow among them
+    _, allowed, escrow, unnamed = investor_fees(ledger, platform_id) if charged is None else charged
+    # escrow fees naming no loan are no fees (what the platform gave back to the escrow counts against them first)
+    kept_unnamed = min(pool_kept, max(0, unnamed - (pool_fees - pool_kept)))
+    lawful_fees = reserve_fees + min(lending_fees - kept_unnamed, allowed + escrow)  # borrowers' fees from escrow among them
     return Reconciliation(inflow, inflow - returned - lawful_out - lawful_fees, held)
 
 
