@@ -345,6 +345,25 @@ def test_a_small_transfer_of_investors_money_to_the_platform_is_stated_and_a_fee
     assert misappropriation(view(book("FEE", 8_405 * 100))) == []  # a fee, within the tolerance
 
 
+def test_small_takings_of_client_money_on_three_different_days_are_a_practice_high_and_the_same_once_is_medium():
+    """Independent world: 12 % of the pool moved to the platform's account every 12 days read MEDIUM (ELEVATED
+    tier): each under 1万元 and a sliver of the window's deposits. Taken again and again it is a practice, not a
+    slip: HIGH. Near misses: the same total in one movement, or on two days, stays MEDIUM; fees are not counted."""
+    def book(days: list[int], type_: str = "TRANSFER") -> Book:
+        b = Book()
+        invs = investors(b, 20, 10 * WAN)  # 200万 deposited
+        b.account("OWN", "PLATFORM_OWN")
+        for k, d in enumerate(days):
+            b.tx(d, type_, invs[k], "OWN", 6_000 * 100 // len(days))
+        return b
+    (m,) = misappropriation(view(book([5, 17, 29])))
+    assert m.severity == "HIGH" and dict(m.metrics)["taking_days"] == 3 and "practice" in m.summary_en
+    for days in ([5], [5, 17]):
+        (n,) = misappropriation(view(book(days)))
+        assert n.severity == "MEDIUM" and dict(n.metrics)["taking_days"] == len(days)
+    assert misappropriation(view(book([5, 17, 29], "FEE"))) == []  # 6,000 yuan of fees: within the tolerance
+
+
 def test_client_money_paid_straight_to_the_controllers_card_is_misappropriation():
     # the independent world's blatant schemes sent a third of the escrow to the controller's own bank card, by
     # transfer, never through the platform's account: only the lifetime reconciliation saw it, diluted

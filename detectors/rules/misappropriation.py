@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from detectors.base import CLIENT_ROLES, Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from graph import trace
-from graph.ledger import TYPE_INDEX, Ledger
+from graph.ledger import B_AMOUNT, TYPE_INDEX, Ledger
 from graph.windows import RoleFlows, Window, role_flows
 
 MATERIAL = 1_000_000  # 1万元
@@ -24,6 +24,8 @@ SMALL_SHORTFALL_SHARE = 0.005  # a custody gap under 0.5 % of what clients are o
 BORROWER_FEE_PERCENT = 10
 BORROWER_FEE_ON_LOANS = BORROWER_FEE_PERCENT / 100
 LENDING_CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")
+# client money taken on this many different days of the window is a practice, not a slip: HIGH however small
+REPEATED_DAYS = 3
 NON_FEE = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
@@ -103,11 +105,13 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     # client money paid straight to the controller or an affiliate has reached the related party already: what
     # money through the own account shows only when it moves on (onward_client)
     reached = onward_client > 0 or direct >= MATERIAL
-    strength = min(1.0, share * 4 + (0.3 if reached else 0.0) + (0.3 if abusive else 0.0))
+    days = _taking_days(view, direct_edges) if plain >= SMALL_TAKING else 0
+    repeated = days >= REPEATED_DAYS
+    strength = min(1.0, share * 4 + (0.3 if reached else 0.0) + (0.3 if abusive else 0.0) + (0.2 if repeated else 0.0))
     sev = "CRITICAL" if share >= 0.1 and reached else \
-        "HIGH" if share >= 0.03 or reached or abusive else "MEDIUM"
-    if taken < MATERIAL and not abusive:
-        sev = "MEDIUM"  # under 1万元: a breach to stop, not yet a case
+        "HIGH" if share >= 0.03 or reached or abusive or repeated else "MEDIUM"
+    if taken < MATERIAL and not abusive and not repeated:
+        sev = "MEDIUM"  # under 1万元, once or twice: a breach to stop, not yet a case
     ev = view.evidence(
         [x for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN"))
          if excess_fees > 0 or any(y for i, y in enumerate(x[2]["by_type"]) if i != TYPE_INDEX["FEE"])
@@ -120,18 +124,36 @@ def misappropriation(view: PlatformView) -> list[Finding]:
         f"占同期客户资金流入{pct(share)}；"
         f"自有账户再转出至关联方{yuan_zh(onward)}，其中可追溯为投资人资金{yuan_zh(onward_client)}。"
         + (f"累计向投资人收取费用{yuan_zh(fees)}，为披露水平（所获利息的{INVESTOR_FEE_PERCENT}%）的{fees / allowed:.1f}倍。"
-           if abusive else ""),
+           if abusive else "")
+        + (f"客户资金在{days}个不同日期被转出，是一种做法而非偶然。" if repeated else ""),
         f"In the last {view.window_days} days {yuan_en(taken)} of client money reached the platform's own account "
         f"beyond disclosed fees or went straight to related parties ({yuan_en(direct)}), {pct(share)} of client "
         f"inflows; the own account then paid {yuan_en(onward)} to related "
         f"parties, {yuan_en(onward_client)} of it traced to investors' money."
         + (f" Over its life it charged investors {yuan_en(fees)} in fees, {fees / allowed:.1f} times the disclosed "
-           f"level ({INVESTOR_FEE_PERCENT} % of the interest they received)." if abusive else ""),
+           f"level ({INVESTOR_FEE_PERCENT} % of the interest they received)." if abusive else "")
+        + (f" Client money was taken on {days} different days: a practice, not a slip." if repeated else ""),
         ev.tx_ids, ev.account_ids, taken, view.window_days, ev.since_ms,
         (("taken_fen", float(taken)), ("taken_share", share), ("excess_fees_fen", float(excess_fees)),
          ("life_fees_to_disclosed_level", fees / allowed if allowed > 0 else 0.0),
          ("onward_related_fen", float(onward)), ("onward_client_fen", float(onward_client)),
-         ("direct_to_related_fen", float(direct)), ("unnamed_escrow_fees_fen", float(unnamed_here))))]
+         ("direct_to_related_fen", float(direct)), ("unnamed_escrow_fees_fen", float(unnamed_here)),
+         ("taking_days", float(days))))]
+
+
+def _taking_days(view: PlatformView, direct_edges: list[tuple[str, str, dict[str, Any], int]]) -> int:
+    """Days of the window on which client money reached the platform's own account by a movement no fee schedule
+    explains, or a related party's account straight: edges to the own account that carry no FEE at all (an edge
+    mixing fees and transfers cannot say which day was which), and the direct ones."""
+    fee = TYPE_INDEX["FEE"]
+    sd = view.window.start_day
+    days: set[int] = set()
+    invest = TYPE_INDEX["INVEST"]
+    plain = [x for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN"))
+             if not x[2]["by_type"][fee] and any(y for i, y in enumerate(x[2]["by_type"]) if i != invest)]
+    for _, _, e, _ in plain + direct_edges:
+        days.update(d for d, b in e["buckets"].items() if (sd is None or d >= sd) and b[B_AMOUNT] > 0)
+    return len(days)
 
 
 # a related party may be the platform's client like anyone: an investor paid back, a borrower lent to (that is
