@@ -101,6 +101,10 @@ def test_a_fee_out_of_the_escrow_naming_no_loan_is_taken_and_the_same_fee_naming
     (m,) = misappropriation(view(unnamed))
     assert m.severity == "MEDIUM" and dict(m.metrics)["unnamed_escrow_fees_fen"] == 3000 * 100
     assert dict(m.metrics)["taken_fen"] == 3000 * 100
+    for day in (14, 26):  # and again, every twelve days: a practice
+        unnamed.tx(day, "FEE", "POOL", "OWN", 1000 * 100)
+    (m,) = misappropriation(view(unnamed))
+    assert m.severity == "HIGH" and dict(m.metrics)["taking_days"] == 3
 
 
 def test_matched_plan_with_the_fee_deducted_at_source_is_still_matched():

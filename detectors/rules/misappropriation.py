@@ -94,7 +94,9 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     onward_client = f.origins(None, "PLATFORM_OWN", None, related=True)[trace.INVESTOR_FUNDS]
     share = taken / client_in if client_in > 0 else 1.0  # a window without client deposits: money already there
     # fees many times the disclosed level, once investors have been paid interest and the excess is material
-    abusive = allowed > 0 and fees >= FEE_ABUSE_MULTIPLE * allowed and fees - allowed >= MATERIAL
+    # (escrow fees naming no loan among them: taken whatever the level, and called fees all the same)
+    charged = fees + unnamed
+    abusive = allowed > 0 and charged >= FEE_ABUSE_MULTIPLE * allowed and charged - allowed >= MATERIAL
     # a transfer out of a client account to the platform is never lawful; fees get a 1 % tolerance unless abusive
     # (held-out seed 382's P0097 moved 8,405 yuan of investors' money to its own account as 'management fees' by
     # transfer, under 1万元, and nothing was found)
@@ -105,7 +107,7 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     # client money paid straight to the controller or an affiliate has reached the related party already: what
     # money through the own account shows only when it moves on (onward_client)
     reached = onward_client > 0 or direct >= MATERIAL
-    days = _taking_days(view, direct_edges) if plain >= SMALL_TAKING else 0
+    days = _taking_days(view, direct_edges, unnamed) if plain >= SMALL_TAKING else 0
     repeated = days >= REPEATED_DAYS
     strength = min(1.0, share * 4 + (0.3 if reached else 0.0) + (0.3 if abusive else 0.0) + (0.2 if repeated else 0.0))
     sev = "CRITICAL" if share >= 0.1 and reached else \
@@ -123,34 +125,36 @@ def misappropriation(view: PlatformView) -> list[Finding]:
         f"近{view.window_days}日客户资金{yuan_zh(taken)}流入平台自有账户（非披露费用）或直接转给关联方（{yuan_zh(direct)}），"
         f"占同期客户资金流入{pct(share)}；"
         f"自有账户再转出至关联方{yuan_zh(onward)}，其中可追溯为投资人资金{yuan_zh(onward_client)}。"
-        + (f"累计向投资人收取费用{yuan_zh(fees)}，为披露水平（所获利息的{INVESTOR_FEE_PERCENT}%）的{fees / allowed:.1f}倍。"
+        + (f"累计向投资人收取费用{yuan_zh(charged)}，为披露水平（所获利息的{INVESTOR_FEE_PERCENT}%）的{charged / allowed:.1f}倍。"
            if abusive else "")
         + (f"客户资金在{days}个不同日期被转出，是一种做法而非偶然。" if repeated else ""),
         f"In the last {view.window_days} days {yuan_en(taken)} of client money reached the platform's own account "
         f"beyond disclosed fees or went straight to related parties ({yuan_en(direct)}), {pct(share)} of client "
         f"inflows; the own account then paid {yuan_en(onward)} to related "
         f"parties, {yuan_en(onward_client)} of it traced to investors' money."
-        + (f" Over its life it charged investors {yuan_en(fees)} in fees, {fees / allowed:.1f} times the disclosed "
+        + (f" Over its life it charged investors {yuan_en(charged)} in fees, {charged / allowed:.1f} times the disclosed "
            f"level ({INVESTOR_FEE_PERCENT} % of the interest they received)." if abusive else "")
         + (f" Client money was taken on {days} different days: a practice, not a slip." if repeated else ""),
         ev.tx_ids, ev.account_ids, taken, view.window_days, ev.since_ms,
         (("taken_fen", float(taken)), ("taken_share", share), ("excess_fees_fen", float(excess_fees)),
-         ("life_fees_to_disclosed_level", fees / allowed if allowed > 0 else 0.0),
+         ("life_fees_to_disclosed_level", charged / allowed if allowed > 0 else 0.0),
          ("onward_related_fen", float(onward)), ("onward_client_fen", float(onward_client)),
          ("direct_to_related_fen", float(direct)), ("unnamed_escrow_fees_fen", float(unnamed_here)),
          ("taking_days", float(days))))]
 
 
-def _taking_days(view: PlatformView, direct_edges: list[tuple[str, str, dict[str, Any], int]]) -> int:
+def _taking_days(view: PlatformView, direct_edges: list[tuple[str, str, dict[str, Any], int]], unnamed: int) -> int:
     """Days of the window on which client money reached the platform's own account by a movement no fee schedule
-    explains, or a related party's account straight: edges to the own account that carry no FEE at all (an edge
-    mixing fees and transfers cannot say which day was which), and the direct ones."""
+    explains, or a related party's account straight: edges to the own account that carry no FEE at all, or from
+    the escrow whose fees all named no loan (`unnamed`: the platform's life's; an edge mixing fees and transfers
+    cannot say which day was which), and the direct ones."""
     fee = TYPE_INDEX["FEE"]
     sd = view.window.start_day
     days: set[int] = set()
     invest = TYPE_INDEX["INVEST"]
     plain = [x for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN"))
-             if not x[2]["by_type"][fee] and any(y for i, y in enumerate(x[2]["by_type"]) if i != invest)]
+             if (not x[2]["by_type"][fee] or (x[2]["by_type"][fee] <= unnamed and view.role(x[0]) == "CUSTODY_POOL"))
+             and any(y for i, y in enumerate(x[2]["by_type"]) if i != invest)]
     for _, _, e, _ in plain + direct_edges:
         days.update(d for d, b in e["buckets"].items() if (sd is None or d >= sd) and b[B_AMOUNT] > 0)
     return len(days)
