@@ -156,6 +156,31 @@ def test_risk_reserve_covering_a_default_is_not_a_subsidy():
     assert ponzi_payout(view(b)) == []
 
 
+def test_risk_reserve_covering_a_default_through_the_escrow_pool_is_no_ponzi_payout():
+    """Held-out seed 441's lawful P0061 (a disclosed risk reserve paying investors of defaulted loans) read HIGH
+    ponzi_payout: the reserve paid into the escrow pool and the pool paid the investors, and only borrowers'
+    repayments counted as what may fund the pool's payouts, so the pool's subscriptions, pro rata, 'paid' them.
+    Near miss: the same payouts with nothing put in by the reserve are other investors' money."""
+    def book(reserve_pays: bool) -> Book:
+        b, invs = escrow_book()
+        escrow_loan(b, "L1", invs[:2], 10 * WAN, 0, at_source=False)
+        for inv in invs[2:]:  # fresh subscriptions wait in the pool
+            b.tx(40, "INVEST", inv, "POOL", 10 * WAN)
+        b.account("RES", "RISK_RESERVE")
+        b.account("XO", "EXTERNAL", "CTRL")
+        b.tx(1.1, "FEE", "B1", "RES", 1 * WAN, listing="L1")  # the borrower's contribution to the disclosed reserve
+        b.tx(5, "DEPOSIT", "XO", "OWN", 10 * WAN)  # and the platform's capital
+        b.tx(6, "TRANSFER", "OWN", "RES", 8 * WAN)
+        if reserve_pays:
+            b.tx(60, "TRANSFER", "RES", "POOL", 5 * WAN)  # B1 defaulted: the reserve covers half the principal
+        for inv in invs[:2]:
+            b.tx(60.1, "PAYOUT", "POOL", inv, int(2.5 * WAN), listing="L1")
+        return b
+    assert ponzi_payout(view(book(True))) == []
+    (f,) = ponzi_payout(view(book(False)))
+    assert f.detector == "ponzi_payout" and dict(f.metrics)["new_money_fen"] == 5 * WAN
+
+
 def test_wind_down_buyback_at_par_is_not_a_subsidy():
     b, invs = reserve_book()
     b.account("XO", "EXTERNAL", "CTRL")

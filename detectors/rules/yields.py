@@ -105,7 +105,9 @@ def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str,
     Per paying role (several accounts of one role are one pool of money): new money = min(traced
     INVESTOR_FUNDS in its payouts, payouts - repayments it received). The first term is the pro-rata
     trace; the second keeps a lawful pass-through pool, whose small surplus mixes with fresh
-    subscriptions, from looking like a Ponzi. Repayments count whether they arrived in the window or
+    subscriptions, from looking like a Ponzi. A risk reserve's money put into the pool in the window counts like a
+    repayment (it covers a default; what the reserve does with its money is reserve_misuse's and subsidy's
+    business), except what the trace finds was investors' money. Repayments count whether they arrived in the window or
     before it and were still unpaid when it opened (a pool passes a repayment on days later: the window
     may open between the two). A refund of subscriptions a listing did not lend is the investor's own
     money coming back, not a payout (at most `refundable`: a refund beyond it is one).
@@ -132,6 +134,8 @@ def unfunded_payouts(view: PlatformView) -> tuple[int, int, int, list[tuple[str,
         r = f.amount(None, "BORROWER", role)
         paid_before = life.amount(None, role, "INVESTOR") - gross - returned_before
         r += max(0, life.amount(None, "BORROWER", role) - r - paid_before)  # repayments on hand when it opened
+        if role == "CUSTODY_POOL":  # a risk reserve covering a default through the pool: its money, not investors'
+            r += f.amount(None, "RISK_RESERVE", role) - f.origins(None, "RISK_RESERVE", role)[trace.INVESTOR_FUNDS]
         paid += p
         received += r
         n = min(traced, max(0, p - r))
