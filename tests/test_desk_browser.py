@@ -118,6 +118,20 @@ def css(driver: Any, selector: str) -> list[Any]:
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
+def click(driver: Any, selector: str, what: str) -> None:
+    """Click the first match, finding it again if the page re-rendered it between the find and the click (the
+    inbox re-renders its rows when an alert's state arrives: CI failed on a stale row once under load)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def once() -> bool:
+        try:
+            css(driver, selector)[0].click()
+            return True
+        except (StaleElementReferenceException, IndexError):
+            return False
+    wait(driver, once, what)
+
+
 def sign_in(driver: Any, desk: dict[str, Any], who: str) -> None:
     driver.get(desk["base"] + "/desk/login")
     box = wait(driver, lambda: css(driver, "#key-input"), "the sign-in form")[0]
@@ -242,9 +256,9 @@ def test_an_alert_is_worked_to_closed_in_the_page_and_the_audit_log_shows_it(bro
     row_sel = f'#alerts-table tr[data-alert="{alert_id}"]'
     shot(d, desk, "07-banking-alert-inbox")
     d.execute_script("window.__sameDocument = true")
-    css(d, row_sel + " .act-ack")[0].click()
+    click(d, row_sel + " .act-ack", "the acknowledge button")
     wait(d, lambda: css(d, row_sel)[0].get_attribute("data-state") == "acknowledged", "acknowledged")
-    css(d, row_sel + " .act-close")[0].click()
+    click(d, row_sel + " .act-close", "the close button")
     form = wait(d, lambda: css(d, row_sel + " .close-form"), "the closing form")[0]
     Select(form.find_element("css selector", "select.resolution")).select_by_value("RECTIFIED")
     form.find_element("css selector", "textarea.note").send_keys("整改完成 rectified on site")
