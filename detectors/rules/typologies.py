@@ -147,15 +147,16 @@ CONTRACT_RETURNS = (TYPE_INDEX["FEE"], TYPE_INDEX["REPAY"])
 
 def _holder_edges(view: PlatformView, holder: str) -> list[tuple[str, str, str, dict[str, Any], int]]:
     """Money leaving any account of `holder` inside the window: (payee holder, from acct, to acct, edge, amount);
-    edges that carry only fees and repayments are left out. Once per holder and window."""
-    return view.lifetime((_holder_edges, holder, view.window), lambda: _window_holder_edges(view, holder))
+    edges that carry only fees and repayments are left out. Once per holder and window in a pass: what leaves a
+    holder reads neither this platform nor its views, and the cycles of every platform walk the same hubs."""
+    return view.at_moment((_holder_edges, holder, view.window), lambda: _window_holder_edges(view, holder))
 
 
 def _window_holder_edges(view: PlatformView, holder: str) -> list[tuple[str, str, str, dict[str, Any], int]]:
     start = view.window.start_ms or 0
     amount = view.amount
     out = []
-    for h, acct, b, e in view.lifetime((_holder_flows, holder), lambda: _holder_flows(view, holder)):
+    for h, acct, b, e in view.at_moment((_holder_flows, holder), lambda: _holder_flows(view, holder)):
         if e["last_ts"] < start:
             continue
         amt = amount(e)
