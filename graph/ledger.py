@@ -115,6 +115,9 @@ class Ledger:
         # platform -> day -> (type, src_role, dst_role, dst_related) -> [amount, count, *origins]
         self.platform_days: dict[str, dict[int, dict[tuple[str, str, str, bool], list[int]]]] = {}
         self.platform_life: dict[str, dict[tuple[str, str, str, bool], list[int]]] = {}
+        # investor account -> FEE it paid the platform naming no listing: a fee of its own (withdrawal, membership),
+        # not a loan's, so held to that investor's own level (detectors/rules/misappropriation.py)
+        self.unnamed_investor_fees: dict[str, int] = {}
         self.now_ms = 0
         self.tx_count = 0
         self.folded_through = -(1 << 62)  # day buckets on or before this day have been dropped (`fold`)
@@ -437,6 +440,8 @@ class Ledger:
                     row[B_ORIGIN0 + i] += x
         if tx.listing_id is not None:
             self._book(tx, src_role, dst_role)
+        elif tx.type == "FEE" and src_role == "INVESTOR" and dst_role == "PLATFORM_OWN":
+            self.unnamed_investor_fees[fa] = self.unnamed_investor_fees.get(fa, 0) + amount
         self.tx_count += 1
         if ts > self.now_ms:
             self._tick(ts)

@@ -361,36 +361,103 @@ def test_fee_advanced_from_the_escrow_for_a_directly_funded_loan_and_reimbursed(
 def test_a_small_transfer_of_investors_money_to_the_platform_is_stated_and_a_fee_of_that_size_is_not():
     """Held-out seed 382's P0097 moved 8,405 yuan from investors' accounts to its own by transfer ('management
     fees'), under 1万元 and a sliver of its deposits: nothing was found. A transfer out of a client account to the
-    platform is never lawful; a disclosed fee of the same size stays quiet, and so does a 500-yuan transfer."""
-    def book(type_: str, amount: int) -> Book:
+    platform is never lawful; a loan's fee of the same size stays quiet (within the platform-wide tolerance), and
+    so does a 500-yuan transfer. A fee of that size naming no loan, from an investor paid no interest, is beyond
+    any fee of the investor's own (200 yuan): stated like the transfer."""
+    def book(type_: str, amount: int, listing: str | None = None) -> Book:
         b = Book()
         invs = investors(b, 20, 10 * WAN)  # 200万 deposited
         b.account("OWN", "PLATFORM_OWN")
-        b.tx(5, type_, invs[0], "OWN", amount)
+        b.tx(5, type_, invs[0], "OWN", amount, listing=listing)
         return b
     (m,) = misappropriation(view(book("TRANSFER", 8_405 * 100)))
     assert m.severity == "MEDIUM" and dict(m.metrics)["taken_fen"] == 8_405 * 100 and m.tx_ids
     assert misappropriation(view(book("TRANSFER", 500 * 100))) == []
-    assert misappropriation(view(book("FEE", 8_405 * 100))) == []  # a fee, within the tolerance
+    assert misappropriation(view(book("FEE", 8_405 * 100, listing="L1"))) == []  # a loan's fee, within the tolerance
+    (u,) = misappropriation(view(book("FEE", 8_405 * 100)))  # naming none: beyond the investor's own 200 yuan
+    assert u.severity == "MEDIUM" and dict(u.metrics)["unnamed_investor_fees_fen"] == 8_205 * 100
 
 
 def test_small_takings_of_client_money_on_three_different_days_are_a_practice_high_and_the_same_once_is_medium():
     """Independent world: 12 % of the pool moved to the platform's account every 12 days read MEDIUM (ELEVATED
     tier): each under 1万元 and a sliver of the window's deposits. Taken again and again it is a practice, not a
-    slip: HIGH. Near misses: the same total in one movement, or on two days, stays MEDIUM; fees are not counted."""
-    def book(days: list[int], type_: str = "TRANSFER") -> Book:
+    slip: HIGH. Near misses: the same total in one movement, or on two days, stays MEDIUM; loans' fees are not
+    counted."""
+    def book(days: list[int], type_: str = "TRANSFER", listing: str | None = None) -> Book:
         b = Book()
         invs = investors(b, 20, 10 * WAN)  # 200万 deposited
         b.account("OWN", "PLATFORM_OWN")
         for k, d in enumerate(days):
-            b.tx(d, type_, invs[k], "OWN", 6_000 * 100 // len(days))
+            b.tx(d, type_, invs[k], "OWN", 6_000 * 100 // len(days), listing=listing)
         return b
     (m,) = misappropriation(view(book([5, 17, 29])))
     assert m.severity == "HIGH" and dict(m.metrics)["taking_days"] == 3 and "practice" in m.summary_en
     for days in ([5], [5, 17]):
         (n,) = misappropriation(view(book(days)))
         assert n.severity == "MEDIUM" and dict(n.metrics)["taking_days"] == len(days)
-    assert misappropriation(view(book([5, 17, 29], "FEE"))) == []  # 6,000 yuan of fees: within the tolerance
+    assert misappropriation(view(book([5, 17, 29], "FEE", "L1"))) == []  # 6,000 yuan of a loan's fees: tolerated
+
+
+def interest_book() -> tuple[Book, list[str]]:
+    """Six investors fund loan L1 directly (10万 each of the 20万 they deposited) and are paid 1,000 yuan of interest each; the platform charges each the
+    disclosed 10 % of it, naming the loan (100 yuan)."""
+    b = Book()
+    invs = investors(b, 6, 20 * WAN)  # half of it lent, half kept in the account
+    b.account("OWN", "PLATFORM_OWN")
+    b.account("B1", "BORROWER")
+    b.account("XB1", "EXTERNAL", "H-B1")
+    b.listing("L1", "LOAN", 60 * WAN, 0.12, 60, day=1, borrower="B1")
+    for inv in invs:
+        b.tx(1, "INVEST", inv, "B1", 10 * WAN, listing="L1")
+    b.tx(2, "DEPOSIT", "XB1", "B1", 6 * 1_000 * 100)
+    for inv in invs:
+        b.tx(40, "REPAY", "B1", inv, 1_000 * 100, listing="L1", interest=1_000 * 100)
+        b.tx(40.1, "FEE", inv, "OWN", 100 * 100, listing="L1")
+    return b, invs
+
+
+def test_fees_naming_no_loan_beyond_an_investors_own_level_are_taken_and_small_own_fees_are_not():
+    """Independent world seed 7's subtle misappropriation (direct lending): every 25 days 4 % of one investor's
+    balance went to the platform as a "technical service fee" naming no loan, hidden in the platform-wide budget
+    its loans' fees (exactly the disclosed 10 % of interest) left room in: nothing was found. A fee naming no loan
+    is the investor's own and is held to that investor's own level: on three investors it is a practice, HIGH, and
+    the custody reconciliation misses it to the fen. Near misses: withdrawal fees of 2 yuan and a year's
+    membership of 180 yuan from every investor, and a fee within three times 10 % of the investor's own interest."""
+    b, invs = interest_book()
+    for k, day in enumerate((50, 62, 75)):
+        b.tx(day, "FEE", invs[k], "OWN", 4_000 * 100)  # 4 % of a 10万 balance, naming no loan
+    (m,) = misappropriation(view(b))
+    over = 3 * (4_000 - 300) * 100  # each beyond max(200 yuan, 3 x 10 % of its 1,000 yuan of interest)
+    assert m.severity == "HIGH" and dict(m.metrics)["unnamed_investor_fees_fen"] == over
+    assert dict(m.metrics)["taking_days"] == 3 and "naming no loan" in m.summary_en and "未对应任何借款" in m.summary_zh
+    assert set(invs[:3]) <= set(m.account_ids)
+    (s,) = custody_shortfall(view(b))
+    assert s.amount == 3 * 4_000 * 100  # the loans' fees used the whole disclosed level: none of it is a fee
+
+    quiet, invs = interest_book()
+    for k, inv in enumerate(invs):
+        for d in range(3):
+            quiet.tx(45 + d * 10 + k / 10, "FEE", inv, "OWN", 200)  # a 2-yuan withdrawal fee
+        quiet.tx(70 + k / 10, "FEE", inv, "OWN", 180 * 100)  # a year's membership
+    quiet.tx(80, "FEE", invs[0], "OWN", 290 * 100)  # within 3 x 10 % of its 1,000 yuan of interest, with the rest
+    assert misappropriation(view(quiet)) == [] and custody_shortfall(view(quiet)) == []
+
+
+def test_transfers_from_investors_who_also_pay_lawful_fees_count_once_per_account():
+    """Independent world seed 7's medium misappropriation (direct lending): every 12 days 12 % of one investor's
+    balance moved to the platform by transfer; each investor also paid the platform its loan's fee, so each edge
+    mixed fees and transfers, no day could be told apart, and the takings read MEDIUM. Each account taken from is
+    a taking of its own: three of them are a practice, HIGH. Near miss: the same transfers before the window."""
+    def book(first_day: int) -> Book:
+        b, invs = interest_book()
+        for k in range(3):
+            b.tx(first_day + 12 * k, "TRANSFER", invs[k], "OWN", 600 * 100)  # small: 1,800 yuan in all
+        b.tx(130, "DEPOSIT", "XI5", invs[5], 1_000)  # the clock: every window ends on day 130
+        return b
+    (m,) = misappropriation(view(book(100)))
+    assert m.severity == "HIGH" and dict(m.metrics)["taking_days"] == 3 and "practice" in m.summary_en
+    assert misappropriation(view(book(100), days=10)) == []  # a window that holds none of them
+    assert not [f for f in misappropriation(view(book(10), days=30))]  # long before the 30-day window
 
 
 def test_client_money_paid_straight_to_the_controllers_card_is_misappropriation():

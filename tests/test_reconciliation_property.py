@@ -106,7 +106,7 @@ class Custody:
         self.n = 0
         self.loans: list[Loan] = []
         self.pending: list[tuple[str, str, str, int, str | None, int | None]] = []  # payouts due next action
-        self.moves: list[tuple[int, str, str, str, int, int]] = []  # (ts, type, payer, payee, amount, interest)
+        self.moves: list[tuple[int, str, str, str, int, int, str | None]] = []  # (ts, type, payer, payee, amount, interest, listing)
         self.frozen = False  # after a mutation took escrow money: no more escrow business (it could not pay)
         self._emit("custody.platforms", Platform(
             PID, "连云港测试网络借贷信息中介有限公司", "P2P_LENDING", "LICENSED", "320703", "网络借贷信息中介", T0,
@@ -150,7 +150,7 @@ class Custody:
             self.ms += 1000
             self._emit("custody.transactions", Transaction(f"T{self.n}", "CB01", PID, self.ms, type_, src, dst, part,
                                                            listing_id=listing, interest=i))
-            self.moves.append((self.ms, type_, src, dst, part, i or 0))
+            self.moves.append((self.ms, type_, src, dst, part, i or 0, listing))
             if src in self.bal:
                 self.bal[src] -= part
             if dst in self.bal:
@@ -442,6 +442,17 @@ class Mutant(Custody):
             fees += kept
         return interest * 10 // 100 - fees
 
+    def unnamed_fee_over(self) -> int:
+        """Fees the platform charged an investor naming no loan, beyond that investor's own level: 200 yuan, or three
+        times 10 % of the interest it received (less what the platform refunded it), summed over investors."""
+        total = 0
+        for a in self.investors:
+            fee = sum(m[4] for m in self.moves if m[1] == "FEE" and m[2] == a and m[3] == self.own and m[6] is None)
+            interest = sum(m[5] for m in self.moves if m[3] == a)
+            back = sum(m[4] for m in self.moves if m[1] == "REFUND" and m[2] == self.own and m[3] == a)
+            total += max(0, fee - back - max(20_000, 3 * interest * 10 // 100))
+        return total
+
     def _escrow_money(self, amount: int, investor: int) -> str:
         """Fresh subscriptions wait in the pool: an investor deposits and subscribes to a new escrow listing."""
         inv = self.investors[investor % len(self.investors)]
@@ -476,6 +487,8 @@ class Mutant(Custody):
             if self.bal[inv] < x + slack:
                 self.tx("DEPOSIT", self.card[inv], inv, x + slack - self.bal[inv])
             self.tx("FEE" if kind == "investor_fee_above_disclosed" else "TRANSFER", inv, self.own, x + slack)
+            if kind == "investor_fee_above_disclosed":  # naming no loan: beyond that investor's own level, taken too
+                return Taking(kind, self.ms, max(x, self.unnamed_fee_over()))
         elif kind == "own_takes_back_more":
             put = x * (extra % 7 + 1)  # the platform's own money into escrow, then more than that out
             self.tx("DEPOSIT", self.own_card, self.own, put)
@@ -800,7 +813,9 @@ def test_taking_client_money_trips_its_rule_and_the_reconciliation_to_the_fen(
     fire and the reconciliation's shortfall is exactly what clients lost; at the end too, later lawful business
     neither hides nor adds to it. Two exceptions, by the rules: a Ponzi payout moves money between clients (no
     shortfall), and a fee above the disclosed level is measured against all the interest investors received,
-    so later interest the platform charges less than 10 % on makes room for it, to the fen."""
+    so later interest the platform charges less than 10 % on makes room for it, to the fen; naming no loan, the
+    fee is also held to the level of the investor who paid it, and what is beyond that is lost whatever room the
+    others' interest makes."""
     c, taking = mutated(people, program, min(at, len(program)), kind, extra, who, quiet)
     ledger, rec = through_the_door(c.records)
     after = next(s for s in rec.snapshots if s.now_ms >= taking.at_ms)
@@ -808,6 +823,6 @@ def test_taking_client_money_trips_its_rule_and_the_reconciliation_to_the_fen(
     assert MUTATIONS[kind] <= {f.detector for f in after.findings}, (day_of(after), after.findings)
     assert after.recon.shortfall == lost, (after.recon, taking)
     if kind == "investor_fee_above_disclosed":
-        lost = max(0, -c.fees_slack())
+        lost = max(0, -c.fees_slack(), c.unnamed_fee_over())
     assert reconcile(ledger, PID).shortfall == lost
     assert reconcile(ledger, PID).held == c.client_money()

@@ -9,7 +9,8 @@ from scipy.stats import nbinom, poisson
 
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 from detectors.rules.disclosure_lapse import disclosure_clock
-from detectors.rules.misappropriation import MATERIAL, SMALL_SHORTFALL_SHARE, reconcile, view_investor_fees
+from detectors.rules.misappropriation import (MATERIAL, SMALL_SHORTFALL_SHARE, reconcile, view_investor_fees,
+                                              view_unnamed_fee_excess)
 from schemas.records import DAY_MS, Disclosure
 
 BUCKET_DAYS = {"<=30d": 30, "31-90d": 90, "91-180d": 180, "181-365d": 365, ">365d": 730}
@@ -249,5 +250,6 @@ def _custody_holds_client_money(view: PlatformView) -> bool:
     should be; HIGH is for a platform whose money nobody can check, or is missing (that rule says so itself)."""
     if not view.ledger.platform_days.get(view.platform_id):
         return False
-    rec = view.lifetime(reconcile, lambda: reconcile(view.ledger, view.platform_id, view_investor_fees(view)))
+    rec = view.lifetime(reconcile, lambda: reconcile(view.ledger, view.platform_id, view_investor_fees(view),
+                                                     view_unnamed_fee_excess(view)))
     return rec.inflow > 0 and (rec.shortfall < MATERIAL or rec.shortfall < SMALL_SHORTFALL_SHARE * rec.owed)

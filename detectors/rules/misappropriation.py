@@ -26,6 +26,11 @@ BORROWER_FEE_ON_LOANS = BORROWER_FEE_PERCENT / 100
 LENDING_CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")
 # client money taken on this many different days of the window is a practice, not a slip: HIGH however small
 REPEATED_DAYS = 3
+# An investor's own fee names no loan (a withdrawal fee of a few yuan, a year's membership): tolerated up to this
+# much over its life, or FEE_ABUSE_MULTIPLE times the disclosed level on the interest it received if that is more
+# (the platform-wide rule's own tolerance, per investor). Beyond it the platform is charging the investor its own money (the independent world took 4 % of an investor's balance as a "technical
+# service fee" every 25 days, hidden in a platform-wide fee budget its loans' fees left room in).
+UNNAMED_FEE_ALLOWANCE = 20_000  # 200 yuan
 NON_FEE = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
 
@@ -50,6 +55,40 @@ def view_investor_fees(view: PlatformView) -> tuple[int, int, int, int]:
     """`investor_fees` of the view's platform, once for the views that share (it reads no window)."""
     out: tuple[int, int, int, int] = view.lifetime(investor_fees, lambda: investor_fees(
         view.ledger, view.platform_id, view.life_flows))
+    return out
+
+
+def unnamed_fee_excess(ledger: Ledger, platform_id: str) -> dict[str, int]:
+    """Investor account -> what the fees it paid the platform naming no loan exceed its own level
+    (UNNAMED_FEE_ALLOWANCE, or FEE_ABUSE_MULTIPLE x INVESTOR_FEE_PERCENT of the interest it received), less what
+    the platform refunded
+    it: client money taken under a fee's name, over the platform's life. A fee naming a loan is that loan's and is
+    held to the platform-wide level (`investor_fees`)."""
+    charged = ledger.unnamed_investor_fees
+    G = ledger.graph
+    nodes, pred = G._node, G._pred  # read-only
+    refund = TYPE_INDEX["REFUND"]
+    out: dict[str, int] = {}
+    for a in ledger.platform_accounts.get(platform_id, ()):
+        fee = charged.get(a, 0)
+        if fee <= UNNAMED_FEE_ALLOWANCE:
+            continue
+        interest = back = 0
+        for u, e in pred[a].items():
+            if e.get("kind") != "flow":
+                continue
+            interest += e["interest"]
+            if nodes[u].get("role") == "PLATFORM_OWN":
+                back += e["by_type"][refund]
+        over = fee - back - max(UNNAMED_FEE_ALLOWANCE, FEE_ABUSE_MULTIPLE * interest * INVESTOR_FEE_PERCENT // 100)
+        if over > 0:
+            out[a] = over
+    return out
+
+
+def view_unnamed_fee_excess(view: PlatformView) -> dict[str, int]:
+    """`unnamed_fee_excess` of the view's platform, once for the views that share (it reads no window)."""
+    out: dict[str, int] = view.lifetime(unnamed_fee_excess, lambda: unnamed_fee_excess(view.ledger, view.platform_id))
     return out
 
 
@@ -84,10 +123,14 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     fees, allowed, _, unnamed = view_investor_fees(view)
     # escrow fees naming no loan are taken like transfers: the window's, as far as the platform's life has them
     unnamed_here = min(f.amount("FEE", "CUSTODY_POOL", "PLATFORM_OWN"), unnamed)
+    # so are investors' fees naming no loan beyond their own level: the window's, as far as the life's excess goes
+    over = view_unnamed_fee_excess(view)
+    over_here = _unnamed_fees_here(view, over)
     non_fee = f.amount(NON_FEE, LENDING_CLIENT_ROLES, "PLATFORM_OWN") - f.amount("INVEST", "INVESTOR", "PLATFORM_OWN") \
-        + unnamed_here
+        + unnamed_here + over_here
     # the window's fees that are beyond the disclosed level over the platform's life
-    excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - unnamed_here, max(0, fees - allowed))
+    excess_fees = min(f.amount("FEE", LENDING_CLIENT_ROLES, "PLATFORM_OWN") - unnamed_here - over_here,
+                      max(0, fees - sum(over.values()) - allowed))
     direct, direct_edges = direct_to_related(view)
     taken = non_fee + excess_fees + direct
     onward = f.amount(None, "PLATFORM_OWN", None, related=True)
@@ -107,7 +150,7 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     # client money paid straight to the controller or an affiliate has reached the related party already: what
     # money through the own account shows only when it moves on (onward_client)
     reached = onward_client > 0 or direct >= MATERIAL
-    days = _taking_days(view, direct_edges, unnamed) if plain >= SMALL_TAKING else 0
+    days = _taking_occasions(view, direct_edges, unnamed, over) if plain >= SMALL_TAKING else 0
     repeated = days >= REPEATED_DAYS
     strength = min(1.0, share * 4 + (0.3 if reached else 0.0) + (0.3 if abusive else 0.0) + (0.2 if repeated else 0.0))
     sev = "CRITICAL" if share >= 0.1 and reached else \
@@ -117,7 +160,7 @@ def misappropriation(view: PlatformView) -> list[Finding]:
     ev = view.evidence(
         [x for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN"))
          if excess_fees > 0 or any(y for i, y in enumerate(x[2]["by_type"]) if i != TYPE_INDEX["FEE"])
-         or (unnamed_here > 0 and view.role(x[0]) == "CUSTODY_POOL")]
+         or (unnamed_here > 0 and view.role(x[0]) == "CUSTODY_POOL") or x[0] in over]
         + direct_edges
         + [x for x in view.edges_between(("PLATFORM_OWN", None)) if view.holder(x[1]) in view.related_holders])
     return [Finding(
@@ -127,37 +170,64 @@ def misappropriation(view: PlatformView) -> list[Finding]:
         f"自有账户再转出至关联方{yuan_zh(onward)}，其中可追溯为投资人资金{yuan_zh(onward_client)}。"
         + (f"累计向投资人收取费用{yuan_zh(charged)}，为披露水平（所获利息的{INVESTOR_FEE_PERCENT}%）的{charged / allowed:.1f}倍。"
            if abusive else "")
-        + (f"客户资金在{days}个不同日期被转出，是一种做法而非偶然。" if repeated else ""),
+        + (f"其中{yuan_zh(over_here)}是以未对应任何借款的费用名义向投资人收取、超出其自身费用水平的资金。" if over_here else "")
+        + (f"客户资金在{days}个不同日期或从不同账户被转出，是一种做法而非偶然。" if repeated else ""),
         f"In the last {view.window_days} days {yuan_en(taken)} of client money reached the platform's own account "
         f"beyond disclosed fees or went straight to related parties ({yuan_en(direct)}), {pct(share)} of client "
         f"inflows; the own account then paid {yuan_en(onward)} to related "
         f"parties, {yuan_en(onward_client)} of it traced to investors' money."
         + (f" Over its life it charged investors {yuan_en(charged)} in fees, {charged / allowed:.1f} times the disclosed "
            f"level ({INVESTOR_FEE_PERCENT} % of the interest they received)." if abusive else "")
-        + (f" Client money was taken on {days} different days: a practice, not a slip." if repeated else ""),
+        + (f" Of it {yuan_en(over_here)} was charged to investors as fees naming no loan, beyond their own level."
+           if over_here else "")
+        + (f" Client money was taken on {days} different days or from different accounts: a practice, not a slip."
+           if repeated else ""),
         ev.tx_ids, ev.account_ids, taken, view.window_days, ev.since_ms,
         (("taken_fen", float(taken)), ("taken_share", share), ("excess_fees_fen", float(excess_fees)),
          ("life_fees_to_disclosed_level", charged / allowed if allowed > 0 else 0.0),
          ("onward_related_fen", float(onward)), ("onward_client_fen", float(onward_client)),
          ("direct_to_related_fen", float(direct)), ("unnamed_escrow_fees_fen", float(unnamed_here)),
-         ("taking_days", float(days))))]
+         ("unnamed_investor_fees_fen", float(over_here)), ("taking_days", float(days))))]
 
 
-def _taking_days(view: PlatformView, direct_edges: list[tuple[str, str, dict[str, Any], int]], unnamed: int) -> int:
-    """Days of the window on which client money reached the platform's own account by a movement no fee schedule
-    explains, or a related party's account straight: edges to the own account that carry no FEE at all, or from
-    the escrow whose fees all named no loan (`unnamed`: the platform's life's; an edge mixing fees and transfers
-    cannot say which day was which), and the direct ones."""
+def _unnamed_fees_here(view: PlatformView, over: dict[str, int]) -> int:
+    """The window's part of `over` (investor account -> its fees naming no loan beyond its level, over the life):
+    per account, its fees to the platform in the window, up to its excess."""
+    if not over:
+        return 0
     fee = TYPE_INDEX["FEE"]
+    here: dict[str, int] = {}
+    for u, _, e, amt in view.edges_between(("INVESTOR", "PLATFORM_OWN")):
+        if u in over and e["by_type"][fee] > 0:
+            here[u] = here.get(u, 0) + amt * e["by_type"][fee] // e["amount"]
+    return sum(min(x, over[u]) for u, x in here.items())
+
+
+def _taking_occasions(view: PlatformView, direct_edges: list[tuple[str, str, dict[str, Any], int]], unnamed: int,
+                      over: dict[str, int]) -> int:
+    """Occasions in the window on which client money reached the platform's own account by a movement no fee
+    schedule explains, or a related party's account straight: the days of edges to the own account that carry no
+    FEE at all, or from the escrow whose fees all named no loan (`unnamed`: the platform's life's), and of the
+    direct ones; and one for each other account taken from in the window (an edge mixing an investor's lawful fees
+    with transfers, or an account charged fees naming no loan beyond its level, `over`, cannot say which day was
+    which, but each account is a taking of its own)."""
+    fee = TYPE_INDEX["FEE"]
+    invest = TYPE_INDEX["INVEST"]
     sd = view.window.start_day
     days: set[int] = set()
-    invest = TYPE_INDEX["INVEST"]
-    plain = [x for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN"))
-             if (not x[2]["by_type"][fee] or (x[2]["by_type"][fee] <= unnamed and view.role(x[0]) == "CUSTODY_POOL"))
-             and any(y for i, y in enumerate(x[2]["by_type"]) if i != invest)]
+    plain = []
+    accounts = 0
+    for x in view.edges_between((LENDING_CLIENT_ROLES, "PLATFORM_OWN")):
+        bt = x[2]["by_type"]
+        other = any(y for i, y in enumerate(bt) if i not in (invest, fee))
+        if not bt[fee] or (bt[fee] <= unnamed and view.role(x[0]) == "CUSTODY_POOL"):
+            if other or bt[fee]:
+                plain.append(x)
+        elif (other and x[3] > bt[fee]) or x[0] in over:  # a non-fee movement inside the window, or fees beyond
+            accounts += 1
     for _, _, e, _ in plain + direct_edges:
         days.update(d for d, b in e["buckets"].items() if (sd is None or d >= sd) and b[B_AMOUNT] > 0)
-    return len(days)
+    return len(days) + accounts
 
 
 # a related party may be the platform's client like anyone: an investor paid back, a borrower lent to (that is
@@ -215,21 +285,24 @@ def client_exits(ledger: Ledger, platform_id: str) -> tuple[list[str], Callable[
     return clients, lawful
 
 
-def reconcile(ledger: Ledger, platform_id: str, charged: tuple[int, int, int, int] | None = None) -> Reconciliation:
+def reconcile(ledger: Ledger, platform_id: str, charged: tuple[int, int, int, int] | None = None,
+              over: dict[str, int] | None = None) -> Reconciliation:
     """Owed: every fen that entered client accounts (investor, escrow pool, risk reserve, client
     reserve) less what left them to clients, borrowers and clients' own cards (and, from a payment
     institution's reserve, to the payees it settles with), less fees within disclosed levels. Held:
     those accounts' balances. Anything else that left a client account, to the platform, its related
     parties or any third party, is client money somewhere else: unless the platform put it back into
     that account (an escrow charge the platform reimburses is not missing, nor is a fee it waives;
-    taking back more than it put in is, by the difference). `charged`: `investor_fees` of the platform, when the
+    taking back more than it put in is, by the difference). Investors' fees naming no loan beyond their own level
+    are no fees either. `charged` and `over`: `investor_fees` and `unnamed_fee_excess` of the platform, when the
     caller has them."""
     G = ledger.graph
     nodes, succ, pred = G._node, G._succ, G._pred  # read-only, as the ledger's hot path does
     clients, lawful = client_exits(ledger, platform_id)
     client_set = set(clients)
     fee, refund = TYPE_INDEX["FEE"], TYPE_INDEX["REFUND"]
-    inflow = held = lawful_out = returned = reserve_fees = lending_fees = pool_fees = pool_kept = 0
+    over = unnamed_fee_excess(ledger, platform_id) if over is None else over
+    inflow = held = lawful_out = returned = reserve_fees = lending_fees = pool_fees = pool_kept = kept_over = 0
     for a in clients:
         held += nodes[a]["balance"]
         reserve = nodes[a]["role"] == "CLIENT_RESERVE"
@@ -266,17 +339,20 @@ def reconcile(ledger: Ledger, platform_id: str, charged: tuple[int, int, int, in
             reserve_fees += kept_fees
         else:
             lending_fees += kept_fees
+        if a in over:
+            kept_over += min(kept_fees, over[a])
     _, allowed, escrow, unnamed = investor_fees(ledger, platform_id) if charged is None else charged
     # escrow fees naming no loan are no fees (what the platform gave back to the escrow counts against them first)
     kept_unnamed = min(pool_kept, max(0, unnamed - (pool_fees - pool_kept)))
-    lawful_fees = reserve_fees + min(lending_fees - kept_unnamed, allowed + escrow)  # borrowers' fees from escrow among them
+    lawful_fees = reserve_fees + min(lending_fees - kept_unnamed - kept_over, allowed + escrow)  # borrowers' fees from escrow among them
     return Reconciliation(inflow, inflow - returned - lawful_out - lawful_fees, held)
 
 
 @detector("custody_shortfall")
 def custody_shortfall(view: PlatformView) -> list[Finding]:
     """Reconcile, over the platform's life, what clients are owed against what custody holds (`reconcile`)."""
-    rec = view.lifetime(reconcile, lambda: reconcile(view.ledger, view.platform_id, view_investor_fees(view)))
+    rec = view.lifetime(reconcile, lambda: reconcile(view.ledger, view.platform_id, view_investor_fees(view),
+                                                     view_unnamed_fee_excess(view)))
     if rec.inflow <= 0:
         return []
     owed, held, gap = rec.owed, rec.held, rec.shortfall
