@@ -511,6 +511,27 @@ def test_a_lending_risk_reserve_moved_to_the_controller_is_reserve_misuse_while_
     assert r.severity == "HIGH" and dict(r.metrics)["to_own_fen"] == 2 * WAN
 
 
+def test_a_risk_reserve_topping_up_interest_is_reserve_misuse_while_covering_principal_is_not():
+    """Independent world seed 7's subtle reserve misuse: every 35 days a quarter of the risk reserve paid the
+    investors of a performing loan "interest subsidies" (加息补贴); only `subsidy` saw it (MEDIUM), never the
+    reserve's own rule. A reserve is the cover for defaulted loans' principal; returns paid out of it guarantee
+    yields with that cover. Near miss: the reserve paying a defaulted loan's principal, interest 0."""
+    from detectors.rules.payments import reserve_misuse
+
+    def book(interest: int) -> Book:
+        b, invs = escrow_book()
+        b.account("RES", "RISK_RESERVE")
+        escrow_loan(b, "L1", invs, 10 * WAN, 0, at_source=False)
+        b.tx(1.2, "FEE", "B1", "RES", 8 * WAN, listing="L1")  # the borrowers' reserve contribution
+        for k, inv in enumerate(invs[:2]):
+            b.tx(40 + k, "PAYOUT", "RES", inv, WAN, listing="L1", interest=interest)
+        return b
+    assert reserve_misuse(view(book(0))) == []  # principal covered: what it is for
+    (r,) = reserve_misuse(view(book(WAN)))  # 2万 of returns: a quarter of what it received
+    assert r.severity == "CRITICAL" and dict(r.metrics)["returns_paid_fen"] == 2 * WAN
+    assert "guarantee of yield" in r.summary_en and "变相保证收益" in r.summary_zh and len(r.tx_ids) == 2
+
+
 def test_a_borrower_funded_directly_by_many_investors_and_repaying_them_is_no_fan():
     # near-miss: on a direct-lending platform the loan contract itself is a gather (25 investors fund one borrower)
     # and a scatter (the borrower repays each); the independent world's lawful platforms were full of them

@@ -1,6 +1,8 @@
 """Payment institutions: client reserves (备付金) misused, and clearing across banks (变相跨行清算)."""
 from __future__ import annotations
 
+from typing import Any
+
 from detectors.base import Finding, PlatformView, detector, pct, yuan_en, yuan_zh
 
 MATERIAL = 1_000_000
@@ -100,16 +102,33 @@ def cross_bank_clearing(view: PlatformView) -> list[Finding]:
 RESERVE_PAYEES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")  # where a lending platform's risk reserve may pay
 
 
+def reserve_returns(view: PlatformView) -> tuple[int, list[tuple[str, str, dict[str, Any], int]]]:
+    """Interest the risk reserve paid investors in the window, and the edges: a reserve covers a defaulted loan's
+    principal; returns paid out of it guarantee investors' yields (2016 measures art. 10 forbids promising
+    principal or returns), with the money meant to cover losses. The interest share of an edge is its life's."""
+    total = 0
+    edges = []
+    for x in view.edges_between(("RISK_RESERVE", "INVESTOR")):
+        e, amt = x[2], x[3]
+        if e["interest"] > 0:
+            total += amt * min(e["interest"], e["amount"]) // e["amount"]
+            edges.append(x)
+    return total, edges
+
+
 def risk_reserve_misuse(view: PlatformView) -> list[Finding]:
     """A lending platform's risk reserve (风险备付金) is the investors' cover for defaulted loans: it pays investors
     or back into the custody pool. Any of it moved to the platform's own account or to a declared related party is
-    misuse, stated once it is MISUSE_FLOOR or more and 1 % of what the reserve has received over its life (HIGH
-    from 3 %, CRITICAL from 10 %). Paid to a related party's investor account it is a payout like any other."""
+    misuse, and so are returns it pays investors (topping up their interest: a guarantee of yield out of the
+    losses' cover; independent world seed 7's subtle reserve misuse); stated once it is MISUSE_FLOOR or more and
+    1 % of what the reserve has received over its life (HIGH from 3 %, CRITICAL from 10 %). Paid to a related
+    party's investor account it is a payout like any other."""
     f = view.flows
     to_own = f.amount(None, "RISK_RESERVE", "PLATFORM_OWN")
     to_related = f.amount(None, "RISK_RESERVE", None, related=True) - f.amount(
         None, "RISK_RESERVE", (*RESERVE_PAYEES, "PLATFORM_OWN"), related=True)
-    misused = to_own + to_related
+    returns, return_edges = reserve_returns(view)
+    misused = to_own + to_related + returns
     if misused < MISUSE_FLOOR:
         return []
     received = view.life_flows.amount(None, None, "RISK_RESERVE")
@@ -119,14 +138,17 @@ def risk_reserve_misuse(view: PlatformView) -> list[Finding]:
     sev = _misuse_severity(share)
     ev = view.evidence([x for x in view.edges_between(("RISK_RESERVE", None))
                         if view.role(x[1]) == "PLATFORM_OWN"
-                        or (view.holder(x[1]) in view.related_holders and view.role(x[1]) not in RESERVE_PAYEES)])
+                        or (view.holder(x[1]) in view.related_holders and view.role(x[1]) not in RESERVE_PAYEES)]
+                       + return_edges)
     return [Finding(
         "reserve_misuse", sev, min(1.0, share * 4),
-        f"近{view.window_days}日风险备付金{yuan_zh(misused)}（占其累计收入{pct(share)}）流向平台自有账户或关联方："
-        f"调入自有账户{yuan_zh(to_own)}、直接转给关联方{yuan_zh(to_related)}；风险备付金只能用于弥补投资人的逾期损失。",
+        f"近{view.window_days}日风险备付金{yuan_zh(misused)}（占其累计收入{pct(share)}）未用于弥补逾期损失："
+        f"调入自有账户{yuan_zh(to_own)}、直接转给关联方{yuan_zh(to_related)}、向投资人支付收益{yuan_zh(returns)}"
+        f"（变相保证收益）；风险备付金只能用于弥补投资人的逾期本金损失。",
         f"In the last {view.window_days} days {yuan_en(misused)} of the risk reserve ({pct(share)} of all it has "
-        f"received) went to the platform's own account ({yuan_en(to_own)}) or straight to related parties "
-        f"({yuan_en(to_related)}); a risk reserve may only cover investors' losses on defaulted loans.",
+        f"received) did not cover losses: it went to the platform's own account ({yuan_en(to_own)}), straight to "
+        f"related parties ({yuan_en(to_related)}) or to investors as returns ({yuan_en(returns)}, a guarantee of "
+        f"yield); a risk reserve may only cover investors' losses of principal on defaulted loans.",
         ev.tx_ids, ev.account_ids, misused, view.window_days, ev.since_ms,
         (("misused_fen", float(misused)), ("misused_share", share), ("to_own_fen", float(to_own)),
-         ("to_related_fen", float(to_related))))]
+         ("to_related_fen", float(to_related)), ("returns_paid_fen", float(returns))))]
