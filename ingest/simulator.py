@@ -89,6 +89,7 @@ LAWFUL_VARIANTS: dict[str, str] = {
     "wind_down_buyback": "winding down, its shareholders buy the remaining claims at par",
     "sloppy_disclosures": "disclosures with empty fields, rounding, stale or skipped months, irregular cadence",
     "complaint_burst": "a burst of complaints after a default it suffered",
+    "investor_own_fees": "investors pay a 2-yuan withdrawal fee and some a 100-200 yuan membership, naming no loan",
 }
 # disclosure fields a platform may leave empty
 OPTIONAL_FIELDS = ("volume", "outstanding", "avg_annual_yield", "avg_term_days", "top10_borrower_share",
@@ -385,6 +386,13 @@ class _Platform:
         """The lawful variety a platform shows (schemes show it too: none of it is the scheme) and how it ends."""
         r, days = self.rng, self.days
         lending = not self.payment
+        # investors' own fees naming no loan (withdrawal, membership), drawn from a generator of their own so that
+        # the variant, added later, leaves every other draw of the world as it was
+        side = random.Random(zlib.crc32(f"{self.pid}|{self.size!r}|own-fees".encode()))
+        self.own_fees: random.Random | None = side if lending and side.random() < 0.2 else None
+        self.members: set[str] = set()
+        if self.own_fees is not None:
+            self.traits.append("investor_own_fees")
         # every borrower base repays a little irregularly; some very
         self.p_early, self.p_late, self.p_partial = 0.02, 0.03, 0.01
         if lending and r.random() < 0.25:
@@ -487,8 +495,9 @@ class _Platform:
         return lid
 
     def tx(self, day: int, hour: float, type_: str, src: str, dst: str, amount: int, listing: str | None = None,
-           interest: int | None = None, memo: str | None = None) -> bool:
-        """Move money if the source holds it (externals are outside the books); emit it if in custody."""
+           interest: int | None = None, memo: str | None = None, rng: random.Random | None = None) -> bool:
+        """Move money if the source holds it (externals are outside the books); emit it if in custody. `rng`: a
+        variant's own generator (one added later leaves every other platform's draws as they were)."""
         amount = int(amount)
         if amount <= 0 or (src not in self.externals and self.balance[src] < amount):
             return False
@@ -498,7 +507,7 @@ class _Platform:
             self.balance[dst] += amount
         if self.custody:
             self.seq += 1
-            ts = T0 + day * DAY_MS + int(hour * HOUR) + self.rng.randint(0, 600_000)
+            ts = T0 + day * DAY_MS + int(hour * HOUR) + (rng or self.rng).randint(0, 600_000)
             self.w.transactions.append(dict(
                 tx_id=f"{self.pid}-T{self.seq:07d}", custodian_id=self.custodian, platform_id=self.pid, ts=ts,
                 type=type_, from_account=src, to_account=dst, amount=amount, currency="CNY",
@@ -592,6 +601,15 @@ class _Platform:
         b = self._new_borrower(day, kind=kind, holder=holder)
         return b, (min(amount, reg.room(self.holder_of[b], self.pid, day)) if clamp else amount)
 
+    def _own_fees(self, day: int, inv: str) -> None:
+        """A withdrawal's 2-yuan fee to the platform, and for some investors a year's membership, naming no loan."""
+        side = self.own_fees
+        assert side is not None
+        if inv not in self.members and side.random() < 0.3:
+            self.members.add(inv)
+            self.tx(day, 16.8, "FEE", inv, self.own, side.randint(100, 200) * 100, memo="会员费", rng=side)
+        self.tx(day, 16.9, "FEE", inv, self.own, 200, memo="提现手续费", rng=side)
+
     def deposit(self, day: int, inv: str, amount: int) -> None:
         self.tx(day, 9 + self.rng.random(), "DEPOSIT", self.ext[inv], inv, amount)
 
@@ -670,7 +688,10 @@ class _Platform:
         winding = self.wind_down_day is not None and day >= self.wind_down_day
         n = self._poisson((1.5 if winding else 0.3) * self.size * (1 if winding else wd))
         for inv in r.sample(self.investors, min(len(self.investors), n)):
-            self.external_out(day, 17, inv, self.ext[inv], int(self.balance[inv] * (1.0 if winding else r.uniform(0.2, 0.9))))
+            amount = int(self.balance[inv] * (1.0 if winding else r.uniform(0.2, 0.9)))
+            if self.own_fees is not None:
+                self._own_fees(day, inv)
+            self.external_out(day, 17, inv, self.ext[inv], amount)
         if winding and self.closed_day is None and not self.pending and all(p.paid for p in self.products) and all(
                 set(lo.shares) <= {self.own} for lo in self.loans):
             self.closed_day = self.outcome_day = day  # every investor repaid: closed

@@ -215,3 +215,42 @@ def test_a_self_financing_scheme_under_way_lends_to_its_own_at_least_every_three
         assert len(ours) >= max(2, (last - lab["start_day"]) // (2 * SF_FLOOR_DAYS)), (pid, lab["variant"], ours)
         checked += 1
     assert checked >= 3
+
+
+def test_investors_own_fees_name_no_loan_and_the_rules_leave_them_alone(world):
+    """The near miss of fees naming no loan held to the investor's own level: a 2-yuan withdrawal fee, for some a
+    membership of 100-200 yuan, from investors to the platform, naming no loan; at lawful platforms neither
+    misappropriation nor the custody reconciliation finds anything in them."""
+    from detectors.base import PlatformView
+    from detectors.rules.misappropriation import custody_shortfall, misappropriation
+    from graph.ledger import Ledger
+    from graph.windows import Window
+    from schemas.records import Account, Listing, Platform, Transaction
+
+    labels = world.labels["platforms"]
+    role = {a["account_id"]: a["role"] for a in world.accounts}
+    own_fees = {pid for pid, p in labels.items() if "investor_own_fees" in p["lawful_variants"] and p["custody"]}
+    lawful = {pid for pid in own_fees if not labels[pid]["scheme"]}
+    assert lawful
+    fees = [t for t in world.transactions if t["platform_id"] in own_fees and t["type"] == "FEE"
+            and role[t["from_account"]] == "INVESTOR" and t["listing_id"] is None]
+    assert {t["amount"] for t in fees if t["memo"] == "提现手续费"} == {200}
+    members = [t["amount"] for t in fees if t["memo"] == "会员费"]
+    assert members and all(100 * 100 <= x <= 200 * 100 for x in members)
+    ledger = Ledger()
+    for p in world.platforms:
+        if p["platform_id"] in lawful:
+            ledger.apply(Platform(**p))
+    for a in world.accounts:
+        if a["platform_id"] in lawful:
+            ledger.apply(Account(**a))
+    for x in world.listings:
+        if x["platform_id"] in lawful:
+            ledger.apply(Listing(**x))
+    for t in world.transactions:
+        if t["platform_id"] in lawful:
+            ledger.apply_transaction(Transaction(**t), checked=True)
+    for pid in sorted(lawful):
+        for days in (30, 90):
+            v = PlatformView(ledger, pid, Window(days, ledger.now_ms))
+            assert misappropriation(v) == [] and custody_shortfall(v) == [], pid
