@@ -199,6 +199,24 @@ def test_reserve_misuse_at_a_small_institution_and_its_near_miss():
     assert abs(dict(m.metrics)["misused_share"] - 0.015) < 1e-9
 
 
+def test_fees_on_settlements_booked_as_withdrawals_to_merchants_are_fees():
+    """The independent world's payment institutions settle merchants by WITHDRAWAL to their cards; the fee limit
+    counted only TRANSFERs as settlements, so every fee was 'excess' and added to what little else was misused.
+    The same institution and fee as above, settling by withdrawal: quiet, and a 0.5 % transfer on top is only
+    that (below 1 % of receipts: quiet too)."""
+    b = Book(kind="THIRD_PARTY_PAYMENT", related=("CTRL",))
+    b.account("PAYER", "EXTERNAL")
+    b.account("M", "EXTERNAL")
+    b.ledger.apply(b.ledger.accounts["PAYER"].__class__("R1", "P1", "H-P1", "CLIENT_RESERVE", 0, "CB01"))
+    b.account("OWN", "PLATFORM_OWN")
+    for d in range(10):
+        b.tx(1 + d, "DEPOSIT", "PAYER", "R1", 12_000_00)
+        b.tx(1.5 + d, "WITHDRAWAL", "R1", "M", 11_800_00)
+        b.tx(1.6 + d, "FEE", "R1", "OWN", 106_00)
+    b.tx(11, "TRANSFER", "R1", "OWN", 600_00)  # 0.5 % of receipts; with the fees counted as excess, 1.4 %
+    assert reserve_misuse(view(b)) == []
+
+
 def test_no_custodian_bank_is_a_registry_finding_and_a_custodian_is_none():
     """Seed 000 §四(二): every internet finance business keeps client money in third-party custody."""
     from dataclasses import replace

@@ -9,6 +9,7 @@ MATERIAL = 1_000_000
 MISUSE_FLOOR = 100_000  # 1,000 yuan: reserve money moved to the institution or its people is never lawful, so a
 # small institution's misuse counts once it is 1 % of its receipts, not only once it reaches MATERIAL
 MAX_FEE_RATE = 0.01  # fee from the reserve above 1 % of what it settled is not a fee
+SETTLEMENT_TYPES = ("TRANSFER", "WITHDRAWAL", "PAYOUT", "REFUND")
 ONE_WAY = 0.05  # reserve transfers are a one-way collection while at most 5 % go any other way
 
 
@@ -30,7 +31,9 @@ def _client_reserve_misuse(view: PlatformView) -> list[Finding]:
     received = f.amount("DEPOSIT", "EXTERNAL", "CLIENT_RESERVE")
     if received <= 0:
         return []
-    settled = f.amount("TRANSFER", "CLIENT_RESERVE", "EXTERNAL", related=False)
+    # what it paid out to merchants and payees, however the bank books it (a transfer, a withdrawal to the
+    # merchant's card, a payout): the base of its fees
+    settled = f.amount(SETTLEMENT_TYPES, "CLIENT_RESERVE", "EXTERNAL", related=False)
     to_own = f.amount(("TRANSFER", "WITHDRAWAL", "PAYOUT", "REFUND", "INVEST", "DISBURSE", "REPAY"),
                       "CLIENT_RESERVE", "PLATFORM_OWN")
     fees = f.amount("FEE", "CLIENT_RESERVE", "PLATFORM_OWN")
