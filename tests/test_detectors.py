@@ -214,7 +214,11 @@ def test_fees_on_settlements_booked_as_withdrawals_to_merchants_are_fees():
         b.tx(1.5 + d, "WITHDRAWAL", "R1", "M", 11_800_00)
         b.tx(1.6 + d, "FEE", "R1", "OWN", 106_00)
     b.tx(11, "TRANSFER", "R1", "OWN", 600_00)  # 0.5 % of receipts; with the fees counted as excess, 1.4 %
-    assert reserve_misuse(view(b)) == []
+    assert reserve_misuse(view(b)) == []  # 600 yuan: under the floor
+    b.tx(12, "TRANSFER", "R1", "OWN", 500_00)  # 1,100 yuan moved by transfer: never lawful, however small a share
+    (m,) = reserve_misuse(view(b))
+    assert m.severity == "MEDIUM" and dict(m.metrics)["to_own_fen"] == 1_100_00 and dict(m.metrics)["excess_fees_fen"] == 0
+    assert dict(m.metrics)["misused_share"] < 0.01
 
 
 def test_no_custodian_bank_is_a_registry_finding_and_a_custodian_is_none():

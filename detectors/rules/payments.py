@@ -41,7 +41,10 @@ def _client_reserve_misuse(view: PlatformView) -> list[Finding]:
     to_related = f.amount(None, "CLIENT_RESERVE", None, related=True)
     misused = to_own + excess_fees + to_related
     share = misused / received
-    if misused < MISUSE_FLOOR or share < 0.01:
+    # fees get a tolerance of 1 % of receipts; reserve money moved to the institution or its people by anything
+    # but a fee does not, from MISUSE_FLOOR however large the institution (independent world seed 10: 20 % of the
+    # overnight balance taken every fortnight, under 1 % of receipts, was silent once its fees were counted right)
+    if misused < MISUSE_FLOOR or (share < 0.01 and to_own + to_related < MISUSE_FLOOR):
         return []
     sev = _misuse_severity(share)
     ev = view.evidence([x for x in view.edges_between(("CLIENT_RESERVE", None))
