@@ -28,8 +28,9 @@ LENDING_CLIENT_ROLES = ("INVESTOR", "CUSTODY_POOL", "RISK_RESERVE")
 REPEATED_DAYS = 3
 # An investor's own fee names no loan (a withdrawal fee of a few yuan, a year's membership): tolerated up to this
 # much over its life, or FEE_ABUSE_MULTIPLE times the disclosed level on the interest it received if that is more
-# (the platform-wide rule's own tolerance, per investor). Beyond it the platform is charging the investor its own money (the independent world took 4 % of an investor's balance as a "technical
-# service fee" every 25 days, hidden in a platform-wide fee budget its loans' fees left room in).
+# (the platform-wide rule's own tolerance, per investor). Beyond it the platform is charging the investor its own
+# money (the independent world took 4 % of an investor's balance as a "technical service fee" every 25 days,
+# hidden in a platform-wide fee budget its loans' fees left room in).
 UNNAMED_FEE_ALLOWANCE = 20_000  # 200 yuan
 NON_FEE = ("DEPOSIT", "WITHDRAWAL", "INVEST", "DISBURSE", "REPAY", "PAYOUT", "TRANSFER", "REFUND")
 
@@ -61,9 +62,8 @@ def view_investor_fees(view: PlatformView) -> tuple[int, int, int, int]:
 def unnamed_fee_excess(ledger: Ledger, platform_id: str) -> dict[str, int]:
     """Investor account -> what the fees it paid the platform naming no loan exceed its own level
     (UNNAMED_FEE_ALLOWANCE, or FEE_ABUSE_MULTIPLE x INVESTOR_FEE_PERCENT of the interest it received), less what
-    the platform refunded
-    it: client money taken under a fee's name, over the platform's life. A fee naming a loan is that loan's and is
-    held to the platform-wide level (`investor_fees`)."""
+    the platform refunded it: client money taken under a fee's name, over the platform's life. A fee naming a loan
+    is that loan's and is held to the platform-wide level (`investor_fees`)."""
     charged = ledger.unnamed_investor_fees
     G = ledger.graph
     nodes, pred = G._node, G._pred  # read-only
@@ -344,7 +344,8 @@ def reconcile(ledger: Ledger, platform_id: str, charged: tuple[int, int, int, in
     _, allowed, escrow, unnamed = investor_fees(ledger, platform_id) if charged is None else charged
     # escrow fees naming no loan are no fees (what the platform gave back to the escrow counts against them first)
     kept_unnamed = min(pool_kept, max(0, unnamed - (pool_fees - pool_kept)))
-    lawful_fees = reserve_fees + min(lending_fees - kept_unnamed - kept_over, allowed + escrow)  # borrowers' fees from escrow among them
+    # borrowers' fees from the escrow are among the lawful ones; investors' fees naming no loan beyond their level not
+    lawful_fees = reserve_fees + min(lending_fees - kept_unnamed - kept_over, allowed + escrow)
     return Reconciliation(inflow, inflow - returned - lawful_out - lawful_fees, held)
 
 
