@@ -199,6 +199,9 @@ class PlatformView:
         the walk over the graph once for the views that share, the window's amounts per view)."""
         return self._in_window([x for group in self._flows_by_roles().values() for x in group])
 
+    def _flows(self) -> Iterable[tuple[str, str, dict[str, Any]]]:
+        return (x for group in self._flows_by_roles().values() for x in group)
+
     def _in_window(self, flows: Iterable[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, dict[str, Any], int]]:
         """(payer, payee, edge, amount in the window) of the flows with money in the window, largest first: `amount`
         inlined, since it runs once per edge and window."""
@@ -239,8 +242,13 @@ class PlatformView:
         return out
 
     def edges(self, pred: Callable[[str, str, dict[str, Any]], bool]) -> list[tuple[str, str, dict[str, Any], int]]:
-        """Flow edges out of this platform's accounts that match and carry money inside the window."""
-        return [x for x in self.window_edges if pred(x[0], x[1], x[2])]
+        """Flow edges out of this platform's accounts that match and carry money inside the window, largest first.
+        The predicate reads no window, so it picks the edges before their window's amounts are taken: a rule's
+        evidence is usually a few of a platform's thousands of edges (`_in_window`'s order is total, so the list is
+        the one filtering `window_edges` gives)."""
+        if "window_edges" in self.__dict__:
+            return [x for x in self.window_edges if pred(x[0], x[1], x[2])]
+        return self._in_window([x for x in self._flows() if pred(x[0], x[1], x[2])])
 
     def edges_between(self, *pairs: tuple[Sel, Sel]) -> list[tuple[str, str, dict[str, Any], int]]:
         """`edges(lambda u, v, e: any(role(u) matches src and role(v) matches dst for src, dst in pairs))`: the same

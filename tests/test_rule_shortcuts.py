@@ -38,6 +38,22 @@ def test_edges_between_equals_the_role_predicate():
             assert view.edges_between(*pairs) == want
 
 
+def test_edges_picked_before_their_amounts_equal_the_filtered_window():
+    """`edges(pred)` on a fresh view reads only the matching edges' amounts; the list is the filtered window's."""
+    b = busy_book()
+    rng = random.Random(7)
+    for days in (30, 90, None):
+        whole = PlatformView(b.ledger, "P1", Window(days, b.ledger.now_ms)).window_edges
+        ever = [(u, v) for u, v, _, _ in PlatformView(b.ledger, "P1", Window(None, b.ledger.now_ms)).window_edges]
+        assert whole and len(ever) >= len(whole)
+        for _ in range(50):  # edges with and without money in the window
+            pick = set(rng.sample(ever, rng.randint(0, len(ever))))
+            fresh = PlatformView(b.ledger, "P1", Window(days, b.ledger.now_ms))
+            got = fresh.edges(lambda u, v, e: (u, v) in pick)
+            assert "window_edges" not in fresh.__dict__  # the shortcut was taken
+            assert got == [x for x in whole if (x[0], x[1]) in pick]
+
+
 def test_role_flows_queries_equal_a_walk_over_every_row():
     b = busy_book()
     rng = random.Random(5)
