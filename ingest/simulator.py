@@ -90,6 +90,8 @@ LAWFUL_VARIANTS: dict[str, str] = {
     "sloppy_disclosures": "disclosures with empty fields, rounding, stale or skipped months, irregular cadence",
     "complaint_burst": "a burst of complaints after a default it suffered",
     "investor_own_fees": "investors pay a 2-yuan withdrawal fee and some a 100-200 yuan membership, naming no loan",
+    "entrusted_payment": "half its borrowers' loans paid whole to the seller they buy from (受托支付: a car dealer, a "
+                         "supplier), a few sellers for many borrowers",
 }
 # disclosure fields a platform may leave empty
 OPTIONAL_FIELDS = ("volume", "outstanding", "avg_annual_yield", "avg_term_days", "top10_borrower_share",
@@ -393,6 +395,13 @@ class _Platform:
         self.members: set[str] = set()
         if self.own_fees is not None:
             self.traits.append("investor_own_fees")
+        # entrusted payment (受托支付): loans paid on to the seller the borrower buys from, a few sellers (car dealers,
+        # suppliers) for many borrowers; its own generator, as above
+        side = random.Random(zlib.crc32(f"{self.pid}|{self.size!r}|entrusted".encode()))
+        self.entrusted: random.Random | None = side if lending and side.random() < 0.15 else None
+        self.sellers: list[str] = []
+        if self.entrusted is not None:
+            self.traits.append("entrusted_payment")
         # every borrower base repays a little irregularly; some very
         self.p_early, self.p_late, self.p_partial = 0.02, 0.03, 0.01
         if lending and r.random() < 0.25:
@@ -792,10 +801,26 @@ class _Platform:
             self._hand_over(day, b)
         elif b in self.related_borrowers:
             self.external_out(day, 15, b, self.ext[b], int(self.balance[b] * r.uniform(0.85, 0.98)))
+        elif self.entrusted is not None and self.entrusted.random() < 0.5:
+            self._entrusted_payment(day, b, loan)
         else:
             when = 12 if "large_borrowers" in self.traits else r.choice([14, 16])
             self.external_out(day + (0 if when < 15 else r.randint(0, 3)), when, b, self.ext[b],
                               int(self.balance[b] * r.uniform(0.6, 0.95)))
+
+    def _entrusted_payment(self, day: int, b: str, loan: Loan) -> None:
+        """The whole loan, as it reached the borrower, paid the same day to the seller it buys from: one of a few
+        sellers (two to four, a new one now and then) that many of the platform's borrowers buy from."""
+        side = self.entrusted
+        assert side is not None
+        if len(self.sellers) < 2 or (len(self.sellers) < 4 and side.random() < 0.02):
+            for _ in range(2 - len(self.sellers) if len(self.sellers) < 2 else 1):
+                holder = f"H-{self.pid}-SELLER{len(self.sellers) + 1}"
+                self.w.holders.kinds.setdefault(holder, LEGAL)
+                self.sellers.append(self._account(holder, "EXTERNAL", day))
+        seller = side.choice(self.sellers)
+        self.tx(day, 12 + side.random(), "TRANSFER", b, seller, self.balance[b],
+                memo=side.choice(["受托支付", "购车款", "货款", None]), rng=side)
 
     def _raise(self, day: int, hour: float, listing: str, amount: int, target: str, holdings: dict[str, int]) -> int:
         """Investors with idle money invest up to `amount` into `target` naming `listing`; returns what was raised."""

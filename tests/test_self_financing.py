@@ -137,8 +137,9 @@ def test_two_accounts_of_one_holder_under_the_cap_repaying_normally_are_nothing(
 
 
 # ---- collectors and money returning -----------------------------------------------------------------------
-def nominees(b: Book, n: int, amount: int, share: float = 0.95, delay: float = 0.2, collector: str = "COL"):
-    acct(b, collector, "EXTERNAL", "H-COL")
+def nominees(b: Book, n: int, amount: int, share: float = 0.95, delay: float = 0.2, collector: str = "COL",
+             collector_kind: str | None = None):
+    acct(b, collector, "EXTERNAL", "H-COL", collector_kind)
     out = []
     for i in range(n):
         name = f"N{i}"
@@ -150,16 +151,32 @@ def nominees(b: Book, n: int, amount: int, share: float = 0.95, delay: float = 0
 
 def test_collector_of_several_borrowers_is_nominee_borrowing_and_above_caps_medium():
     b = Book()
-    handed = nominees(b, 3, 15 * WAN)
+    handed = nominees(b, 2, 15 * WAN)
     (f,) = undeclared_self_financing(view(b))
-    assert f.detector == "nominee_borrowing" and f.severity == "LOW"  # 45万 within a legal person's caps
-    assert set(handed) <= set(f.tx_ids) and {"N0", "N1", "N2", "COL"} <= set(f.account_ids)
-    assert dict(f.metrics)["collected_accounts"] == 3 and "借名借款" in f.summary_zh
+    assert f.detector == "nominee_borrowing" and f.severity == "LOW"  # 30万 within a legal person's caps
+    assert set(handed) <= set(f.tx_ids) and {"N0", "N1", "COL"} <= set(f.account_ids)
+    assert dict(f.metrics)["collected_accounts"] == 2 and "借名借款" in f.summary_zh
     c = Book()
-    nominees(c, 6, 19 * WAN)  # each within a natural person's 20万; together 114万 for the collector
+    nominees(c, 2, 19 * WAN, collector_kind=NATURAL)  # each within a natural person's 20万; 38万 for the collector
     (g,) = undeclared_self_financing(view(c))
     assert g.severity == "MEDIUM" and dict(g.metrics)["collector_cap_ratio"] > 1 and "evades" in g.summary_en
     assert borrowing_cap(view(c)) == []  # no single borrower is over
+
+
+def test_whole_loans_paid_to_one_seller_are_its_turnover_not_its_borrowing_against_the_caps():
+    """Entrusted payment (受托支付): a car dealer or supplier paid the whole loans of many buyers. Counted as its own
+    borrowing, six buyers' 19万 each (114万) read as a collector evading a legal person's 100万 cap, MEDIUM; a
+    lawful car-loan platform looked like nominee borrowing. Whole loans to one payee who repays none of them stay
+    LOW; the same six keeping a cut of each (nominees' pay) are above the caps and many: HIGH."""
+    c = Book()
+    nominees(c, 6, 19 * WAN, share=1.0)
+    (g,) = undeclared_self_financing(view(c))
+    assert g.severity == "LOW" and dict(g.metrics)["collector_cap_ratio"] == 0 and "entrusted payment" in g.summary_en
+    cut = Book()
+    nominees(cut, 6, 19 * WAN, share=0.95)
+    (h,) = undeclared_self_financing(view(cut))
+    assert h.severity == "HIGH" and dict(h.metrics)["collector_cap_ratio"] > 1
+    assert dict(h.metrics)["kept_a_cut_accounts"] == 6
 
 
 def test_three_borrowers_each_keeping_a_cut_for_one_collector_is_medium_and_above_caps_high():

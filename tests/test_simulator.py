@@ -254,3 +254,46 @@ def test_investors_own_fees_name_no_loan_and_the_rules_leave_them_alone(world):
         for days in (30, 90):
             v = PlatformView(ledger, pid, Window(days, ledger.now_ms))
             assert misappropriation(v) == [] and custody_shortfall(v) == [], pid
+
+
+def test_entrusted_payments_go_whole_to_a_few_sellers_and_read_as_no_nominees(world):
+    """The near miss of nominee borrowing: at an `entrusted_payment` platform half the borrowers' loans are paid whole,
+    the same day, to one of two to four sellers many borrowers buy from (受托支付). Several borrower accounts handing
+    their loans to one holder within days is what a collector does too; the whole loan paid, never repaid by the
+    seller, is an entrusted payment, so at lawful platforms nominee_borrowing stays LOW and no self-financing is found."""
+    from detectors.base import PlatformView
+    from detectors.rules.self_financing import undeclared_self_financing
+    from graph.ledger import Ledger
+    from graph.windows import Window
+    from schemas.records import Account, Listing, Platform, Transaction
+
+    labels = world.labels["platforms"]
+    holder = {a["account_id"]: a["holder_id"] for a in world.accounts}
+    role = {a["account_id"]: a["role"] for a in world.accounts}
+    lawful = {pid for pid, p in labels.items() if "entrusted_payment" in p["lawful_variants"] and p["custody"]
+              and not p["scheme"]}
+    assert lawful
+    paid = [t for t in world.transactions if t["platform_id"] in lawful and role.get(t["from_account"]) == "BORROWER"
+            and "-SELLER" in holder.get(t["to_account"], "")]
+    assert paid
+    for pid in lawful:
+        sellers = {holder[t["to_account"]] for t in paid if t["platform_id"] == pid}
+        assert 1 <= len(sellers) <= 4, (pid, sellers)
+    ledger = Ledger()
+    for p in world.platforms:
+        if p["platform_id"] in lawful:
+            ledger.apply(Platform(**p))
+    for a in world.accounts:
+        if a["platform_id"] in lawful:
+            ledger.apply(Account(**a))
+    for x in world.listings:
+        if x["platform_id"] in lawful:
+            ledger.apply(Listing(**x))
+    for t in world.transactions:
+        if t["platform_id"] in lawful:
+            ledger.apply_transaction(Transaction(**t), checked=True)
+    for pid in sorted(lawful):
+        for days in (30, 90):
+            found = undeclared_self_financing(PlatformView(ledger, pid, Window(days, ledger.now_ms)))
+            assert all(f.detector == "nominee_borrowing" and f.severity == "LOW" or f.detector == "cross_platform_insider"
+                       for f in found), (pid, days, [(f.detector, f.severity, f.summary_en) for f in found])

@@ -115,7 +115,7 @@ MERCHANT_SPAN_DAYS = 60  # ... over two months or more is a merchant, not a nomi
 NOT_PROCEEDS = (TYPE_INDEX["FEE"], TYPE_INDEX["REPAY"])  # a disclosed fee or a repayment is not a hand-over
 MAX_GROUPS = 10  # collectors or platforms named in one finding
 COLLECTED_MANY = 3  # a collector of this many borrowers' loans is no coincidence of a shared supplier ...
-ENTRUSTED = 0.95  # ... unless each of them paid the whole loan on (entrusted payment, 受托支付: lawful, LOW)
+ENTRUSTED = 0.98  # ... unless each of them paid the whole loan on, net of its fees (entrusted payment, 受托支付: lawful, LOW)
 SERVICED_MANY = 2  # a collector paying the repayments of this many of the borrowers whose loans it took is their debtor
 SEVERITY_UP = {"LOW": "MEDIUM", "MEDIUM": "HIGH", "HIGH": "HIGH"}
 
@@ -178,6 +178,7 @@ class _Payee:
 
     by_borrower: dict[str, int] = field(default_factory=dict)
     days: dict[int, int] = field(default_factory=dict)
+    borrower_days: dict[str, dict[int, int]] = field(default_factory=dict)  # what each borrower handed over, by day
     edges: list[tuple[str, str, dict[str, Any], int]] = field(default_factory=list)
 
 
@@ -211,6 +212,8 @@ def _handovers(view: PlatformView) -> tuple[dict[str, int], dict[str, _Payee], l
                         continue
                     payee = payees.setdefault(hv, _Payee())
                     payee.days[d] = payee.days.get(d, 0) + p
+                    handed = payee.borrower_days.setdefault(b, {})
+                    handed[d] = handed.get(d, 0) + p
             if got <= 0:
                 continue
             if hv in side:  # to the platform's own, pool or reserve account, or to a card of the platform's holder
@@ -240,6 +243,32 @@ def _passed_on(view: PlatformView, b: str, hb: str | None) -> list[tuple[str, di
             continue
         out.append((v, e, hv, keep))
     return out
+
+
+def _paid_whole(view: PlatformView, b: str, payee: _Payee) -> bool:
+    """Borrower `b` paid this payee whole loans: each day's hand-over at least ENTRUSTED of one loan that arrived
+    within FORWARD_DAYS before it, net of what the borrower paid the platform within FORWARD_DAYS of the loan (a fee,
+    a fee the escrow advanced and the borrower reimburses days later, a reserve contribution). Entrusted payment (受托支付) pays a seller one loan's money in one payment; a
+    borrower's other loans, spent elsewhere, are not a cut it kept."""
+    arrived, _ = _loan_days(view, b)
+    dues: dict[int, int] = {}
+    for e, frac in view.lifetime((_dues_edges, b), lambda: _dues_edges(view, b)):
+        for d, bucket in e["buckets"].items():
+            dues[d] = dues.get(d, 0) + int(bucket[B_AMOUNT] * frac)
+    handed = payee.borrower_days.get(b, {})
+    return bool(handed) and all(
+        any(0 <= d - d0 <= FORWARD_DAYS
+            and got >= ENTRUSTED * (a - sum(x for dd, x in dues.items() if 0 <= dd - d0 <= FORWARD_DAYS))
+            for d0, a in arrived.items())
+        for d, got in handed.items())
+
+
+def _dues_edges(view: PlatformView, b: str) -> list[tuple[dict[str, Any], float]]:
+    """The flows out of borrower account `b` to the platform's own, pool and reserve accounts, with the share of each
+    that is not a repayment (every window)."""
+    repay = TYPE_INDEX["REPAY"]
+    return [(e, 1.0 - e["by_type"][repay] / e["amount"]) for v, e in view.ledger.graph._succ[b].items()
+            if e.get("kind") == "flow" and view.role(v) in PLATFORM_SIDE and e["by_type"][repay] < e["amount"]]
 
 
 def _returned_by(view: PlatformView, holder: str, payee: _Payee) -> tuple[int, list[tuple[str, str, dict[str, Any], int]]]:
@@ -351,7 +380,9 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
     - controllers of two platforms borrowing on each other's platform (holders shared across platforms): HIGH;
     - a collector: two or more borrower accounts handing at least HANDOVER of their loans to one holder within
       FORWARD_DAYS, the holder not a merchant: nominee_borrowing, LOW; MEDIUM when the loans, counted as the
-      collector's own, are above art. 17's caps (the split evades them), or when COLLECTED_MANY or more borrowers
+      collector's own, are above art. 17's caps (the split evades them; counted are the loans whose borrower kept a
+      cut or which the collector repays: whole loans paid to a seller who repays none are entrusted payments of its
+      many buyers, and their sum is its turnover), or when COLLECTED_MANY or more borrowers
       each handed over most but not the whole of a loan (a nominee keeps a cut; an entrusted payment to a
       supplier pays the whole loan), or when the collector also pays the repayments of SERVICED_MANY or more of
       them (it is their debtor: a supplier takes a loan, it does not repay it); HIGH when both; one step up when
@@ -460,18 +491,23 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
     if quiet:
         worst = None
         rows = []
-        for hv, members, _, edges, _ in quiet:
+        for hv, members, _, edges, fronts in quiet:
             kind, basis = holder_kind(ledger, hv)
             one, every = CAPS[kind]
-            here = sum(outstanding(G, b) for b in members)
-            everywhere = sum(view_borrowing(view, h).total for h in {view.holder(b) for b in members} if h)
+            # the loans that are the collector's own debt: those whose borrower kept a cut of it or which the
+            # collector repays. Whole loans paid on to a holder who repays none of them are a seller's takings by
+            # entrusted payment (受托支付: a car dealer paid for the cars of many buyers), not one debtor's borrowing
+            # split to evade the caps, however large their sum
+            debts = sorted(set(fronts) | {b for b in members if not _paid_whole(view, b, payees[hv])})
+            here = sum(outstanding(G, b) for b in debts)
+            everywhere = sum(view_borrowing(view, h).total for h in {view.holder(b) for b in debts} if h)
             ratio = max(here / one, everywhere / every)
-            rows.append((ratio, hv, members, edges, kind, basis, here))
+            rows.append((ratio, hv, members, edges, kind, basis, here, bool(debts)))
             worst = ratio if worst is None else max(worst, ratio)
         rows.sort(key=lambda x: (-x[0], x[1]))
-        ratio, hv, members, _, kind, basis, here = rows[0]
+        ratio, hv, members, _, kind, basis, here, owes = rows[0]
         # per collector, the borrowers who passed on most of a loan but kept a cut (no entrusted payment)
-        kept_cut = max(sum(1 for b in r[2] if payees[r[1]].by_borrower[b] < ENTRUSTED * loans[b]) for r in rows)
+        kept_cut = max(sum(1 for b in r[2] if not _paid_whole(view, b, payees[r[1]])) for r in rows)
         serviced = max(len(c[4]) for c in quiet)
         many = kept_cut >= COLLECTED_MANY or serviced >= SERVICED_MANY
         handed = sum(x for r in rows for b, x in payees[r[1]].by_borrower.items() if b in r[2])
@@ -486,9 +522,12 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
             back_en = (f"{yuan_en(back_here)} of it came back to the platform or its investors within {FORWARD_DAYS} "
                        f"days (less than a fifth of the loans)" if back_here > 0 else "no money seen returning to the platform")
             cap_zh = (f"合并计算借款余额{yuan_zh(here)}，超过第十七条对{KIND_ZH[kind]}的上限（{BASIS_ZH[basis]}），"
-                      f"分散借款规避限额" if ratio > 1.0 else f"合并借款余额{yuan_zh(here)}，未超过第十七条上限")
+                      f"分散借款规避限额" if ratio > 1.0 else f"合并借款余额{yuan_zh(here)}，未超过第十七条上限" if owes
+                      else "各笔借款均全额转给收款方、收款方未代为还款（受托支付的形态），不作为其自身借款计入限额")
             cap_en = (f"together they owe {yuan_en(here)}, above art. 17's caps for a {KIND_EN[kind]} ({BASIS_EN[basis]}): "
-                      f"the split evades them" if ratio > 1.0 else f"together they owe {yuan_en(here)}, within art. 17's caps")
+                      f"the split evades them" if ratio > 1.0 else f"together they owe {yuan_en(here)}, within art. 17's caps"
+                      if owes else "each loan was paid on whole and the collector repays none of them (the shape of "
+                      "an entrusted payment): not its own borrowing against the caps")
             out.append(Finding(
                 "nominee_borrowing", sev, min(1.0, max(0.2, ratio - 1.0) if ratio > 1.0 else ratio),
                 f"近{view.window_days}日{len(rows)}个账户持有人各自收取他人借款账户的借款（到账{FORWARD_DAYS}日内转出，"
