@@ -361,8 +361,42 @@ def test_yields_raised_far_above_the_platforms_own_and_its_peers_outside_custody
     from dataclasses import replace
     (f,) = world([0.09, 0.095, 0.09, 0.09, 0.21, 0.22])
     m = dict(f.metrics)
-    assert f.severity == "MEDIUM" and m["top_yield"] == 0.22 and m["earlier_top_yield"] == 0.095
+    assert f.severity == "MEDIUM" and m["top_yield"] == 0.22 and m["earlier_top_yield"] == 0.09
     assert "收益" in f.summary_zh and "raised" in f.summary_en
     assert world([0.18, 0.185, 0.18, 0.18, 0.185, 0.18]) == []  # high all along, far above its peers
     assert world([0.09, 0.095, 0.09, 0.09, 0.13, 0.14]) == []  # a rise of a few points
     assert world([0.09, 0.095, 0.09, 0.09, 0.21, 0.22], peers=0.19) == []  # peers offer as much
+
+
+def test_a_yield_raise_stands_for_half_a_year_of_reports():
+    """Tuning seed 14's P0074, a ponzi scheme outside custody: its top yield went from 9 % to 21.7 % and stayed there;
+    from the third report after the raise only the last two were compared with the rest, the raise was among "the
+    rest", and nothing was found. The raise now stands for RAISE_LOOKBACK reports. Near miss: raised more than half a
+    year of reports ago, the rate is the platform's own by now (and a rate high from the start never was a raise)."""
+    from dataclasses import replace
+
+    from detectors.rules.disclosures import RAISE_LOOKBACK, disclosed
+    from schemas.records import DAY_MS, Disclosure
+    from tests.helpers import T0
+
+    def world(mine):
+        b = Book()
+        for j in range(6):
+            for i in range(len(mine)):
+                b.ledger.apply(Disclosure(f"Q{j}", T0 + (30 * i + 29) * DAY_MS, 200, 50, avg_annual_yield=None,
+                                          yield_by_term={"31-90d": 0.10 + 0.002 * j}))
+        b.ledger.apply(replace(b.ledger.platforms["P1"], custodian_id=None, updated_at=T0 + 1))
+        for j in range(6):
+            b.ledger.apply(replace(b.ledger.platforms["P1"], platform_id=f"Q{j}"))
+        for i, y in enumerate(mine):
+            b.ledger.apply(Disclosure("P1", T0 + (30 * i + 29) * DAY_MS, 200 + 40 * i, 50, avg_annual_yield=None,
+                                      yield_by_term={"<=30d": 0.09, "31-90d": y}))
+        return [f for f in disclosed(view(b)) if f.detector == "excess_yield"]
+
+    assert RAISE_LOOKBACK == 6
+    (f,) = world([0.09, 0.217, 0.217, 0.217, 0.217, 0.217])  # raised four reports before the last two
+    assert dict(f.metrics)["earlier_top_yield"] == 0.09 and "before the last 5" in f.summary_en
+    (g,) = world([0.09, 0.09, 0.09, 0.09, 0.217, 0.217, 0.217, 0.217, 0.217, 0.217])  # six reports ago: still
+    assert dict(g.metrics)["earlier_top_yield"] == 0.09 and "before the last 6" in g.summary_en
+    assert world([0.09, 0.09, 0.217, 0.217, 0.217, 0.217, 0.217, 0.217, 0.217, 0.217]) == []  # eight ago: its own
+    assert world([0.217] * 6) == []  # high from the start: no raise

@@ -20,7 +20,8 @@ PERSIST_TAIL = 0.05  # a surge persists when its quieter period is this unlikely
 NEW_MONEY_GROWTH = 1.6  # investors multiplied this much in two periods ...
 OUTGROWING = 1.25  # ... and this much faster than the borrowers: the new money is not lent out
 YIELD_JUMP = 0.06  # the highest yield offered rises this much above the platform's own earlier ones ...
-RECENT = 2  # ... in the last this many disclosures
+RECENT = 2  # ... in the last this many disclosures ...
+RAISE_LOOKBACK = 6  # ... above what it offered before the last this many (a raise stands for half a year of reports)
 MISMATCH_LOOKBACK_MS = 183 * DAY_MS  # disclosures a maturity mismatch is looked for in
 
 
@@ -134,23 +135,28 @@ def _peer_top_yield(view: PlatformView, kind: str) -> float | None:
 def _yield_raised(view: PlatformView, ds: list[Disclosure], kind: str) -> list[Finding]:
     """A platform outside custody that starts offering yields far above its own earlier ones and above its peers':
     raising yields to keep money coming in is a funding gap showing (ponzi schemes, seeds 392's P0059 and P0019:
-    the average left out or diluted by older products, a new term at 19-23 % beside the old 9 %). A yield that
-    stays high (an honest high-yield lender), a rise of a few points, or peers rising alike are nothing."""
+    the average left out or diluted by older products, a new term at 19-23 % beside the old 9 %). The raise stands for
+    RAISE_LOOKBACK reports: a platform still offering the rate it raised to four months ago is still that platform
+    (tuning seed 14's P0074: 9 % to 21.7 %, silent from the third report on when only the last two were compared). A
+    yield that was high from the start (an honest high-yield lender), a rise of a few points, or peers rising alike
+    are nothing."""
     if len(ds) <= RECENT:
         return []
-    now, before = _top_yield(ds[-RECENT:]), _top_yield(ds[:-RECENT])
+    now, before = _top_yield(ds[-RECENT:]), _top_yield(ds[:max(1, len(ds) - RAISE_LOOKBACK)])
     if now is None or before is None or now - before < YIELD_JUMP:
         return []
     peer = _peer_top_yield(view, kind)
     if peer is None or now <= peer + PEER_MARGIN:
         return []
     at = ds[-RECENT].period_end
+    since = len(ds) - max(1, len(ds) - RAISE_LOOKBACK)  # the reports whose offers `before` leaves out
     return [Finding(
         "excess_yield", "MEDIUM", min(1.0, (now - before) * 5),
-        f"近两期披露的最高收益升至{pct(now)}（此前各期最高{pct(before)}），高于同类平台最高收益中位数{pct(peer)}："
+        f"近两期披露的最高收益为{pct(now)}（最近{since}期之前各期最高{pct(before)}），高于同类平台最高收益中位数{pct(peer)}："
         f"靠提高收益吸引资金，资金缺口的迹象（未存管，无流水可核）。",
-        f"The last two disclosures offer up to {pct(now)} (at most {pct(before)} before), above the peer median of "
-        f"{pct(peer)}: yields raised to keep money coming in, a sign of a funding gap (no custody ledger to check).",
+        f"The last two disclosures offer up to {pct(now)} (at most {pct(before)} before the last {since}), above the "
+        f"peer median of {pct(peer)}: yields raised to keep money coming in, a sign of a funding gap (no custody "
+        f"ledger to check).",
         (), (), 0, 0, at, (("top_yield", now), ("earlier_top_yield", before), ("peer_top_yield", peer)))]
 
 
