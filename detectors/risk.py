@@ -4,6 +4,10 @@ score = 100 * (1 - (1 - R) * (1 - O)), where
   R = 1 - prod over detectors (1 - w(severity) * (0.6 + 0.4 * strength)), the strongest finding per detector;
   O = OUTLIER_WEIGHT * percentile ** OUTLIER_POWER, the statistical part (the one-sided outlier percentile,
       moved up or down by what outcomes taught, detectors/learning.py).
+A HIGH or CRITICAL finding is what its evidence proves, so it sets the floor of its tier: the score is
+at least cut + 25 * s / 100 (cut 50 for HIGH, 75 for CRITICAL, s the score above): one HIGH finding of weak
+strength (a small taking, if on three days a practice) read ELEVATED before, beside the misappropriation it
+names. Within a floor the order is the order of s.
 Both parts are in [0, 1) and the combination is monotone: a new finding never lowers the score.
 An outlier alone reaches at most 100 * OUTLIER_WEIGHT (ELEVATED): statistics raise attention,
 rule findings with evidence raise tiers. O is strictly increasing in the percentile, so the
@@ -24,6 +28,8 @@ OUTLIER_POWER = 4  # percentile 0.5 -> 2.2 points, 0.9 -> 23, 0.99 -> 33.6
 SCORE_DECIMALS = 4  # enough that platforms with different data do not tie by rounding
 TIERS = ("LOW", "ELEVATED", "HIGH", "CRITICAL")
 TIER_CUTS = (25.0, 50.0, 75.0)  # LOW < 25 <= ELEVATED < 50 <= HIGH < 75 <= CRITICAL
+SEVERE_FLOOR = {"HIGH": TIER_CUTS[1], "CRITICAL": TIER_CUTS[2]}  # the tier a severe finding stands for, at least
+FLOOR_SPAN = 25.0  # a floored score is cut + FLOOR_SPAN * s / 100: in its tier, ordered as s
 
 # lead departments by domain (seed 000 §四(二), seed 003 §二)
 DEPARTMENTS: dict[str, tuple[str, str]] = {
@@ -76,11 +82,16 @@ def _weight(f: Finding) -> float:
 
 def risk_score(findings: Iterable[Finding], outlier_percentile: float) -> float:
     keep = 1.0
+    floor = 0.0
     for f in strongest_by_detector(findings).values():
         keep *= 1.0 - _weight(f)
+        floor = max(floor, SEVERE_FLOOR.get(f.severity, 0.0))
     p = max(0.0, min(1.0, outlier_percentile))
     o = OUTLIER_WEIGHT * p ** OUTLIER_POWER
-    return round(100.0 * (1.0 - keep * (1.0 - o)), SCORE_DECIMALS)
+    s = 100.0 * (1.0 - keep * (1.0 - o))
+    if floor:
+        s = max(s, floor + FLOOR_SPAN * s / 100.0)
+    return round(s, SCORE_DECIMALS)
 
 
 def tier_of(score: float) -> str:

@@ -24,6 +24,21 @@ def test_a_new_finding_never_lowers_the_score():
     assert tier_of(risk_score([], 1.0)) == "ELEVATED"
 
 
+def test_a_severe_finding_sets_the_floor_of_its_tier():
+    """Independent world seed 13's IW066: misappropriation HIGH (client money taken on three days, 0.2 % of its
+    deposits) scored 41, ELEVATED, beside the finding that names it. A HIGH finding now puts the platform in HIGH at
+    least, a CRITICAL one in CRITICAL, each ordered by the score below its floor. Near misses: MEDIUM and LOW
+    findings set no floor (a MEDIUM alone stays under HIGH), and the outlier part alone none."""
+    weak = risk_score([f("misappropriation", "HIGH", 0.0)], 0.0)
+    assert tier_of(weak) == "HIGH" and weak == pytest.approx(50 + 25 * 36 / 100)
+    assert risk_score([f("misappropriation", "HIGH", 0.0)], 0.9) > weak  # the order within the floor is kept
+    assert tier_of(risk_score([f("ponzi_payout", "CRITICAL", 0.0)], 0.0)) == "CRITICAL"
+    assert tier_of(risk_score([f("subsidy", "MEDIUM", 1.0)], 0.0)) == "ELEVATED"
+    assert tier_of(risk_score([f("cycle", "LOW", 0.0), f("fan_in", "LOW", 0.0)], 0.5)) == "LOW"
+    strong = risk_score([f("fund_pool", "HIGH", 1.0), f("subsidy", "MEDIUM", 1.0)], 1.0)
+    assert 75 <= strong < 100  # the score above the floor when it is higher
+
+
 @pytest.mark.parametrize("score,tier", [(0, "LOW"), (24.99, "LOW"), (25, "ELEVATED"), (50, "HIGH"),
                                         (74.9, "HIGH"), (75, "CRITICAL"), (100, "CRITICAL")])
 def test_tiers(score, tier):
