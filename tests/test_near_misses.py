@@ -304,6 +304,30 @@ def test_settling_through_other_banks_reserves_is_still_clearing():
     assert c.amount == 45 * WAN and dict(c.metrics)["banks"] == 3 and c.severity == "HIGH"
 
 
+def test_clearing_a_few_thousand_yuan_across_banks_is_stated_medium():
+    """Simulator seed 472's P0140: a small institution routed 8,400 yuan of reserves in 90 days through its
+    reserves at three banks, under the 1万 materiality, and nothing was found: clearing is forbidden whatever its
+    size, so from 1,000 yuan it is MEDIUM (HIGH once material). Near misses: under 1,000 yuan it is nothing, and a
+    small sweep into the custodian bank's reserve stays what it is."""
+    from detectors.rules.payments import cross_bank_clearing
+
+    def routed(total: int) -> list:
+        b = payment_book()
+        b.tx(1, "DEPOSIT", "PAYER", "R1", 2 * WAN)
+        b.tx(1.5, "TRANSFER", "R1", "R2", total // 2)
+        b.tx(1.6, "TRANSFER", "R2", "R3", total // 4)
+        b.tx(1.7, "TRANSFER", "R3", "R1", total // 4)
+        return cross_bank_clearing(view(b))
+
+    (c,) = routed(8400_00)
+    assert c.severity == "MEDIUM" and c.amount == 8400_00 and dict(c.metrics)["banks"] == 3
+    assert routed(900_00) == []
+    sweep = payment_book()
+    sweep.tx(1, "DEPOSIT", "PAYER", "R2", 5000_00)
+    sweep.tx(1.5, "TRANSFER", "R2", "R1", 4000_00)
+    assert cross_bank_clearing(view(sweep)) == []
+
+
 def fee_book(fee_share_of_interest: float, deposits: int) -> Book:
     """Investors are paid 1万 interest on a repaid loan; the platform then charges them fees of a share of it,
     on a platform whose deposits dwarf the fees (so the 1 % tolerance against inflows never bites)."""

@@ -75,7 +75,7 @@ def cross_bank_clearing(view: PlatformView) -> list[Finding]:
     require, not clearing. Money leaving the custodian bank's reserve for another bank's, or moving
     among cooperating banks' reserves, is; once it does (more than ONE_WAY of the money between
     reserves), the transfers into the custodian bank's reserve are legs of the same clearing and
-    count too.
+    count too. Stated from MISUSE_FLOOR, MEDIUM until MATERIAL.
     """
     reserves = view.accounts_by_role.get("CLIENT_RESERVE", [])
     if len(reserves) < 2:
@@ -89,12 +89,15 @@ def cross_bank_clearing(view: PlatformView) -> list[Finding]:
     if home is not None and other_way <= ONE_WAY * sum(amt for _, _, _, amt in edges):
         return []  # one-way collection into the custodian bank's reserve
     ev = view.evidence(edges)
-    if ev.amount < MATERIAL:
+    if ev.amount < MISUSE_FLOOR:
         return []
     banks = sorted({view.ledger.accounts[a].custodian_id or "?" for a in ev.account_ids})
     volume = view.flows.amount("DEPOSIT", "EXTERNAL", "CLIENT_RESERVE") or 1
     share = ev.amount / volume
-    sev = "HIGH" if len(banks) >= 3 or share >= 0.2 else "MEDIUM"
+    # clearing is forbidden whatever its size: a small institution routing a few thousand yuan a month through
+    # other banks' reserves (simulator seed 472's P0140, 8,400 yuan in 90 days across three banks) is stated from
+    # MISUSE_FLOOR, MEDIUM until it is MATERIAL
+    sev = "HIGH" if ev.amount >= MATERIAL and (len(banks) >= 3 or share >= 0.2) else "MEDIUM"
     return [Finding(
         "cross_bank_clearing", sev, min(1.0, 0.3 + share),
         f"近{view.window_days}日机构在{len(banks)}家银行（{'、'.join(banks)}）的备付金账户之间互相划转{yuan_zh(ev.amount)}"
