@@ -197,9 +197,10 @@ class PlatformView:
     def window_edges(self) -> list[tuple[str, str, dict[str, Any], int]]:
         """Flow edges out of this platform's accounts with money inside the window, largest first (once per view;
         the walk over the graph once for the views that share, the window's amounts per view)."""
-        return self._in_window([x for group in self._flows_by_roles().values() for x in group])
+        return self._in_window(list(self._flows()))
 
     def _flows(self) -> Iterable[tuple[str, str, dict[str, Any]]]:
+        """Every flow edge out of the platform's accounts, whatever its window (the walk shared by the views)."""
         return (x for group in self._flows_by_roles().values() for x in group)
 
     def _in_window(self, flows: Iterable[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, dict[str, Any], int]]:

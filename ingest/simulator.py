@@ -813,14 +813,19 @@ class _Platform:
         sellers (two to four, a new one now and then) that many of the platform's borrowers buy from."""
         side = self.entrusted
         assert side is not None
-        if len(self.sellers) < 2 or (len(self.sellers) < 4 and side.random() < 0.02):
-            for _ in range(2 - len(self.sellers) if len(self.sellers) < 2 else 1):
-                holder = f"H-{self.pid}-SELLER{len(self.sellers) + 1}"
-                self.w.holders.kinds.setdefault(holder, LEGAL)
-                self.sellers.append(self._account(holder, "EXTERNAL", day))
+        if not self.sellers:
+            self._new_seller(day)
+            self._new_seller(day)
+        elif len(self.sellers) < 4 and side.random() < 0.02:
+            self._new_seller(day)
         seller = side.choice(self.sellers)
         self.tx(day, 12 + side.random(), "TRANSFER", b, seller, self.balance[b],
                 memo=side.choice(["受托支付", "购车款", "货款", None]), rng=side)
+
+    def _new_seller(self, day: int) -> None:
+        holder = f"H-{self.pid}-SELLER{len(self.sellers) + 1}"
+        self.w.holders.kinds.setdefault(holder, LEGAL)
+        self.sellers.append(self._account(holder, "EXTERNAL", day))
 
     def _raise(self, day: int, hour: float, listing: str, amount: int, target: str, holdings: dict[str, int]) -> int:
         """Investors with idle money invest up to `amount` into `target` naming `listing`; returns what was raised."""

@@ -336,29 +336,34 @@ def test_a_maturity_mismatch_disclosed_in_the_last_half_year_stands_and_an_older
     assert history(6, mismatch_at=-1) == []  # terms sold and lent match: nothing
 
 
-def test_yields_raised_far_above_the_platforms_own_and_its_peers_outside_custody():
-    """Held-out seed 392's P0059 and P0019, ponzi schemes outside custody: a new term at 19-23 % beside their old
-    9 %, the average left out or diluted; only the latest average was read, and nothing was found. Near misses:
-    an honest lender whose yields are high all along, a rise of a few points, and peers offering as much."""
+def _yield_world(mine: list[float], peers: float = 0.10) -> list:
+    """Platform P1 outside custody offering `mine` as its 31-90 day yield, one report a month, beside six peers of
+    the same kind in custody offering about `peers` as long; the excess_yield findings of P1's disclosures."""
+    from dataclasses import replace
+
     from detectors.rules.disclosures import disclosed
     from schemas.records import DAY_MS, Disclosure
     from tests.helpers import T0
 
-    def world(mine, peers=0.10):
-        b = Book()
-        for j in range(6):
-            for i in range(6):
-                b.ledger.apply(Disclosure(f"Q{j}", T0 + (30 * i + 29) * DAY_MS, 200, 50, avg_annual_yield=None,
-                                          yield_by_term={"31-90d": peers + 0.002 * j}))
-        b.ledger.apply(replace(b.ledger.platforms["P1"], custodian_id=None, updated_at=T0 + 1))
-        for j in range(6):
-            b.ledger.apply(replace(b.ledger.platforms["P1"], platform_id=f"Q{j}"))
-        for i, y in enumerate(mine):
-            b.ledger.apply(Disclosure("P1", T0 + (30 * i + 29) * DAY_MS, 200 + 40 * i, 50, avg_annual_yield=None,
-                                      yield_by_term={"<=30d": 0.09, "31-90d": y}))
-        return [f for f in disclosed(view(b)) if f.detector == "excess_yield"]
+    b = Book()
+    for j in range(6):
+        for i in range(len(mine)):
+            b.ledger.apply(Disclosure(f"Q{j}", T0 + (30 * i + 29) * DAY_MS, 200, 50, avg_annual_yield=None,
+                                      yield_by_term={"31-90d": peers + 0.002 * j}))
+    b.ledger.apply(replace(b.ledger.platforms["P1"], custodian_id=None, updated_at=T0 + 1))
+    for j in range(6):
+        b.ledger.apply(replace(b.ledger.platforms["P1"], platform_id=f"Q{j}"))
+    for i, y in enumerate(mine):
+        b.ledger.apply(Disclosure("P1", T0 + (30 * i + 29) * DAY_MS, 200 + 40 * i, 50, avg_annual_yield=None,
+                                  yield_by_term={"<=30d": 0.09, "31-90d": y}))
+    return [f for f in disclosed(view(b)) if f.detector == "excess_yield"]
 
-    from dataclasses import replace
+
+def test_yields_raised_far_above_the_platforms_own_and_its_peers_outside_custody():
+    """Held-out seed 392's P0059 and P0019, ponzi schemes outside custody: a new term at 19-23 % beside their old
+    9 %, the average left out or diluted; only the latest average was read, and nothing was found. Near misses:
+    an honest lender whose yields are high all along, a rise of a few points, and peers offering as much."""
+    world = _yield_world
     (f,) = world([0.09, 0.095, 0.09, 0.09, 0.21, 0.22])
     m = dict(f.metrics)
     assert f.severity == "MEDIUM" and m["top_yield"] == 0.22 and m["earlier_top_yield"] == 0.09
@@ -373,26 +378,9 @@ def test_a_yield_raise_stands_for_half_a_year_of_reports():
     from the third report after the raise only the last two were compared with the rest, the raise was among "the
     rest", and nothing was found. The raise now stands for RAISE_LOOKBACK reports. Near miss: raised more than half a
     year of reports ago, the rate is the platform's own by now (and a rate high from the start never was a raise)."""
-    from dataclasses import replace
+    from detectors.rules.disclosures import RAISE_LOOKBACK
 
-    from detectors.rules.disclosures import RAISE_LOOKBACK, disclosed
-    from schemas.records import DAY_MS, Disclosure
-    from tests.helpers import T0
-
-    def world(mine):
-        b = Book()
-        for j in range(6):
-            for i in range(len(mine)):
-                b.ledger.apply(Disclosure(f"Q{j}", T0 + (30 * i + 29) * DAY_MS, 200, 50, avg_annual_yield=None,
-                                          yield_by_term={"31-90d": 0.10 + 0.002 * j}))
-        b.ledger.apply(replace(b.ledger.platforms["P1"], custodian_id=None, updated_at=T0 + 1))
-        for j in range(6):
-            b.ledger.apply(replace(b.ledger.platforms["P1"], platform_id=f"Q{j}"))
-        for i, y in enumerate(mine):
-            b.ledger.apply(Disclosure("P1", T0 + (30 * i + 29) * DAY_MS, 200 + 40 * i, 50, avg_annual_yield=None,
-                                      yield_by_term={"<=30d": 0.09, "31-90d": y}))
-        return [f for f in disclosed(view(b)) if f.detector == "excess_yield"]
-
+    world = _yield_world
     assert RAISE_LOOKBACK == 6
     (f,) = world([0.09, 0.217, 0.217, 0.217, 0.217, 0.217])  # raised four reports before the last two
     assert dict(f.metrics)["earlier_top_yield"] == 0.09 and "before the last 5" in f.summary_en

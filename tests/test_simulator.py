@@ -217,15 +217,34 @@ def test_a_self_financing_scheme_under_way_lends_to_its_own_at_least_every_three
     assert checked >= 3
 
 
+def ledger_of(world, platform_ids):
+    """A Ledger holding only these platforms of a simulated world: registry, accounts, listings and money."""
+    from graph.ledger import Ledger
+    from schemas.records import Account, Listing, Platform, Transaction
+
+    ledger = Ledger()
+    for p in world.platforms:
+        if p["platform_id"] in platform_ids:
+            ledger.apply(Platform(**p))
+    for a in world.accounts:
+        if a["platform_id"] in platform_ids:
+            ledger.apply(Account(**a))
+    for x in world.listings:
+        if x["platform_id"] in platform_ids:
+            ledger.apply(Listing(**x))
+    for t in world.transactions:
+        if t["platform_id"] in platform_ids:
+            ledger.apply_transaction(Transaction(**t), checked=True)
+    return ledger
+
+
 def test_investors_own_fees_name_no_loan_and_the_rules_leave_them_alone(world):
     """The near miss of fees naming no loan held to the investor's own level: a 2-yuan withdrawal fee, for some a
     membership of 100-200 yuan, from investors to the platform, naming no loan; at lawful platforms neither
     misappropriation nor the custody reconciliation finds anything in them."""
     from detectors.base import PlatformView
     from detectors.rules.misappropriation import custody_shortfall, misappropriation
-    from graph.ledger import Ledger
     from graph.windows import Window
-    from schemas.records import Account, Listing, Platform, Transaction
 
     labels = world.labels["platforms"]
     role = {a["account_id"]: a["role"] for a in world.accounts}
@@ -237,19 +256,7 @@ def test_investors_own_fees_name_no_loan_and_the_rules_leave_them_alone(world):
     assert {t["amount"] for t in fees if t["memo"] == "提现手续费"} == {200}
     members = [t["amount"] for t in fees if t["memo"] == "会员费"]
     assert members and all(100 * 100 <= x <= 200 * 100 for x in members)
-    ledger = Ledger()
-    for p in world.platforms:
-        if p["platform_id"] in lawful:
-            ledger.apply(Platform(**p))
-    for a in world.accounts:
-        if a["platform_id"] in lawful:
-            ledger.apply(Account(**a))
-    for x in world.listings:
-        if x["platform_id"] in lawful:
-            ledger.apply(Listing(**x))
-    for t in world.transactions:
-        if t["platform_id"] in lawful:
-            ledger.apply_transaction(Transaction(**t), checked=True)
+    ledger = ledger_of(world, lawful)
     for pid in sorted(lawful):
         for days in (30, 90):
             v = PlatformView(ledger, pid, Window(days, ledger.now_ms))
@@ -263,9 +270,7 @@ def test_entrusted_payments_go_whole_to_a_few_sellers_and_read_as_no_nominees(wo
     seller, is an entrusted payment, so at lawful platforms nominee_borrowing stays LOW and no self-financing is found."""
     from detectors.base import PlatformView
     from detectors.rules.self_financing import undeclared_self_financing
-    from graph.ledger import Ledger
     from graph.windows import Window
-    from schemas.records import Account, Listing, Platform, Transaction
 
     labels = world.labels["platforms"]
     holder = {a["account_id"]: a["holder_id"] for a in world.accounts}
@@ -279,19 +284,7 @@ def test_entrusted_payments_go_whole_to_a_few_sellers_and_read_as_no_nominees(wo
     for pid in lawful:
         sellers = {holder[t["to_account"]] for t in paid if t["platform_id"] == pid}
         assert 1 <= len(sellers) <= 4, (pid, sellers)
-    ledger = Ledger()
-    for p in world.platforms:
-        if p["platform_id"] in lawful:
-            ledger.apply(Platform(**p))
-    for a in world.accounts:
-        if a["platform_id"] in lawful:
-            ledger.apply(Account(**a))
-    for x in world.listings:
-        if x["platform_id"] in lawful:
-            ledger.apply(Listing(**x))
-    for t in world.transactions:
-        if t["platform_id"] in lawful:
-            ledger.apply_transaction(Transaction(**t), checked=True)
+    ledger = ledger_of(world, lawful)
     for pid in sorted(lawful):
         for days in (30, 90):
             found = undeclared_self_financing(PlatformView(ledger, pid, Window(days, ledger.now_ms)))

@@ -115,7 +115,7 @@ MERCHANT_SPAN_DAYS = 60  # ... over two months or more is a merchant, not a nomi
 NOT_PROCEEDS = (TYPE_INDEX["FEE"], TYPE_INDEX["REPAY"])  # a disclosed fee or a repayment is not a hand-over
 MAX_GROUPS = 10  # collectors or platforms named in one finding
 COLLECTED_MANY = 3  # a collector of this many borrowers' loans is no coincidence of a shared supplier ...
-ENTRUSTED = 0.98  # ... unless each of them paid the whole loan on, net of its fees (entrusted payment, 受托支付: lawful, LOW)
+ENTRUSTED = 0.98  # ... unless each paid the whole loan on, net of its fees (entrusted payment, 受托支付: lawful, LOW)
 SERVICED_MANY = 2  # a collector paying the repayments of this many of the borrowers whose loans it took is their debtor
 SEVERITY_UP = {"LOW": "MEDIUM", "MEDIUM": "HIGH", "HIGH": "HIGH"}
 
@@ -247,28 +247,31 @@ def _passed_on(view: PlatformView, b: str, hb: str | None) -> list[tuple[str, di
 
 def _paid_whole(view: PlatformView, b: str, payee: _Payee) -> bool:
     """Borrower `b` paid this payee whole loans: each day's hand-over at least ENTRUSTED of one loan that arrived
-    within FORWARD_DAYS before it, net of what the borrower paid the platform within FORWARD_DAYS of the loan (a fee,
-    a fee the escrow advanced and the borrower reimburses days later, a reserve contribution). Entrusted payment (受托支付) pays a seller one loan's money in one payment; a
-    borrower's other loans, spent elsewhere, are not a cut it kept."""
+    within FORWARD_DAYS before it, net of what the borrower paid the platform within FORWARD_DAYS of the loan (a
+    fee, a fee the escrow advanced and the borrower reimburses days later, a reserve contribution). Entrusted payment
+    (受托支付) pays a seller one loan's money in one payment; a borrower's other loans, spent elsewhere, are not a
+    cut it kept."""
     arrived, _ = _loan_days(view, b)
-    dues: dict[int, int] = {}
-    for e, frac in view.lifetime((_dues_edges, b), lambda: _dues_edges(view, b)):
-        for d, bucket in e["buckets"].items():
-            dues[d] = dues.get(d, 0) + int(bucket[B_AMOUNT] * frac)
+    dues = view.lifetime((_dues_by_day, b), lambda: _dues_by_day(view, b))
+    net = {d0: a - sum(x for d, x in dues.items() if 0 <= d - d0 <= FORWARD_DAYS) for d0, a in arrived.items()}
     handed = payee.borrower_days.get(b, {})
     return bool(handed) and all(
-        any(0 <= d - d0 <= FORWARD_DAYS
-            and got >= ENTRUSTED * (a - sum(x for dd, x in dues.items() if 0 <= dd - d0 <= FORWARD_DAYS))
-            for d0, a in arrived.items())
+        any(0 <= d - d0 <= FORWARD_DAYS and got >= ENTRUSTED * left for d0, left in net.items())
         for d, got in handed.items())
 
 
-def _dues_edges(view: PlatformView, b: str) -> list[tuple[dict[str, Any], float]]:
-    """The flows out of borrower account `b` to the platform's own, pool and reserve accounts, with the share of each
-    that is not a repayment (every window)."""
+def _dues_by_day(view: PlatformView, b: str) -> dict[int, int]:
+    """What borrower account `b` paid the platform's own, pool and reserve accounts by day, repayments left out (the
+    same in every window: the days outside one are never within FORWARD_DAYS of its loans)."""
     repay = TYPE_INDEX["REPAY"]
-    return [(e, 1.0 - e["by_type"][repay] / e["amount"]) for v, e in view.ledger.graph._succ[b].items()
-            if e.get("kind") == "flow" and view.role(v) in PLATFORM_SIDE and e["by_type"][repay] < e["amount"]]
+    out: dict[int, int] = {}
+    for v, e in view.ledger.graph._succ[b].items():  # networkx's storage, read-only
+        if e.get("kind") != "flow" or view.role(v) not in PLATFORM_SIDE or e["by_type"][repay] >= e["amount"]:
+            continue
+        frac = 1.0 - e["by_type"][repay] / e["amount"]
+        for d, bucket in e["buckets"].items():
+            out[d] = out.get(d, 0) + int(bucket[B_AMOUNT] * frac)
+    return out
 
 
 def _returned_by(view: PlatformView, holder: str, payee: _Payee) -> tuple[int, list[tuple[str, str, dict[str, Any], int]]]:
@@ -498,16 +501,17 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
             # collector repays. Whole loans paid on to a holder who repays none of them are a seller's takings by
             # entrusted payment (受托支付: a car dealer paid for the cars of many buyers), not one debtor's borrowing
             # split to evade the caps, however large their sum
-            debts = sorted(set(fronts) | {b for b in members if not _paid_whole(view, b, payees[hv])})
+            cut = [b for b in members if not _paid_whole(view, b, payees[hv])]  # kept a cut: no entrusted payment
+            debts = sorted(set(fronts) | set(cut))
             here = sum(outstanding(G, b) for b in debts)
             everywhere = sum(view_borrowing(view, h).total for h in {view.holder(b) for b in debts} if h)
             ratio = max(here / one, everywhere / every)
-            rows.append((ratio, hv, members, edges, kind, basis, here, bool(debts)))
+            rows.append((ratio, hv, members, edges, kind, basis, here, bool(debts), len(cut)))
             worst = ratio if worst is None else max(worst, ratio)
         rows.sort(key=lambda x: (-x[0], x[1]))
-        ratio, hv, members, _, kind, basis, here, owes = rows[0]
+        ratio, hv, members, _, kind, basis, here, owes, _ = rows[0]
         # per collector, the borrowers who passed on most of a loan but kept a cut (no entrusted payment)
-        kept_cut = max(sum(1 for b in r[2] if not _paid_whole(view, b, payees[r[1]])) for r in rows)
+        kept_cut = max(r[8] for r in rows)
         serviced = max(len(c[4]) for c in quiet)
         many = kept_cut >= COLLECTED_MANY or serviced >= SERVICED_MANY
         handed = sum(x for r in rows for b, x in payees[r[1]].by_borrower.items() if b in r[2])
