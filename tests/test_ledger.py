@@ -208,3 +208,49 @@ def test_take_splits_as_the_two_pass_rule_did():
         amount = rng.choice((rng.randrange(1, 100), rng.randrange(1, 10**9), max(1, balance)))
         a, b = list(comp), list(comp)
         assert trace.take(a, balance, amount) == two_pass(b, balance, amount) and a == b
+
+
+def test_principal_sums_kept_as_movements_arrive_equal_the_sums_walked_from_the_graph():
+    """`Ledger.principal` is kept up by apply once first read; what it keeps must be what the edges say, through
+    repayments with interest, refunds, a lender re-registered from EXTERNAL (then counted), duplicates and a copy."""
+    import copy
+    import random
+
+    from graph.ledger import TX_TYPES, TYPE_INDEX
+    from schemas.records import Account
+
+    def walked(L: Ledger, a: str) -> tuple[int, int]:
+        G = L.graph
+        lent = sum(e["by_type"][TYPE_INDEX["DISBURSE"]] + e["by_type"][TYPE_INDEX["INVEST"]]
+                   for u, e in G._pred[a].items() if e.get("kind") == "flow" and G._node[u].get("role") != "EXTERNAL")
+        back = 0
+        for e in G._succ[a].values():
+            if e.get("kind") == "flow":
+                rep = e["by_type"][TYPE_INDEX["REPAY"]]
+                back += rep - min(rep, e["interest"]) + e["by_type"][TYPE_INDEX["REFUND"]]
+        return lent, back
+
+    rng = random.Random(11)
+    b = Book()
+    names = [b.account(f"A{i}", role) for i, role in
+             enumerate(("EXTERNAL", "EXTERNAL", "INVESTOR", "INVESTOR", "CUSTODY_POOL", "BORROWER", "BORROWER"))]
+    for k in range(600):
+        src, dst = rng.sample(names, 2)
+        t = rng.choice(TX_TYPES)
+        amount = rng.randrange(1, 2000)
+        interest = rng.choice((None, 0, rng.randrange(0, amount + 1))) if t in ("REPAY", "PAYOUT") else None
+        tid = b.tx(k / 20, t, src, dst, amount, interest=interest)
+        if k % 97 == 0:  # a re-send: applied once
+            again = b.ledger.apply(Transaction(tid, "CB01", b.pid, T0 + int(k / 20 * DAY_MS), t, src, dst, 1))
+            assert not again.applied
+        if k == 150:
+            assert b.ledger.principal("A5") == walked(b.ledger, "A5")  # first read: the sums are built here
+        if k == 300:  # an external account registered again as an investor: its loans now count
+            b.ledger.apply(Account("A0", b.pid, "H-A0", "INVESTOR", T0))
+        if k == 400:
+            b.ledger = copy.deepcopy(b.ledger)  # a copy, as a checkpoint restores, rebuilds them
+        if k % 50 == 49:
+            for a in names:
+                assert b.ledger.principal(a) == walked(b.ledger, a), (k, a)
+    assert any(b.ledger.principal(a)[1] for a in names) and any(b.ledger.principal(a)[0] for a in names)
+    assert "_principal" not in b.ledger.__getstate__()

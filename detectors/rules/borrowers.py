@@ -109,22 +109,15 @@ def _flows(adj: Any) -> list[tuple[str, dict[str, Any]]]:
     return [(n, e) for n, e in adj.items() if e.get("kind") == "flow"]
 
 
-def loans_in(G: nx.DiGraph, account: str) -> int:
-    """Principal lent into a borrower account over its life: DISBURSE or INVEST from custody accounts."""
-    nodes = G._node  # networkx's storage, read-only (views cost a call each)
-    return sum(e["by_type"][_LOAN] + e["by_type"][_INVEST] for u, e in G._pred[account].items()
-               if e.get("kind") == "flow" and nodes[u].get("role") != "EXTERNAL")
+def loans_in(ledger: Ledger, account: str) -> int:
+    """Principal lent into a borrower account over its life: DISBURSE or INVEST into it from custody accounts."""
+    return ledger.principal(account)[0]
 
 
-def outstanding(G: nx.DiGraph, account: str) -> int:
+def outstanding(ledger: Ledger, account: str) -> int:
     """Principal still owed by a borrower account: loans in less repaid principal (REPAY less interest, REFUND)."""
-    back = 0
-    for e in G._succ[account].values():
-        if e.get("kind") != "flow":
-            continue
-        repaid = e["by_type"][_REPAY]
-        back += repaid - min(repaid, e["interest"]) + e["by_type"][_REFUND]
-    return max(0, loans_in(G, account) - back)
+    lent, back = ledger.principal(account)
+    return max(0, lent - back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +162,7 @@ def borrowing(ledger: Ledger, holder: str) -> Borrowing:
         d = nodes[a]
         if d.get("role") != "BORROWER":
             continue
-        owed = outstanding(G, a)
+        owed = outstanding(ledger, a)
         by_platform[d["platform"]] = by_platform.get(d["platform"], 0) + owed
         accounts.append((d["platform"], a, owed))
     kind, basis = holder_kind(ledger, holder)

@@ -368,7 +368,7 @@ def _standing_ties(view: PlatformView) -> tuple[list[tuple[str, set[str]]], dict
                 d = nodes[a]
                 if d.get("role") == "BORROWER" and d.get("platform") != pid:
                     ours_held.add(d["platform"])
-                    if loans_in(G, a) > 0:
+                    if loans_in(ledger, a) > 0:
                         ours_lent.add(d["platform"])
     return ties, held, ours_held, ours_lent
 
@@ -503,7 +503,7 @@ def undeclared_self_financing(view: PlatformView) -> list[Finding]:
             # split to evade the caps, however large their sum
             cut = [b for b in members if not _paid_whole(view, b, payees[hv])]  # kept a cut: no entrusted payment
             debts = sorted(set(fronts) | set(cut))
-            here = sum(outstanding(G, b) for b in debts)
+            here = sum(outstanding(ledger, b) for b in debts)
             everywhere = sum(view_borrowing(view, h).total for h in {view.holder(b) for b in debts} if h)
             ratio = max(here / one, everywhere / every)
             rows.append((ratio, hv, members, edges, kind, basis, here, bool(debts), len(cut)))
