@@ -123,7 +123,7 @@ class _Fit:
 class Assessor:
     """Settings in the constructor; fitted models and alert state are built as data arrives."""
 
-    def __init__(self, *, windows: tuple[int, ...] = (30, 90), refit_every_days: int = 7, random_state: int = 0,
+    def __init__(self, *, windows: tuple[int, ...] = (30, 90), refit_every_days: int = 28, random_state: int = 0,
                  alert_min_severity: str = "MEDIUM", use_hbos: bool = True,
                  params: DetectorParams | None = None, episode_gap_days: int = 30, min_labels: int = 10) -> None:
         self.windows = windows

@@ -38,6 +38,7 @@ def _assessor(settings: Settings) -> Any:
     from detectors.base import DetectorParams
 
     return Assessor(random_state=settings.random_state, alert_min_severity=settings.alert_min_severity,
+                    refit_every_days=settings.refit_every_days,
                     params=DetectorParams(legal_yield_ceiling=settings.legal_yield_ceiling))
 
 

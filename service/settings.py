@@ -82,6 +82,9 @@ class Settings(BaseSettings):
                       disclosure_late_ms=int(self.validate_disclosure_late_days * DAY_MS))
 
     assess_every_days: int = 7  # event-time cadence of scoring
+    # event-time cadence of the population models' refits (and whenever a segment's size moves by a tenth):
+    # what they fit moves with monthly disclosures and 90-day windows, while each fit cost a quarter of a replay
+    refit_every_days: int = 28
     max_pending: int = 500_000  # transactions waiting for their account or platform, at most
     idle_assess_seconds: float = 2.0
     alert_min_severity: str = "MEDIUM"
