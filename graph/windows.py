@@ -111,11 +111,15 @@ def role_flows(days: dict[int, dict[tuple[str, str, str, bool], list[int]]], *, 
     sd = window.start_day
     if sd is None and lifetime is not None:
         return RoleFlows({k: list(r) for k, r in lifetime.items()})
-    acc: dict[tuple[str, str, str, bool], list[int]] = {}
+    rows: dict[tuple[str, str, str, bool], list[list[int]]] = {}
     for d, agg in days.items():
         if sd is not None and d < sd:
             continue
         for k, r in agg.items():
-            row = acc.get(k)
-            acc[k] = list(r) if row is None else [x + y for x, y in zip(row, r)]  # rows are all one length
-    return RoleFlows(acc)
+            got = rows.get(k)
+            if got is None:
+                rows[k] = [r]
+            else:
+                got.append(r)
+    # each key's day rows summed column by column at once (rows are all one length): one call per key, not per day
+    return RoleFlows({k: list(rs[0]) if len(rs) == 1 else list(map(sum, zip(*rs))) for k, rs in rows.items()})
