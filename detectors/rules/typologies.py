@@ -191,22 +191,25 @@ def cross_platform_cycle(view: PlatformView) -> list[Finding]:
                     | set(view.related_holders))
     explored = 0
     found: list[list[tuple[str, str, dict[str, Any], int]]] = []
+    Hop = tuple[str, str, dict[str, Any], int]
     for s in starts:
-        stack: list[tuple[str, list[tuple[str, str, dict[str, Any], int]]]] = [(s, [])]
+        # a path, and the holders of its payers (a cycle visits a holder once)
+        stack: list[tuple[str, list[Hop], frozenset[str | None]]] = [(s, [], frozenset())]
         while stack and explored < MAX_EXPLORED and len(found) < MAX_CYCLES:
-            h, path = stack.pop()
+            h, path, payers = stack.pop()
             explored += 1
+            hops = len(path) + 1
             for nh, a, b, e, amt in _holder_edges(view, h):
                 if nh is None:
                     continue
-                step = path + [(a, b, e, amt)]
-                if nh == s and len(step) >= 2:
+                if nh == s and hops >= 2:
+                    step = path + [(a, b, e, amt)]
                     touched = {nodes[x].get("platform") for x, _, _, _ in step} | {nodes[y].get("platform")
                                                                                   for _, y, _, _ in step}
                     if len(touched - {None}) >= 2:
                         found.append(step)
-                elif len(step) < 4 and nh not in {nodes[x].get("holder") for x, _, _, _ in step}:
-                    stack.append((nh, step))
+                elif hops < 4 and nh not in payers and nh != (payer := nodes[a].get("holder")):
+                    stack.append((nh, path + [(a, b, e, amt)], payers | {payer}))
     if not found:
         return []
     edges = {(a, b): (a, b, e, amt) for cyc in found for a, b, e, amt in cyc}
