@@ -662,7 +662,10 @@ class Pipeline:
                         if hasattr(out, "restore"):
                             out.restore(None)
             return
-        self.ledger, self.assessor = cp.ledger, cp.assessor
+        self.ledger = cp.ledger
+        # the assessor's fitted state (attributes ending in _: models, alert episodes, first flags) comes from the
+        # checkpoint, its settings from this run's constructor: a threshold changed for a restart takes effect
+        self.assessor.__dict__.update({k: v for k, v in vars(cp.assessor).items() if k.endswith("_")})
         self._pending = cp.pending
         self._done = dict(cp.positions)
         ex = cp.extra

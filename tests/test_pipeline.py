@@ -244,6 +244,25 @@ def test_a_restored_checkpoint_holds_the_same_commit_points_back(tmp_path):
     assert q._commit_points()[("custody.transactions", 0)] < p._done[("custody.transactions", 0)]
 
 
+def test_a_restart_keeps_the_checkpoints_fitted_state_and_takes_this_runs_settings(tmp_path):
+    """The whole assessor came back from the checkpoint, settings included: a worker restarted with another alert
+    floor or refit cadence kept the old ones for ever. Fitted state (ending in _) is the checkpoint's."""
+    path = str(tmp_path / "c.ckpt")
+    p = Pipeline(Watermarked(held_back(), batch=2), Ledger(), Assessor(use_hbos=False, refit_every_days=7,
+                                                                       alert_min_severity="MEDIUM"),
+                 [], MemoryDeadLetters(), checkpoint_path=path)
+    p.run(max_inputs=10)
+    p.assessor.first_flagged_["P-SEEN"] = 123  # fitted state the restart must keep
+    p.save_checkpoint()
+    q = Pipeline(Watermarked([], batch=2), Ledger(), Assessor(use_hbos=False, refit_every_days=28,
+                                                              alert_min_severity="HIGH"),
+                 [], MemoryDeadLetters(), checkpoint_path=path)
+    assert q.restored
+    assert (q.assessor.refit_every_days, q.assessor.alert_min_severity) == (28, "HIGH")
+    assert q.assessor.first_flagged_ == p.assessor.first_flagged_ and q.assessor.first_flagged_["P-SEEN"] == 123
+    assert q.assessor.episodes_ == p.assessor.episodes_
+
+
 @pytest.mark.parametrize("behind", [False, True])
 def test_live_rescoring_takes_the_spare_time_when_keeping_up_and_a_third_when_behind(behind, monkeypatch):
     """Issue 10: the live rescore waited twice its own duration before the next even when the reading was
