@@ -223,24 +223,9 @@ class PlatformView:
         return out
 
     def _flows_by_roles(self) -> dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]]:
-        """The platform's flow edges grouped by (payer role, payee role), in the graph's order; the same in every
-        window, so walked once for the views that share."""
-        out: dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]] = self.lifetime(
-            "flows_by_roles", self._walk_flows)
-        return out
-
-    def _walk_flows(self) -> dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]]:
-        succ = self.ledger.graph._succ  # read-only, as the ledger's hot path does
-        accounts = self.ledger.accounts
-        out: dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]] = {}
-        for u in self.ledger.platform_accounts.get(self.platform_id, ()):
-            a = accounts.get(u)
-            ru = a.role if a else None
-            for v, e in succ[u].items():
-                if e.get("kind") == "flow":
-                    b = accounts.get(v)
-                    out.setdefault((ru, b.role if b else None), []).append((u, v, e))
-        return out
+        """The platform's flow edges grouped by (payer role, payee role): the same in every window, and kept by the
+        ledger as money is applied (`Ledger.platform_flows`; callers only read it)."""
+        return self.ledger.platform_flows(self.platform_id)
 
     def edges(self, pred: Callable[[str, str, dict[str, Any]], bool]) -> list[tuple[str, str, dict[str, Any], int]]:
         """Flow edges out of this platform's accounts that match and carry money inside the window, largest first.

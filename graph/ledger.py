@@ -83,6 +83,9 @@ _FOLDED: dict[tuple[str, str, str, bool], list[int]] = {}
 _FoldIndex = dict[int, tuple[list[dict[int, list[int]]], list[dict[int, dict[tuple[str, str, str, bool], list[int]]]]]]
 
 
+# platform -> (payer role, payee role) -> flow edges out of its accounts (`Ledger.platform_flows`)
+_FlowsIndex = dict[str, dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]]]
+_NO_FLOWS: dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]] = {}  # shared, never written
 _DISBURSE, _INVEST, _REPAY, _REFUND = (TYPE_INDEX[t] for t in ("DISBURSE", "INVEST", "REPAY", "REFUND"))
 
 
@@ -135,18 +138,24 @@ class Ledger:
         self._dedup_ids: dict[str, int] = {}  # tx id -> content digest (tx_digest)
         self._folds: _FoldIndex | None = None  # derived (see `fold`): never checkpointed, rebuilt from the state
         self._principal: dict[str, list[int]] | None = None  # derived (see `principal`), like `_folds`
+        self._flows_out: _FlowsIndex | None = None  # derived (see `platform_flows`), like `_folds`
+        self._flows_shared: set[str] = set()  # accounts listed by more than one platform (with `_flows_out`)
 
     def __getstate__(self) -> dict[str, Any]:
         """The ledger's own state: the fold index is derived from it (checkpoints and copies rebuild it)."""
         state = dict(self.__dict__)
         state.pop("_folds", None)
         state.pop("_principal", None)
+        state.pop("_flows_out", None)
+        state.pop("_flows_shared", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._folds = None
         self._principal = None
+        self._flows_out = None
+        self._flows_shared = set()
 
     # ---- state ------------------------------------------------------------------------------
     @property
@@ -254,8 +263,12 @@ class Ledger:
     def apply_account(self, a: Account) -> ApplyResult:
         G = self.graph
         prev = self.accounts.get(a.account_id)
-        if (prev.role if prev is not None else None) != a.role and (prev is not None or a.account_id in G._node):
-            self._principal = None  # who counts as a lender moved: the derived sums are rebuilt when next read
+        if prev is not None or a.account_id in G._node:  # derived indexes rebuilt when next read if what they key on moved
+            if prev is None or prev.role != a.role:
+                self._principal = None  # who counts as a lender
+                self._flows_out = None  # the roles its flows are grouped by
+            elif prev.platform_id != a.platform_id:
+                self._flows_out = None  # the platforms that list it
         self.accounts[a.account_id] = a
         self.platform_accounts.setdefault(a.platform_id, set()).add(a.account_id)
         if prev is None:
@@ -407,6 +420,19 @@ class Ledger:
             nx._clear_cache(G)
             if folds is not None:
                 _day_of(folds, day)[0].append(buckets)
+            flows_out = self._flows_out
+            if flows_out is not None:  # kept up once built: see `platform_flows`
+                if fa in self._flows_shared:
+                    self._flows_out = None
+                else:
+                    groups = flows_out.get(src["platform"])
+                    if groups is None:
+                        groups = flows_out[src["platform"]] = {}
+                    group = groups.get((src_role, dst_role))
+                    if group is None:
+                        groups[(src_role, dst_role)] = [(fa, ta, e)]
+                    else:
+                        group.append((fa, ta, e))
         else:
             e["amount"] += amount
             e["count"] += 1
@@ -523,6 +549,35 @@ class Ledger:
             index = self._principal = self._index_principal()
         row = index.get(account_id)
         return (row[0], row[1]) if row is not None else (0, 0)
+
+    def platform_flows(self, platform_id: str) -> dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]]:
+        """The flow edges out of the accounts a platform lists, grouped by (payer role, payee role); callers only
+        read it, and it is valid while the ledger does not change. Every rule reads a platform's edges through it,
+        and walking them again at every assessment was a tenth of the rules; so the groups are kept: derived like
+        `_folds` (built from the graph when first read, a new edge appended by `apply_transaction` from then on,
+        rebuilt when an account's role or platform changes, never checkpointed). The order inside a group is not
+        the graph's: readers sort (PlatformView._in_window)."""
+        index = self._flows_out
+        if index is None:
+            index = self._flows_out = self._index_flows()
+        return index.get(platform_id, _NO_FLOWS)
+
+    def _index_flows(self) -> _FlowsIndex:
+        succ, accounts = self.graph._succ, self.accounts
+        index: _FlowsIndex = {}
+        listed: dict[str, int] = {}
+        for pid, mine in self.platform_accounts.items():
+            groups = index[pid] = {}
+            for u in mine:
+                listed[u] = listed.get(u, 0) + 1
+                a = accounts.get(u)
+                ru = a.role if a else None
+                for v, e in succ[u].items():
+                    if e.get("kind") == "flow":
+                        b = accounts.get(v)
+                        groups.setdefault((ru, b.role if b else None), []).append((u, v, e))
+        self._flows_shared = {u for u, n in listed.items() if n > 1}  # a new edge of theirs goes to every lister
+        return index
 
     def _index_principal(self) -> dict[str, list[int]]:
         index: dict[str, list[int]] = {}

@@ -254,3 +254,45 @@ def test_principal_sums_kept_as_movements_arrive_equal_the_sums_walked_from_the_
                 assert b.ledger.principal(a) == walked(b.ledger, a), (k, a)
     assert any(b.ledger.principal(a)[1] for a in names) and any(b.ledger.principal(a)[0] for a in names)
     assert "_principal" not in b.ledger.__getstate__()
+
+
+def test_flow_groups_kept_as_edges_appear_equal_a_walk_of_the_graph():
+    """`Ledger.platform_flows` is kept up by apply once first read; it must hold what a walk of the platform's
+    accounts finds (order aside: readers sort), through new edges, a role change, an account moved to another
+    platform (then listed by both) and a copy."""
+    import copy
+    import random
+
+    from schemas.records import Account
+
+    def walked(L: Ledger, pid: str) -> dict:
+        out: dict = {}
+        for u in L.platform_accounts.get(pid, ()):
+            for v, e in L.graph._succ[u].items():
+                if e.get("kind") == "flow":
+                    out.setdefault((L.accounts[u].role, L.accounts[v].role), set()).add((u, v, id(e)))
+        return out
+
+    def kept(L: Ledger, pid: str) -> dict:
+        return {k: {(u, v, id(e)) for u, v, e in g} for k, g in L.platform_flows(pid).items()}
+
+    rng = random.Random(5)
+    b = Book()
+    b.ledger.apply(Book("P2").ledger.platforms["P2"])
+    roles = ("EXTERNAL", "INVESTOR", "INVESTOR", "CUSTODY_POOL", "BORROWER", "PLATFORM_OWN")
+    names = [b.account(f"A{i}", roles[i % len(roles)]) for i in range(12)]
+    for k in range(500):
+        src, dst = rng.sample(names, 2)
+        b.tx(k / 25, rng.choice(("DEPOSIT", "INVEST", "TRANSFER", "REPAY")), src, dst, rng.randrange(1, 900))
+        if k == 60:
+            assert kept(b.ledger, "P1") == walked(b.ledger, "P1")  # first read: the groups are built here
+        if k == 150:
+            b.ledger.apply(Account("A1", "P1", "H-A1", "BORROWER", T0))  # a role changes
+        if k == 250:
+            b.ledger.apply(Account("A2", "P2", "H-A2", "INVESTOR", T0))  # moved: listed by P1 and P2 from now on
+        if k == 350:
+            b.ledger = copy.deepcopy(b.ledger)
+        if k % 40 == 39:
+            for pid in ("P1", "P2"):
+                assert kept(b.ledger, pid) == walked(b.ledger, pid), (k, pid)
+    assert kept(b.ledger, "P2") and "_flows_out" not in b.ledger.__getstate__()
