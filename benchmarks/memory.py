@@ -5,8 +5,8 @@
 
 Part 1 (size): a world of `--platforms` platforms over `--days` days (`ingest.simulator.simulate`),
 applied to one Ledger under tracemalloc: Python heap bytes of the registry per account, of the money
-per flow edge, of the derived principal sums per account (built at the first assessment), and of
-everything per platform, plus the process's resident set (RSS) growth over the
+per flow edge, of the derived principal sums per account and flow groups per edge (built at the first
+assessment), and of everything per platform, plus the process's resident set (RSS) growth over the
 same steps. Baseline in the same run: a bare networkx DiGraph holding the same accounts as nodes and
 one edge per (payer, payee) with only an amount and a count (what any graph of these flows costs at
 least); the ratio printed is baseline bytes / ledger bytes per flow edge.
@@ -83,6 +83,8 @@ def size(platforms: int, days: int, seed: int) -> None:
     h2, r2 = heap(), rss()
     L.principal("")  # the derived principal sums, as the first assessment builds them
     h3 = heap()
+    L.platform_flows("")  # and the platforms' flow groups
+    h4 = heap()
     tracemalloc.stop()
     st = L.stats()
     per_edge = (h2 - h1) / max(1, st["flow_edges"])
@@ -93,8 +95,9 @@ def size(platforms: int, days: int, seed: int) -> None:
           f"{st['day_buckets']:,} day buckets, {st['dedup_ids']:,} remembered ids; "
           f"{(h2 - h1) / max(1, len(records)):,.0f} B/transaction; RSS +{(r2 - r1) / 2**20:,.0f} MiB")
     print(f"  derived   {(h3 - h2) / max(1, st['accounts']):8,.0f} B/account (heap; the principal sums the first "
-          f"assessment builds, Ledger.principal)")
-    print(f"  platform  {(h3 - h0) / max(1, len(L.platforms)):8,.0f} B/platform (heap, everything)")
+          f"assessment builds, Ledger.principal), {(h4 - h3) / max(1, st['flow_edges']):,.0f} B/flow edge (the "
+          f"platforms' flow groups, Ledger.platform_flows)")
+    print(f"  platform  {(h4 - h0) / max(1, len(L.platforms)):8,.0f} B/platform (heap, everything)")
     print(f"  baseline  bare DiGraph (amount, count per edge, accounts as nodes) {base_per_edge:,.0f} B/edge; "
           f"ratio baseline / ledger per flow edge {base_per_edge / per_edge:.2f}")
 
