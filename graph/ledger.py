@@ -86,6 +86,8 @@ _FoldIndex = dict[int, tuple[list[dict[int, list[int]]], list[dict[int, dict[tup
 # platform -> (payer role, payee role) -> flow edges out of its accounts (`Ledger.platform_flows`)
 _FlowsIndex = dict[str, dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]]]
 _NO_FLOWS: dict[tuple[str | None, str | None], list[tuple[str, str, dict[str, Any]]]] = {}  # shared, never written
+# what the ledger derives from its own state, never checkpointed or copied (rebuilt when next read)
+_DERIVED = ("_folds", "_principal", "_flows_out")
 _DISBURSE, _INVEST, _REPAY, _REFUND = (TYPE_INDEX[t] for t in ("DISBURSE", "INVEST", "REPAY", "REFUND"))
 
 
@@ -138,24 +140,17 @@ class Ledger:
         self._dedup_ids: dict[str, int] = {}  # tx id -> content digest (tx_digest)
         self._folds: _FoldIndex | None = None  # derived (see `fold`): never checkpointed, rebuilt from the state
         self._principal: dict[str, list[int]] | None = None  # derived (see `principal`), like `_folds`
-        self._flows_out: _FlowsIndex | None = None  # derived (see `platform_flows`), like `_folds`
-        self._flows_shared: set[str] = set()  # accounts listed by more than one platform (with `_flows_out`)
+        # derived (see `platform_flows`), like `_folds`: the groups, and the accounts more than one platform lists
+        self._flows_out: tuple[_FlowsIndex, set[str]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        """The ledger's own state: the fold index is derived from it (checkpoints and copies rebuild it)."""
-        state = dict(self.__dict__)
-        state.pop("_folds", None)
-        state.pop("_principal", None)
-        state.pop("_flows_out", None)
-        state.pop("_flows_shared", None)
-        return state
+        """The ledger's own state: the derived indexes are not (checkpoints and copies rebuild them)."""
+        return {k: v for k, v in self.__dict__.items() if k not in _DERIVED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._folds = None
-        self._principal = None
-        self._flows_out = None
-        self._flows_shared = set()
+        for k in _DERIVED:
+            setattr(self, k, None)
 
     # ---- state ------------------------------------------------------------------------------
     @property
@@ -420,9 +415,10 @@ class Ledger:
             nx._clear_cache(G)
             if folds is not None:
                 _day_of(folds, day)[0].append(buckets)
-            flows_out = self._flows_out
-            if flows_out is not None:  # kept up once built: see `platform_flows`
-                if fa in self._flows_shared:
+            kept = self._flows_out
+            if kept is not None:  # kept up once built: see `platform_flows`
+                flows_out, shared = kept
+                if fa in shared:  # a new edge of theirs goes to every platform listing them: rebuilt instead
                     self._flows_out = None
                 else:
                     groups = flows_out.get(src["platform"])
@@ -557,12 +553,12 @@ class Ledger:
         `_folds` (built from the graph when first read, a new edge appended by `apply_transaction` from then on,
         rebuilt when an account's role or platform changes, never checkpointed). The order inside a group is not
         the graph's: readers sort (PlatformView._in_window)."""
-        index = self._flows_out
-        if index is None:
-            index = self._flows_out = self._index_flows()
-        return index.get(platform_id, _NO_FLOWS)
+        kept = self._flows_out
+        if kept is None:
+            kept = self._flows_out = self._index_flows()
+        return kept[0].get(platform_id, _NO_FLOWS)
 
-    def _index_flows(self) -> _FlowsIndex:
+    def _index_flows(self) -> tuple[_FlowsIndex, set[str]]:
         succ, accounts = self.graph._succ, self.accounts
         index: _FlowsIndex = {}
         listed: dict[str, int] = {}
@@ -576,8 +572,7 @@ class Ledger:
                     if e.get("kind") == "flow":
                         b = accounts.get(v)
                         groups.setdefault((ru, b.role if b else None), []).append((u, v, e))
-        self._flows_shared = {u for u, n in listed.items() if n > 1}  # a new edge of theirs goes to every lister
-        return index
+        return index, {u for u, n in listed.items() if n > 1}
 
     def _index_principal(self) -> dict[str, list[int]]:
         index: dict[str, list[int]] = {}
